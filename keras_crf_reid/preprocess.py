@@ -1,0 +1,37 @@
+"""The model's input tensor: YUV colour, per-frame standardised, plus two flow channels.
+
+Every consumer (training pipeline, evaluation, gRPC client, gallery search) goes through
+`to_model_input` so the network always sees identically prepared frames.
+"""
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from keras_crf_reid.frames import FRAME_HEIGHT, FRAME_WIDTH
+
+NUM_CHANNELS = 5
+INPUT_SHAPE = (FRAME_HEIGHT, FRAME_WIDTH, NUM_CHANNELS)
+_EPS = 1e-3
+
+
+def to_model_input(rgb, flow) -> tf.Tensor:
+    """RGB uint8 (..., H, W, 3) and flow (..., H, W, 2) in [-1, 1] -> float32 (..., H, W, 5).
+
+    Colour is converted to YUV and each YUV channel of each frame is standardised to zero mean
+    and unit variance (removes global illumination and colour cast differences between cameras);
+    flow is passed through as stored (already scaled to [-1, 1]).
+    """
+    rgb = tf.convert_to_tensor(rgb)
+    if rgb.dtype == tf.uint8:
+        rgb = tf.cast(rgb, tf.float32) / 255.0
+    yuv = tf.image.rgb_to_yuv(tf.cast(rgb, tf.float32))
+    mean = tf.reduce_mean(yuv, axis=[-3, -2], keepdims=True)
+    std = tf.math.reduce_std(yuv, axis=[-3, -2], keepdims=True)
+    yuv = (yuv - mean) / tf.maximum(std, _EPS)
+    return tf.concat([yuv, tf.cast(flow, tf.float32)], axis=-1)
+
+
+def to_model_input_np(rgb: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    """NumPy convenience wrapper of `to_model_input`."""
+    return to_model_input(rgb, flow).numpy()

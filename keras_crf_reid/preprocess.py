@@ -35,3 +35,29 @@ def to_model_input(rgb, flow) -> tf.Tensor:
 def to_model_input_np(rgb: np.ndarray, flow: np.ndarray) -> np.ndarray:
     """NumPy convenience wrapper of `to_model_input`."""
     return to_model_input(rgb, flow).numpy()
+
+
+def loop_indices(num_frames: int, length: int, start: int = 0) -> np.ndarray:
+    """`length` frame indices starting at `start`, looping back to frame 0 past the end.
+
+    Tracklets shorter than the window are repeated cyclically (0, 1, .., n-1, 0, 1, ..) rather
+    than zero-padded, so every input frame is a real frame with real motion.
+    """
+    if num_frames <= 0:
+        raise ValueError("a tracklet needs at least one frame")
+    return (start + np.arange(length)) % num_frames
+
+
+def group_windows(num_frames: int, length: int = 16) -> np.ndarray:
+    """Frame indices (G, length) covering every frame of a tracklet, for evaluation.
+
+    The tracklet is cut into consecutive groups of `length`; a remainder is covered by one more
+    group made of the last `length` frames (overlapping the previous group); a tracklet shorter
+    than `length` gives one looped group.
+    """
+    if num_frames < length:
+        return loop_indices(num_frames, length)[None, :]
+    starts = list(range(0, num_frames - length + 1, length))
+    if starts[-1] + length < num_frames:
+        starts.append(num_frames - length)
+    return np.asarray(starts)[:, None] + np.arange(length)[None, :]

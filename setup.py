@@ -16,6 +16,7 @@ setup(
         "tqdm>=4.60",
         "matplotlib>=3.8",
         "grpcio>=1.60",
+        "tensorboard>=2.16",
     ],
     extras_require={
         "test": ["pytest>=8", "hypothesis>=6"],

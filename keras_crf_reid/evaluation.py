@@ -1,0 +1,63 @@
+"""Test protocol: tracklet features = mean over all of its 16-frame groups; CMC and mAP."""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+from tqdm import tqdm
+
+from keras_crf_reid.datasets.base import Split
+from keras_crf_reid.metrics import cmc_summary, euclidean_distances, evaluate_rank
+from keras_crf_reid.pipeline import group_dataset
+from keras_crf_reid.store import TrackletStore
+
+
+def compiled_embedder(model: keras.Model, part: str = "full") -> Callable:
+    """A tf.function running `model` in inference mode on full frames (cropping for parts)."""
+    from keras_crf_reid.fusion import crop_part
+
+    @tf.function(reduce_retracing=True)
+    def embed(x):
+        return model(crop_part(x, part), training=False)
+
+    return embed
+
+
+def embed_tracklets(embed: Callable, store: TrackletStore, indices: Sequence[int],
+                    seq_len: int = 16, batch_size: int = 32, progress: bool = False) -> np.ndarray:
+    """(len(indices), D) features: the mean embedding of each tracklet's frame groups."""
+    ds, counts = group_dataset(store, indices, seq_len, batch_size)
+    sums = None
+    bar = tqdm(total=int(counts.sum()), desc="embed", unit="group", disable=not progress)
+    for x, owner in ds:
+        e = embed(x).numpy().astype(np.float64)
+        if sums is None:
+            sums = np.zeros((len(indices), e.shape[1]))
+        np.add.at(sums, owner.numpy(), e)
+        bar.update(len(e))
+    bar.close()
+    return (sums / counts[:, None]).astype(np.float32)
+
+
+def evaluate_features(features: dict[int, np.ndarray], store: TrackletStore, split: Split,
+                      max_rank: int = 20) -> dict:
+    """CMC/mAP of a split given per-tracklet features (index -> vector)."""
+    tr = store.dataset.tracklets
+    q = np.stack([features[i] for i in split.query])
+    g = np.stack([features[i] for i in split.gallery])
+    dist = euclidean_distances(q, g)
+    cmc, mean_ap = evaluate_rank(dist, [tr[i].pid for i in split.query], [tr[i].pid for i in split.gallery],
+                                 [tr[i].camid for i in split.query], [tr[i].camid for i in split.gallery],
+                                 max_rank=min(max_rank, len(split.gallery)))
+    cmc = np.pad(cmc, (0, max(0, max_rank - len(cmc))), mode="edge")
+    return {**cmc_summary(cmc, mean_ap), "cmc": [float(c) for c in cmc]}
+
+
+def evaluate_split(embed: Callable, store: TrackletStore, split: Split, seq_len: int = 16,
+                   batch_size: int = 32, progress: bool = False) -> dict:
+    """Embeds the query and gallery tracklets of a split and scores them."""
+    indices = sorted(set(split.query) | set(split.gallery))
+    feats = embed_tracklets(embed, store, indices, seq_len, batch_size, progress)
+    return evaluate_features(dict(zip(indices, feats)), store, split)

@@ -1,0 +1,203 @@
+"""tf.data pipelines: balanced sequence-pair batches for training, frame groups for evaluation.
+
+Training batch b is drawn from a NumPy generator seeded with (seed, b), so the stream is
+identical for any parallelism and can be resumed at any step. Half of each batch are positive
+pairs (one identity, two different cameras), half negative pairs (two identities, random
+cameras); each side is a window of `seq_len` consecutive frames at a random start (shorter
+tracklets are looped, see preprocess.loop_indices). Augmentation is drawn per sequence and
+applied identically to all its frames: a random crop (scale and translation) resized back to
+the input size, and a horizontal mirror that also negates horizontal flow.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Iterator, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from keras_crf_reid.frames import FRAME_HEIGHT, FRAME_WIDTH
+from keras_crf_reid.preprocess import group_windows, loop_indices, to_model_input
+from keras_crf_reid.store import TrackletStore
+
+
+@dataclasses.dataclass(frozen=True)
+class PairConfig:
+    """How training pairs are sampled and augmented."""
+
+    seq_len: int = 16
+    batch_size: int = 16
+    augment: bool = True
+    min_crop_scale: float = 0.8
+    flip: bool = True
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.batch_size < 2 or self.batch_size % 2:
+            raise ValueError(f"batch_size must be an even number >= 2 (half positive, half "
+                             f"negative pairs), got {self.batch_size}")
+        if self.seq_len < 1:
+            raise ValueError(f"seq_len must be >= 1, got {self.seq_len}")
+        if not 0.1 <= self.min_crop_scale <= 1.0:
+            raise ValueError(f"min_crop_scale must be in [0.1, 1], got {self.min_crop_scale}")
+
+
+class PairSampler:
+    """Draws balanced pair batches (indices, window starts, augmentation) from a training set."""
+
+    def __init__(self, store: TrackletStore, train: Sequence[int], config: PairConfig):
+        tracklets = store.dataset.tracklets
+        self.config = config
+        self.lengths = store.lengths()
+        self.by_pid_cam: dict[int, dict[int, list[int]]] = {}
+        for i in train:
+            t = tracklets[i]
+            self.by_pid_cam.setdefault(t.pid, {}).setdefault(t.camid, []).append(i)
+        self.pid_of = [t.pid for t in tracklets]
+        self.pids = sorted(self.by_pid_cam)
+        self.label_of = {pid: k for k, pid in enumerate(self.pids)}
+        self.multi_cam = [p for p in self.pids if len(self.by_pid_cam[p]) >= 2]
+        if not self.multi_cam:
+            raise ValueError(f"{store.dataset.root}: no training identity is seen by two cameras; "
+                             "positive pairs cannot be formed")
+        if len(self.pids) < 2:
+            raise ValueError(f"{store.dataset.root}: negative pairs need at least 2 training identities")
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.pids)
+
+    def _any(self, rng: np.random.Generator, pid: int) -> int:
+        cams = self.by_pid_cam[pid]
+        cam = list(cams)[rng.integers(len(cams))]
+        return cams[cam][rng.integers(len(cams[cam]))]
+
+    def _start(self, rng: np.random.Generator, i: int) -> int:
+        n = int(self.lengths[i])
+        return int(rng.integers(0, n - self.config.seq_len + 1)) if n > self.config.seq_len else 0
+
+    def batch(self, b: int) -> dict[str, np.ndarray]:
+        """Batch number b: tracklet indices (B, 2), starts (B, 2), labels, augmentation boxes/flips."""
+        cfg = self.config
+        rng = np.random.default_rng([cfg.seed, b])
+        half = cfg.batch_size // 2
+        idx = np.zeros((cfg.batch_size, 2), np.int64)
+        for k in range(half):
+            pid = self.multi_cam[rng.integers(len(self.multi_cam))]
+            cams = list(self.by_pid_cam[pid])
+            ca, cb = rng.choice(len(cams), 2, replace=False)
+            la, lb = self.by_pid_cam[pid][cams[ca]], self.by_pid_cam[pid][cams[cb]]
+            idx[k] = la[rng.integers(len(la))], lb[rng.integers(len(lb))]
+        for k in range(half, cfg.batch_size):
+            pa, pb = rng.choice(len(self.pids), 2, replace=False)
+            idx[k] = self._any(rng, self.pids[pa]), self._any(rng, self.pids[pb])
+        order = rng.permutation(cfg.batch_size)
+        idx = idx[order]
+        label = (np.arange(cfg.batch_size) < half).astype(np.float32)[order]
+        starts = np.array([[self._start(rng, i) for i in row] for row in idx], np.int64)
+        classes = np.array([[self.label_of[self.pid_of[i]] for i in row] for row in idx], np.int64)
+        n = cfg.batch_size * 2
+        if cfg.augment:
+            scale = rng.uniform(cfg.min_crop_scale, 1.0, n)
+            aspect = rng.uniform(0.95, 1.05, n)
+            h = np.clip(scale * aspect, 0.1, 1.0)
+            w = np.clip(scale / aspect, 0.1, 1.0)
+            y0 = rng.uniform(0, 1, n) * (1 - h)
+            x0 = rng.uniform(0, 1, n) * (1 - w)
+            flip = rng.random(n) < 0.5 if cfg.flip else np.zeros(n, bool)
+        else:
+            h = w = np.ones(n)
+            y0 = x0 = np.zeros(n)
+            flip = np.zeros(n, bool)
+        boxes = np.stack([y0, x0, y0 + h, x0 + w], 1).astype(np.float32)
+        return {"index": idx, "start": starts, "label": label, "class": classes,
+                "boxes": boxes.reshape(cfg.batch_size, 2, 4), "flip": flip.reshape(cfg.batch_size, 2)}
+
+
+def _augment(rgb: tf.Tensor, flow: tf.Tensor, boxes: tf.Tensor, flip: tf.Tensor) -> tf.Tensor:
+    """rgb (N, L, H, W, 3) uint8, flow (N, L, H, W, 2), boxes (N, 4), flip (N,) -> (N, L, H, W, 5)."""
+    shape = tf.shape(rgb)
+    n, length = shape[0], shape[1]
+    x = tf.concat([tf.cast(rgb, tf.float32) / 255.0, tf.cast(flow, tf.float32)], -1)
+    x = tf.reshape(x, [n * length, FRAME_HEIGHT, FRAME_WIDTH, 5])
+    frame_boxes = tf.repeat(boxes, length, axis=0)
+    x = tf.image.crop_and_resize(x, frame_boxes, tf.range(n * length), [FRAME_HEIGHT, FRAME_WIDTH])
+    # Zooming into a crop of relative size (h, w) magnifies displacements by (1/h, 1/w).
+    zoom = tf.stack([1.0 / (frame_boxes[:, 3] - frame_boxes[:, 1]),
+                     1.0 / (frame_boxes[:, 2] - frame_boxes[:, 0])], -1)
+    flip_f = tf.repeat(flip, length, axis=0)
+    mirrored = tf.reverse(x, axis=[2]) * tf.constant([1, 1, 1, -1, 1], tf.float32)
+    x = tf.where(flip_f[:, None, None, None], mirrored, x)
+    rgb_out = x[..., :3]
+    flow_out = tf.clip_by_value(x[..., 3:] * zoom[:, None, None, :], -1.0, 1.0)
+    out = to_model_input(rgb_out, flow_out)
+    return tf.reshape(out, [n, length, FRAME_HEIGHT, FRAME_WIDTH, 5])
+
+
+def pair_dataset(store: TrackletStore, train: Sequence[int], config: PairConfig,
+                 num_batches: int | None = None, start_batch: int = 0,
+                 parallel_calls: int = 2) -> tuple[tf.data.Dataset, PairSampler]:
+    """Yields ((seq_a, seq_b), {"label", "class_a", "class_b"}) batches, plus the sampler.
+
+    seq_a/seq_b: float32 (B, seq_len, 128, 64, 5); label 1.0 for positive pairs. Batches
+    continue from `start_batch` (to resume training at a step) for `num_batches` (None: forever).
+    """
+    sampler = PairSampler(store, train, config)
+    cfg = config
+
+    def load(b):
+        spec = sampler.batch(int(b))
+        rgb = np.empty((cfg.batch_size, 2, cfg.seq_len, FRAME_HEIGHT, FRAME_WIDTH, 3), np.uint8)
+        flow = np.empty((cfg.batch_size, 2, cfg.seq_len, FRAME_HEIGHT, FRAME_WIDTH, 2), np.float16)
+        for k in range(cfg.batch_size):
+            for s in range(2):
+                i = int(spec["index"][k, s])
+                idx = loop_indices(int(sampler.lengths[i]), cfg.seq_len, int(spec["start"][k, s]))
+                rgb[k, s], flow[k, s] = store.window(i, idx)
+        return (rgb, flow, spec["boxes"], spec["flip"], spec["label"],
+                spec["class"][:, 0], spec["class"][:, 1])
+
+    def to_batch(b):
+        rgb, flow, boxes, flip, label, ca, cb = tf.numpy_function(
+            load, [b], [tf.uint8, tf.float16, tf.float32, tf.bool, tf.float32, tf.int64, tf.int64],
+            stateful=False)
+        bs, n = cfg.batch_size, cfg.batch_size * 2
+        rgb = tf.reshape(rgb, [n, cfg.seq_len, FRAME_HEIGHT, FRAME_WIDTH, 3])
+        flow = tf.reshape(flow, [n, cfg.seq_len, FRAME_HEIGHT, FRAME_WIDTH, 2])
+        x = _augment(rgb, flow, tf.reshape(boxes, [n, 4]), tf.reshape(flip, [n]))
+        x = tf.reshape(x, [bs, 2, cfg.seq_len, FRAME_HEIGHT, FRAME_WIDTH, 5])
+        targets = {"label": tf.reshape(label, [bs]), "class_a": tf.reshape(ca, [bs]),
+                   "class_b": tf.reshape(cb, [bs])}
+        return (x[:, 0], x[:, 1]), targets
+
+    stop = None if num_batches is None else start_batch + num_batches
+    ds = tf.data.Dataset.range(start_batch, stop if stop is not None else np.iinfo(np.int64).max)
+    opts = tf.data.Options()
+    opts.deterministic = True
+    ds = ds.map(to_batch, num_parallel_calls=parallel_calls).prefetch(2).with_options(opts)
+    return ds, sampler
+
+
+def group_dataset(store: TrackletStore, indices: Sequence[int], seq_len: int = 16,
+                  batch_size: int = 32) -> tuple[tf.data.Dataset, np.ndarray]:
+    """Every frame of each tracklet cut into seq_len-frame groups (preprocess.group_windows).
+
+    Returns the dataset of batches (groups float32 (G, seq_len, 128, 64, 5), owner (G,) int64:
+    position in `indices`) and the number of groups per tracklet.
+    """
+    lengths = store.lengths()
+    plan = [(pos, int(i), w) for pos, i in enumerate(indices)
+            for w in group_windows(int(lengths[i]), seq_len)]
+    counts = np.bincount([p for p, _, _ in plan], minlength=len(indices))
+
+    def gen() -> Iterator:
+        for pos, i, w in plan:
+            rgb, flow = store.window(i, w)
+            yield rgb, flow, pos
+
+    sig = (tf.TensorSpec((seq_len, FRAME_HEIGHT, FRAME_WIDTH, 3), tf.uint8),
+           tf.TensorSpec((seq_len, FRAME_HEIGHT, FRAME_WIDTH, 2), tf.float16),
+           tf.TensorSpec((), tf.int64))
+    ds = tf.data.Dataset.from_generator(gen, output_signature=sig).batch(batch_size)
+    ds = ds.map(lambda r, f, p: (to_model_input(r, f), p), num_parallel_calls=2).prefetch(2)
+    return ds, counts

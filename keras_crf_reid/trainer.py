@@ -1,0 +1,208 @@
+"""Custom training loop for the CRF objective (siamese + two softmax terms).
+
+One step embeds both sides of every pair in a single forward pass (the two halves of a 2B
+batch), computes per-example losses averaged over the global batch (so tf.distribute
+strategies sum replica gradients correctly), clips gradients by global norm, and applies them.
+Checkpoints (model, classifier, optimizer, step) go through tf.train.CheckpointManager; the
+input stream is indexed by step, so a restored run continues with the batches it had not seen.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import signal
+import time
+from typing import Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+from tqdm import tqdm
+
+from keras_crf_reid.fusion import crop_part
+from keras_crf_reid.losses import LossWeights, crf_loss
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN or Inf loss or gradient."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings (defaults: the paper's where it gives them)."""
+
+    steps: int = 1000
+    optimizer: str = "sgd"
+    learning_rate: float = 1e-3
+    momentum: float = 0.9
+    clipnorm: float = 10.0
+    margin: float = 2.0
+    weights: LossWeights = LossWeights()
+    part: str = "full"
+    ckpt_every: int = 200
+    max_to_keep: int = 3
+    log_every: int = 10
+    eval_every: int = 0
+    on_nan: str = "stop"
+    mixed_precision: bool = False
+    jit_compile: bool = False
+
+    def __post_init__(self):
+        if self.optimizer not in ("sgd", "adam"):
+            raise ValueError(f"--optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
+        if self.on_nan not in ("stop", "skip"):
+            raise ValueError(f"--on_nan must be 'stop' or 'skip', got {self.on_nan!r}")
+        if self.steps < 0 or self.learning_rate <= 0:
+            raise ValueError("--steps must be >= 0 and --learning_rate > 0")
+
+
+def make_optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:
+    if config.optimizer == "sgd":
+        opt = keras.optimizers.SGD(config.learning_rate, momentum=config.momentum)
+    else:
+        opt = keras.optimizers.Adam(config.learning_rate)
+    if config.mixed_precision:
+        opt = keras.optimizers.LossScaleOptimizer(opt)
+    return opt
+
+
+class Trainer:
+    """Trains one CRF embedding model plus its identity classifier."""
+
+    def __init__(self, model: keras.Model, num_classes: int, config: TrainConfig, model_dir: str,
+                 strategy: tf.distribute.Strategy | None = None):
+        self.config = config
+        self.model_dir = model_dir
+        self.strategy = strategy or tf.distribute.get_strategy()
+        with self.strategy.scope():
+            self.model = model
+            self.classifier = keras.layers.Dense(num_classes, name="id_classifier", dtype="float32")
+            self.classifier.build((None, model.output_shape[-1]))
+            self.optimizer = make_optimizer(config)
+            self.optimizer.build(self.variables)
+            self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        self.ckpt = tf.train.Checkpoint(model=self.model, classifier=self.classifier,
+                                        optimizer=self.optimizer, step=self.step)
+        self.manager = tf.train.CheckpointManager(self.ckpt, os.path.join(model_dir, "ckpt"),
+                                                  max_to_keep=config.max_to_keep)
+        self._stop_signal: int | None = None
+
+    @property
+    def variables(self) -> list:
+        return self.model.trainable_variables + self.classifier.trainable_variables
+
+    def restore(self) -> int:
+        """Restores the latest checkpoint of model_dir, if any; returns the step reached."""
+        if self.manager.latest_checkpoint:
+            self.ckpt.restore(self.manager.latest_checkpoint).expect_partial()
+            log.info("restored %s at step %d", self.manager.latest_checkpoint, int(self.step))
+        return int(self.step)
+
+    def _replica_step(self, inputs, targets, global_batch: int):
+        a, b = inputs
+        cfg = self.config
+        x = crop_part(tf.concat([a, b], 0), cfg.part)
+        with tf.GradientTape() as tape:
+            emb = self.model(x, training=True)
+            logits = self.classifier(emb)
+            ea, eb = tf.split(emb, 2)
+            la, lb = tf.split(logits, 2)
+            terms = crf_loss(ea, eb, la, lb, targets["label"], targets["class_a"],
+                             targets["class_b"], cfg.margin, cfg.weights)
+            loss = tf.nn.compute_average_loss(terms["total"], global_batch_size=global_batch)
+            scaled = self.optimizer.scale_loss(loss) if cfg.mixed_precision else loss
+        grads = tape.gradient(scaled, self.variables)
+        grads, norm = tf.clip_by_global_norm(grads, cfg.clipnorm)
+        finite = tf.math.is_finite(loss) & tf.math.is_finite(norm)
+        grads = [tf.where(finite, g, tf.zeros_like(g)) for g in grads]
+        self.optimizer.apply_gradients(zip(grads, self.variables))
+        means = {k: tf.nn.compute_average_loss(v, global_batch_size=global_batch)
+                 for k, v in terms.items()}
+        means["finite"] = tf.cast(finite, tf.float32) / self.strategy.num_replicas_in_sync
+        return means
+
+    def _make_step(self, global_batch: int) -> Callable:
+        def step(inputs, targets):
+            per_replica = self.strategy.run(self._replica_step, args=(inputs, targets, global_batch))
+            out = {k: self.strategy.reduce("SUM", v, axis=None) for k, v in per_replica.items()}
+            self.step.assign_add(1)
+            return out
+        return tf.function(step, jit_compile=self.config.jit_compile or None)
+
+    def _on_signal(self, signum, _frame):
+        self._stop_signal = signum
+
+    def fit(self, make_dataset: Callable[[int], tf.data.Dataset], global_batch: int,
+            eval_fn: Callable[[int], dict] | None = None, progress: bool = True) -> dict:
+        """Trains until config.steps; `make_dataset(start_step)` gives the batches from a step.
+
+        SIGINT/SIGTERM save a checkpoint and return early. Returns the last running losses.
+        """
+        cfg = self.config
+        start = self.restore()
+        if start >= cfg.steps:
+            log.info("%s already trained to step %d", self.model_dir, start)
+            return {"step": start}
+        ds = self.strategy.experimental_distribute_dataset(make_dataset(start))
+        step_fn = self._make_step(global_batch)
+        writer = tf.summary.create_file_writer(os.path.join(self.model_dir, "tb"))
+        old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        running: dict[str, float] = {}
+        bar = tqdm(total=cfg.steps, initial=start, desc=f"train {cfg.part}", unit="step",
+                   disable=not progress, dynamic_ncols=True)
+        t0, n0 = time.time(), start
+        try:
+            it = iter(ds)
+            while int(self.step) < cfg.steps:
+                inputs, targets = next(it)
+                out = step_fn(inputs, targets)
+                step = int(self.step)
+                vals = {k: float(v) for k, v in out.items()}
+                if vals.pop("finite") < 0.999:
+                    if cfg.on_nan == "stop":
+                        raise NonFiniteLossError(
+                            f"non-finite loss or gradient at step {step} ({vals}); the update "
+                            f"was not applied and no checkpoint was written. Lower "
+                            f"--learning_rate or pass --on_nan=skip to skip such batches.")
+                    log.warning("step %d: non-finite loss, batch skipped", step)
+                    continue
+                for k, v in vals.items():
+                    running[k] = v if k not in running else 0.9 * running[k] + 0.1 * v
+                bar.update(1)
+                if step % cfg.log_every == 0 or step == cfg.steps:
+                    bar.set_postfix({k: f"{v:.3f}" for k, v in running.items()})
+                    with writer.as_default(step=step):
+                        for k, v in running.items():
+                            tf.summary.scalar(f"loss/{k}", v)
+                        tf.summary.scalar("perf/steps_per_s", (step - n0) / max(time.time() - t0, 1e-9))
+                if cfg.ckpt_every and step % cfg.ckpt_every == 0:
+                    self.manager.save(checkpoint_number=step)
+                if eval_fn and cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.steps:
+                    metrics = eval_fn(step)
+                    with writer.as_default(step=step):
+                        for k, v in metrics.items():
+                            tf.summary.scalar(f"eval/{k}", v)
+                    bar.write(f"step {step}: " + ", ".join(f"{k} {v:.1f}" for k, v in metrics.items()))
+                if self._stop_signal is not None:
+                    self.manager.save(checkpoint_number=step)
+                    bar.write(f"signal {self._stop_signal}: checkpoint saved at step {step}, stopping")
+                    break
+            else:
+                if self.manager.latest_checkpoint is None or \
+                        not self.manager.latest_checkpoint.endswith(f"-{int(self.step)}"):
+                    self.manager.save(checkpoint_number=int(self.step))
+        finally:
+            bar.close()
+            writer.close()
+            for s, h in old.items():
+                signal.signal(s, h)
+        running["step"] = int(self.step)
+        running["steps_per_s"] = (int(self.step) - n0) / max(time.time() - t0, 1e-9)
+        return running
+
+    @property
+    def interrupted(self) -> bool:
+        return self._stop_signal is not None

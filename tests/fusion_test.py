@@ -1,0 +1,60 @@
+"""Local-global fusion: cropping of the halves and the weighted-sum arithmetic."""
+import numpy as np
+import pytest
+
+from keras_crf_reid.fusion import CropRows, build_fusion_model, fusion_weights, part_height
+from keras_crf_reid.model import ModelConfig, build_crf_model
+
+TINY = dict(filters=(4, 4, 4), embed_dim=8, dropout=0.0)
+
+
+def _parts(seed=0):
+    import keras
+    keras.utils.set_random_seed(seed)
+    return {p: build_crf_model(ModelConfig(input_height=part_height(p), **TINY), name=f"crf_{p}")
+            for p in ("full", "upper", "lower")}
+
+
+def test_crop_rows():
+    x = np.arange(2 * 3 * 128 * 4 * 5, dtype=np.float32).reshape(2, 3, 128, 4, 5)
+    np.testing.assert_array_equal(CropRows(0, 64)(x), x[:, :, :64])
+    np.testing.assert_array_equal(CropRows(64, 128)(x), x[:, :, 64:])
+
+
+def test_fusion_equals_weighted_sum_of_parts():
+    parts = _parts()
+    fusion = build_fusion_model(parts)
+    layer = fusion.get_layer("fusion")
+    layer.w.assign([0.5, -2.0, 3.0])  # upper, lower, full
+    x = np.random.default_rng(1).normal(size=(2, 4, 128, 64, 5)).astype(np.float32)
+    expected = (0.5 * parts["upper"](x[:, :, :64], training=False)
+                - 2.0 * parts["lower"](x[:, :, 64:], training=False)
+                + 3.0 * parts["full"](x, training=False))
+    np.testing.assert_allclose(fusion(x, training=False), expected, atol=1e-4)
+    assert fusion_weights(fusion) == pytest.approx({"upper": 0.5, "lower": -2.0, "full": 3.0})
+
+
+def test_fusion_trains_only_its_weights_and_starts_at_one():
+    fusion = build_fusion_model(_parts())
+    assert [v.name for v in fusion.trainable_variables] == ["fusion_weights"]
+    assert fusion_weights(fusion) == {"upper": 1.0, "lower": 1.0, "full": 1.0}
+
+
+def test_lower_half_model_ignores_upper_rows():
+    fusion = build_fusion_model({"lower": _parts()["lower"]})
+    x = np.random.default_rng(2).normal(size=(1, 3, 128, 64, 5)).astype(np.float32)
+    y = x.copy()
+    y[:, :, :64] = 0
+    np.testing.assert_allclose(fusion(x, training=False), fusion(y, training=False), atol=1e-6)
+
+
+def test_fusion_model_roundtrips_keras_file(tmp_path):
+    import keras
+    fusion = build_fusion_model(_parts())
+    fusion.get_layer("fusion").w.assign([1.5, 0.5, 2.0])
+    path = str(tmp_path / "fusion.keras")
+    fusion.save(path)
+    loaded = keras.models.load_model(path)
+    x = np.random.default_rng(3).normal(size=(2, 4, 128, 64, 5)).astype(np.float32)
+    np.testing.assert_allclose(loaded(x, training=False), fusion(x, training=False), atol=1e-5)
+    assert fusion_weights(loaded) == pytest.approx({"upper": 1.5, "lower": 0.5, "full": 2.0})

@@ -73,6 +73,7 @@ class TrackletStore:
         if os.path.exists(rgb_path) and os.path.exists(flow_path):
             return
         rgb, flow = self._compute(i)
+        os.makedirs(self.dir, exist_ok=True)
         for path, arr in ((rgb_path, rgb), (flow_path, flow)):
             tmp = f"{path}.{os.getpid()}.tmp.npy"
             np.save(tmp, arr)

@@ -174,7 +174,7 @@ def train_fusion(cfg: ExperimentConfig, store: TrackletStore, split: Split, spli
 
 def run(cfg: ExperimentConfig) -> dict:
     """Runs the experiment; returns {"table": markdown, "results": aggregated, ...}."""
-    from keras_crf_reid import report, plots
+    from keras_crf_reid import report
     t0 = time.time()
     os.makedirs(cfg.run_dir, exist_ok=True)
     strategy = make_strategy(cfg.strategy)
@@ -220,6 +220,7 @@ def run(cfg: ExperimentConfig) -> dict:
     written = report.write_run_report(cfg.run_dir, cfg.to_dict(), splits_path, per_split, extra)
     curves = {row: np.mean([r["cmc"] for r in rs], 0) for row, rs in per_split.items() if "cmc" in rs[0]}
     if curves:
+        from keras_crf_reid import plots
         plots.plot_cmc_curves(curves, os.path.join(cfg.run_dir, "cmc.png"),
                               title=f"{dataset.name}: CMC ({len(split_ids)} split(s))")
     out = {"run_dir": cfg.run_dir, "seconds": time.time() - t0, **written}

@@ -32,9 +32,9 @@ def main(argv: list[str]) -> int:
     except KeyboardInterrupt as e:
         print(f"interrupted: {e}", file=sys.stderr)
         return 130
-    with open(out["results_md"]) as f:
+    with open(out["markdown"]) as f:
         print(f.read())
-    print(json.dumps({k: v for k, v in out.items() if k != "results_md"}, indent=1, default=str))
+    print(json.dumps({k: v for k, v in out.items() if k != "markdown"}, indent=1, default=str))
     return 0
 
 

@@ -58,11 +58,17 @@ class FrameEncoder(keras.layers.Layer):
         self.kernel_size = int(kernel_size)
         self.embed_dim = int(embed_dim)
         self.dropout_rate = float(dropout)
-        self.convs = [keras.layers.Conv2D(f, self.kernel_size, padding="same", name=f"conv{i + 1}")
-                      for i, f in enumerate(self.filters)]
+        # One attribute per conv (not a list): tf.train.Checkpoint only follows attributes.
+        for i, f in enumerate(self.filters):
+            setattr(self, f"conv{i + 1}",
+                    keras.layers.Conv2D(f, self.kernel_size, padding="same", name=f"conv{i + 1}"))
         self.pool = keras.layers.MaxPooling2D(2)
         self.dropout = keras.layers.Dropout(self.dropout_rate)
         self.dense = keras.layers.Dense(self.embed_dim, name="fc")
+
+    @property
+    def convs(self) -> list:
+        return [getattr(self, f"conv{i + 1}") for i in range(len(self.filters))]
 
     def build(self, input_shape):
         _, _, h, w, c = input_shape

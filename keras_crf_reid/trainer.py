@@ -97,7 +97,13 @@ class Trainer:
     def restore(self) -> int:
         """Restores the latest checkpoint of model_dir, if any; returns the step reached."""
         if self.manager.latest_checkpoint:
-            self.ckpt.restore(self.manager.latest_checkpoint).expect_partial()
+            try:
+                self.ckpt.restore(self.manager.latest_checkpoint).expect_partial()
+            except (ValueError, tf.errors.OpError) as e:
+                raise ValueError(
+                    f"{self.manager.latest_checkpoint}: cannot resume, the checkpoint was written "
+                    f"with a different model or optimizer configuration ({e}); use another "
+                    f"--name/--output_dir or the original flags") from e
             log.info("restored %s at step %d", self.manager.latest_checkpoint, int(self.step))
         return int(self.step)
 

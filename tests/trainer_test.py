@@ -1,0 +1,102 @@
+"""Training loop: checkpoints restore exactly, resume after SIGKILL, NaN handling."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_crf_reid.datasets.prid2011 import load_prid_layout
+from keras_crf_reid.datasets.synthetic import generate_synthetic
+from keras_crf_reid.model import ModelConfig, build_crf_model
+from keras_crf_reid.pipeline import PairConfig, pair_dataset
+from keras_crf_reid.store import TrackletStore
+from keras_crf_reid.trainer import NonFiniteLossError, TrainConfig, Trainer
+
+TINY = ModelConfig(filters=(4, 4, 4), embed_dim=8, dropout=0.0)
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    root = generate_synthetic(str(tmp_path_factory.mktemp("syn") / "s"), num_ids=6, seed=1,
+                              min_len=5, max_len=12, progress=False)
+    return TrackletStore(load_prid_layout(root), str(tmp_path_factory.mktemp("c"))).build(progress=False)
+
+
+def _trainer(store, model_dir, steps, **kw):
+    pairs = PairConfig(seq_len=3, batch_size=4, seed=0)
+    _, sampler = pair_dataset(store, range(len(store)), pairs, num_batches=1)
+    trainer = Trainer(build_crf_model(TINY), sampler.num_classes,
+                      TrainConfig(steps=steps, ckpt_every=2, log_every=1, **kw), str(model_dir))
+    make = lambda start: pair_dataset(store, range(len(store)), pairs, start_batch=start)[0]
+    return trainer, make
+
+
+def test_trains_checkpoints_and_restores_identical_weights(store, tmp_path):
+    trainer, make = _trainer(store, tmp_path, steps=5, optimizer="adam", learning_rate=1e-2)
+    before = [w.numpy().copy() for w in trainer.model.weights]
+    out = trainer.fit(make, 4, progress=False)
+    assert out["step"] == 5 and np.isfinite(out["total"])
+    assert any(not np.allclose(a, w.numpy()) for a, w in zip(before, trainer.model.weights))
+    assert trainer.manager.latest_checkpoint.endswith("ckpt-5")
+    fresh, _ = _trainer(store, tmp_path, steps=5, optimizer="adam", learning_rate=1e-2)
+    assert fresh.restore() == 5
+    for a, b in zip(trainer.model.weights, fresh.model.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    # Already finished: fit returns at once without training further.
+    assert fresh.fit(make, 4, progress=False) == {"step": 5}
+    with pytest.raises(ValueError, match="different model or optimizer"):
+        _trainer(store, tmp_path, steps=5, optimizer="sgd")[0].restore()
+
+
+def test_non_finite_loss_stops_without_checkpoint(store, tmp_path):
+    trainer, make = _trainer(store, tmp_path, steps=4)
+    k = trainer.classifier.kernel
+    k.assign(tf.fill(k.shape, np.nan))
+    with pytest.raises(NonFiniteLossError, match="step 1"):
+        trainer.fit(make, 4, progress=False)
+    assert trainer.manager.latest_checkpoint is None
+
+
+def test_non_finite_loss_skip_mode_leaves_weights_finite(store, tmp_path):
+    trainer, make = _trainer(store, tmp_path, steps=3, on_nan="skip")
+    k = trainer.classifier.kernel
+    k.assign(tf.fill(k.shape, np.nan))
+    before = [v.numpy().copy() for v in trainer.model.trainable_variables]
+    trainer.fit(make, 4, progress=False)
+    for a, v in zip(before, trainer.model.trainable_variables):
+        np.testing.assert_array_equal(a, v.numpy())  # every batch skipped: nothing applied
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill(tmp_path):
+    """Kill a real training process mid-run; the same command resumes from its checkpoint."""
+    cmd = [sys.executable, "-m", "keras_crf_reid.train", "--dataset=synthetic", "--num_ids=6",
+           f"--data_dir={tmp_path}/data", f"--cache_dir={tmp_path}/cache",
+           f"--output_dir={tmp_path}/runs", "--name=kill", "--splits=0", "--num_splits=1",
+           "--filters=4,4,4", "--embed_dim=8", "--seq_len=3", "--batch_size=4", "--steps=400",
+           "--ckpt_every=5", "--export=false", "--baseline=false", "--progress=false"]
+    env = {**os.environ, "PYTHONPATH": REPO}
+    proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    ckpt_dir = tmp_path / "runs" / "kill" / "split_0" / "full" / "ckpt"
+    deadline = time.time() + 240
+    while time.time() < deadline and not (ckpt_dir.exists() and tf.train.latest_checkpoint(str(ckpt_dir))
+                                          and int(tf.train.latest_checkpoint(str(ckpt_dir)).rsplit("-", 1)[1]) >= 10):
+        time.sleep(0.5)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed_at = int(tf.train.latest_checkpoint(str(ckpt_dir)).rsplit("-", 1)[1])
+    assert 10 <= killed_at < 400
+    cmd[cmd.index("--steps=400")] = f"--steps={killed_at + 10}"
+    done = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    last = tf.train.latest_checkpoint(str(ckpt_dir))
+    assert last.endswith(f"ckpt-{killed_at + 10}")
+    model = build_crf_model(TINY)
+    tf.train.Checkpoint(model=model).restore(last).expect_partial().assert_existing_objects_matched()
+    assert "Restoring" in done.stderr or "restored" in done.stderr

@@ -3,10 +3,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
-from typing import Iterable, Sequence
+import re
+from typing import Callable, Iterable, Sequence
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
+# How many example paths a summary warning names before it just counts.
+WARN_EXAMPLES = 3
+
+log = logging.getLogger(__name__)
 
 
 class DatasetError(ValueError):
@@ -135,3 +141,184 @@ def check_two_cameras(tracklets: Iterable[Tracklet], root: str) -> None:
         cams.setdefault(t.pid, set()).add(t.camid)
     if not any(len(c) >= 2 for c in cams.values()):
         raise DatasetError(f"{root}: no identity appears in two cameras; re-id needs cross-camera pairs")
+
+
+def natural_key(name: str) -> tuple:
+    """Sort key that orders embedded numbers numerically ("2.png" before "10.png")."""
+    parts = re.split(r"(\d+)", name)
+    return tuple(int(p) if i % 2 else p.lower() for i, p in enumerate(parts)), name
+
+
+def warn_skipped(what: str, items: dict[str, str]) -> None:
+    """One warning for a group of skipped entries (count plus a few examples), not one per file."""
+    if not items:
+        return
+    examples = "; ".join(f"{p}: {r}" for p, r in list(items.items())[:WARN_EXAMPLES])
+    more = f" (and {len(items) - WARN_EXAMPLES} more)" if len(items) > WARN_EXAMPLES else ""
+    log.warning("%s: %d entries skipped: %s%s", what, len(items), examples, more)
+
+
+# A frame check gets (frame path, person id) and returns None to keep the frame, a reason string
+# to skip it, or raises DatasetError when the file contradicts its folder (a wrong label).
+FrameCheck = Callable[[str, int], "str | None"]
+
+
+def scan_camera(cam_dir: str, person_pattern: str, skipped: dict[str, str],
+                max_person_id: int | None = None,
+                frame_check: FrameCheck | None = None) -> dict[int, tuple[str, list[str]]]:
+    """Reads one camera folder of person folders: {pid: (person folder, frames in order)}.
+
+    `person_pattern` is a regex with one group, the person number (e.g. "person_([0-9]+)").
+    Folders that do not match, stray files, non-image files and folders without frames are
+    recorded in `skipped` (path -> reason) and logged once. Persons above `max_person_id` are
+    ignored without being read. Only fixed depths are listed, so symlink loops cannot hang.
+    Two folders naming the same person (person_7, person_0007) raise DatasetError.
+    """
+    require_dir(cam_dir, "camera folder")
+    regex = re.compile(person_pattern + r"\Z")
+    try:
+        names = sorted(os.listdir(cam_dir), key=natural_key)
+    except OSError as e:
+        raise DatasetError(f"{cam_dir}: cannot list camera folder ({e.strerror or e})") from e
+    local: dict[str, str] = {}
+    persons: dict[int, tuple[str, list[str]]] = {}
+    for name in names:
+        if name.startswith("."):
+            continue
+        path = os.path.join(cam_dir, name)
+        m = regex.match(name)
+        if not os.path.isdir(path):
+            local[path] = ("broken link or unreadable entry" if os.path.islink(path)
+                           else "stray file (expected only person folders)")
+            continue
+        if m is None:
+            local[path] = f"folder name does not match {person_pattern!r}"
+            continue
+        pid = int(m.group(1))
+        if max_person_id is not None and pid > max_person_id:
+            continue
+        if pid in persons:
+            raise DatasetError(f"{path}: person {pid} already read from {persons[pid][0]}; "
+                               f"two folders with the same person id")
+        frames = _scan_person(path, pid, local, frame_check)
+        if frames:
+            persons[pid] = (path, frames)
+        else:
+            local[path] = "no image frames in folder"
+    skipped.update(local)
+    warn_skipped(cam_dir, local)
+    if not persons and max_person_id is None:
+        example = f"; e.g. {next(iter(local))}: {next(iter(local.values()))}" if local else ""
+        raise DatasetError(f"{cam_dir}: no person folders matching {person_pattern!r} with image "
+                           f"frames ({len(local)} entries skipped{example})")
+    return persons
+
+
+def _scan_person(folder: str, pid: int, skipped: dict[str, str],
+                 frame_check: FrameCheck | None) -> list[str]:
+    try:
+        names = os.listdir(folder)
+    except OSError as e:
+        raise DatasetError(f"{folder}: cannot list person folder ({e.strerror or e})") from e
+    frames = []
+    for name in sorted(names, key=natural_key):
+        if name.startswith("."):
+            continue
+        path = os.path.join(folder, name)
+        if not os.path.isfile(path):
+            skipped[path] = "not a regular file (sub-folder or broken link) inside a person folder"
+        elif not name.lower().endswith(IMAGE_EXTENSIONS):
+            skipped[path] = f"not an image file (extensions {', '.join(IMAGE_EXTENSIONS)})"
+        else:
+            reason = frame_check(path, pid) if frame_check else None
+            if reason:
+                skipped[path] = reason
+            else:
+                frames.append(path)
+    return frames
+
+
+def pair_cameras(root: str, cameras: Sequence[tuple[int, str, dict[int, tuple[str, list[str]]]]],
+                 min_len: int, skipped: dict[str, str]) -> list[Tracklet]:
+    """Tracklets of the persons seen by both cameras with at least `min_len` frames in each.
+
+    `cameras` is [(camid, camera folder, scan_camera result)] for exactly two cameras. Persons
+    seen by one camera only, or too short in either, are recorded in `skipped` and logged.
+    Raises DatasetError if no person is left, since no cross-camera pair could be formed.
+    """
+    if len(cameras) != 2:
+        raise ValueError(f"pair_cameras needs exactly two cameras, got {len(cameras)}")
+    (cam_x, dir_x, px), (cam_y, dir_y, py) = cameras
+    one_cam: dict[str, str] = {}
+    for persons, others, there in ((px, py, dir_y), (py, px, dir_x)):
+        for pid in sorted(set(persons) - set(others)):
+            one_cam[persons[pid][0]] = f"person {pid} has no folder in {there}"
+    short: dict[str, str] = {}
+    tracklets = []
+    both = sorted(set(px) & set(py))
+    for pid in both:
+        (fx, frames_x), (fy, frames_y) = px[pid], py[pid]
+        if os.path.realpath(fx) == os.path.realpath(fy):
+            raise DatasetError(f"{fy}: is the same folder as {fx}; person {pid} would match "
+                               f"itself across cameras")
+        too_short = [(f, n) for f, n in ((fx, len(frames_x)), (fy, len(frames_y))) if n < min_len]
+        for folder, n in too_short:
+            short[folder] = f"{n} frames < min_len {min_len}; person {pid} dropped from both cameras"
+        if not too_short:
+            tracklets.append(Tracklet(pid, cam_x, tuple(frames_x)))
+            tracklets.append(Tracklet(pid, cam_y, tuple(frames_y)))
+    skipped.update(one_cam)
+    skipped.update(short)
+    warn_skipped(f"{root}: persons seen by one camera only", one_cam)
+    warn_skipped(f"{root}: sequences shorter than {min_len} frames", short)
+    if not both:
+        raise DatasetError(f"{root}: no person is present in both {dir_x} ({len(px)} persons) and "
+                           f"{dir_y} ({len(py)} persons); re-id needs cross-camera pairs")
+    if not tracklets:
+        raise DatasetError(f"{root}: none of the {len(both)} persons seen by both cameras has at "
+                           f"least {min_len} frames in each")
+    return tracklets
+
+
+def validate_frames(dataset: ReidDataset, on_bad_image: str = "skip") -> ReidDataset:
+    """Decodes every frame once (before caching) and returns the dataset without bad frames.
+
+    on_bad_image: "skip" drops undecodable frames, and tracklets left empty, recording each in
+    `skipped` (fixed splits are re-indexed to match); "fail" raises BadImageError on the first.
+    """
+    from keras_crf_reid.frames import BadImageError, read_frame  # frames imports this module
+
+    if on_bad_image not in ("skip", "fail"):
+        raise ValueError(f"on_bad_image must be 'skip' or 'fail', got {on_bad_image!r}")
+    skipped = dict(dataset.skipped)
+    bad: dict[str, str] = {}
+    new_index: dict[int, int] = {}
+    tracklets: list[Tracklet] = []
+    for i, t in enumerate(dataset.tracklets):
+        good = []
+        for path in t.frames:
+            try:
+                read_frame(path)
+                good.append(path)
+            except BadImageError as e:
+                if on_bad_image == "fail":
+                    raise
+                bad[path] = str(e)
+        if not good:
+            bad[t.key] = f"tracklet of person {t.pid}, camera {t.camid}: no decodable frame left"
+            continue
+        new_index[i] = len(tracklets)
+        tracklets.append(t if len(good) == len(t.frames) else dataclasses.replace(t, frames=tuple(good)))
+    if not bad:
+        return dataset
+    skipped.update(bad)
+    warn_skipped(f"{dataset.root}: undecodable frames", bad)
+    splits = None
+    if dataset.fixed_splits is not None:
+        splits = [Split(*(tuple(new_index[i] for i in part if i in new_index)
+                          for part in (s.train, s.query, s.gallery)))
+                  for s in dataset.fixed_splits]
+    out = dataclasses.replace(dataset, tracklets=tracklets, fixed_splits=splits, skipped=skipped)
+    if out.probe_cam is not None:
+        check_two_cameras(out.tracklets, out.root)
+    return out

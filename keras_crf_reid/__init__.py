@@ -6,3 +6,12 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 __version__ = "0.1.0"
+
+
+def load(path: str):
+    """Loads a trained model (SavedModel version dir or base path, or a .keras file) for inference.
+
+    Returns an object with `.predict(frames)` and `.embed(tracklet_dir)`; see keras_crf_reid.inference.
+    """
+    from keras_crf_reid.inference import load as _load
+    return _load(path)

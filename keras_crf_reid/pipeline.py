@@ -148,7 +148,7 @@ def pair_dataset(store: TrackletStore, train: Sequence[int], config: PairConfig,
     def load(b):
         spec = sampler.batch(int(b))
         rgb = np.empty((cfg.batch_size, 2, cfg.seq_len, FRAME_HEIGHT, FRAME_WIDTH, 3), np.uint8)
-        flow = np.empty((cfg.batch_size, 2, cfg.seq_len, FRAME_HEIGHT, FRAME_WIDTH, 2), np.float16)
+        flow = np.empty((cfg.batch_size, 2, cfg.seq_len, FRAME_HEIGHT, FRAME_WIDTH, 2), np.float32)
         for k in range(cfg.batch_size):
             for s in range(2):
                 i = int(spec["index"][k, s])
@@ -159,7 +159,7 @@ def pair_dataset(store: TrackletStore, train: Sequence[int], config: PairConfig,
 
     def to_batch(b):
         rgb, flow, boxes, flip, label, ca, cb = tf.numpy_function(
-            load, [b], [tf.uint8, tf.float16, tf.float32, tf.bool, tf.float32, tf.int64, tf.int64],
+            load, [b], [tf.uint8, tf.float32, tf.float32, tf.bool, tf.float32, tf.int64, tf.int64],
             stateful=False)
         bs, n = cfg.batch_size, cfg.batch_size * 2
         rgb = tf.reshape(rgb, [n, cfg.seq_len, FRAME_HEIGHT, FRAME_WIDTH, 3])
@@ -193,10 +193,10 @@ def group_dataset(store: TrackletStore, indices: Sequence[int], seq_len: int = 1
     def gen() -> Iterator:
         for pos, i, w in plan:
             rgb, flow = store.window(i, w)
-            yield rgb, flow, pos
+            yield rgb, flow.astype(np.float32), pos
 
     sig = (tf.TensorSpec((seq_len, FRAME_HEIGHT, FRAME_WIDTH, 3), tf.uint8),
-           tf.TensorSpec((seq_len, FRAME_HEIGHT, FRAME_WIDTH, 2), tf.float16),
+           tf.TensorSpec((seq_len, FRAME_HEIGHT, FRAME_WIDTH, 2), tf.float32),
            tf.TensorSpec((), tf.int64))
     ds = tf.data.Dataset.from_generator(gen, output_signature=sig).batch(batch_size)
     ds = ds.map(lambda r, f, p: (to_model_input(r, f), p), num_parallel_calls=2).prefetch(2)

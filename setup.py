@@ -15,6 +15,7 @@ setup(
         "scipy>=1.11",
         "tqdm>=4.60",
         "matplotlib>=3.8",
+        "pillow>=10",
         "grpcio>=1.60",
         "tensorboard>=2.16",
     ],

@@ -1,12 +1,15 @@
 """Reading pedestrian frames from disk into fixed-size RGB uint8 arrays."""
 from __future__ import annotations
 
+import io
 import logging
 import os
+import warnings
 from typing import Sequence
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from keras_crf_reid.datasets.base import DatasetError
 
@@ -22,6 +25,19 @@ class BadImageError(DatasetError):
     """An image file that cannot be decoded into a frame."""
 
 
+def _declared_pixels(data: np.ndarray) -> int:
+    """Pixel count from the image header alone (PIL reads headers lazily); 0 if unknown."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data.tobytes())) as im:
+                return int(im.size[0]) * int(im.size[1])
+    except Image.DecompressionBombError:
+        return MAX_IMAGE_PIXELS + 1
+    except Exception:  # not an image PIL knows: leave the verdict to the decoder
+        return 0
+
+
 def read_frame(path: str, height: int = FRAME_HEIGHT, width: int = FRAME_WIDTH) -> np.ndarray:
     """Decodes one image file to RGB uint8 (height, width, 3).
 
@@ -35,6 +51,10 @@ def read_frame(path: str, height: int = FRAME_HEIGHT, width: int = FRAME_WIDTH) 
     if size == 0:
         raise BadImageError(f"{path}: image file is empty (0 bytes)")
     data = np.fromfile(path, dtype=np.uint8)
+    declared = _declared_pixels(data)
+    if declared > MAX_IMAGE_PIXELS:
+        raise BadImageError(f"{path}: image header declares {declared} pixels, above the limit of "
+                            f"{MAX_IMAGE_PIXELS} pixels (refused before decoding)")
     header_ok = cv2.haveImageReader(path) if hasattr(cv2, "haveImageReader") else True
     img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if header_ok else None
     if img is None:

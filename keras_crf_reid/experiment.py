@@ -177,6 +177,9 @@ def run(cfg: ExperimentConfig) -> dict:
     from keras_crf_reid import report
     t0 = time.time()
     os.makedirs(cfg.run_dir, exist_ok=True)
+    if cfg.train.mixed_precision:
+        # Keras reads the policy when layers are built; float32 weights, float16 compute.
+        keras.mixed_precision.set_global_policy("mixed_float16")
     strategy = make_strategy(cfg.strategy)
     dataset = load_data(cfg)
     log.info("dataset: %s", json.dumps(dataset.stats()))

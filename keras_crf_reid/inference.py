@@ -1,0 +1,120 @@
+"""Python inference API: load an exported or saved model and embed frames or tracklet folders.
+
+    import keras_crf_reid.inference as inference
+    embedder = inference.load("saved_models/crf_reid")      # base path, version dir or .keras
+    vector = embedder.embed("data/prid_2011/multi_shot/cam_a/person_0001")   # (D,)
+
+`tracklet_input` is the one place where a folder of frames becomes model input; the gRPC client
+and the gallery search use it too, so every path embeds a tracklet identically (and as the
+evaluation protocol does: every frame, cut into 16-frame groups, group embeddings averaged).
+"""
+from __future__ import annotations
+
+import os
+from typing import Callable
+
+import numpy as np
+import tensorflow as tf
+
+from keras_crf_reid import export
+from keras_crf_reid.datasets.base import DatasetError, list_images
+from keras_crf_reid.flow import compute_flow
+from keras_crf_reid.frames import FRAME_HEIGHT, FRAME_WIDTH, read_frames
+from keras_crf_reid.preprocess import group_windows, to_model_input
+
+SEQ_LEN = 16
+
+
+def tracklet_input(folder: str, seq_len: int = SEQ_LEN, height: int = FRAME_HEIGHT,
+                   width: int = FRAME_WIDTH, on_bad_image: str = "skip") -> np.ndarray:
+    """A folder of frames -> float32 groups (G, seq_len, height, width, 5) covering every frame.
+
+    Frames are read in file-name order, undecodable ones skipped (or raised, on_bad_image="fail"),
+    optical flow is computed over the whole sequence, and `preprocess.group_windows` cuts it.
+    """
+    if not os.path.isdir(folder):
+        raise DatasetError(f"{folder}: tracklet folder does not exist or is not a directory")
+    paths = list_images(folder)
+    if not paths:
+        raise DatasetError(f"{folder}: tracklet folder holds no images")
+    rgb, _ = read_frames(paths, on_bad_image=on_bad_image, height=height, width=width)
+    if len(rgb) == 0:
+        raise DatasetError(f"{folder}: none of the {len(paths)} images could be decoded")
+    frames = to_model_input(rgb, compute_flow(rgb)).numpy()
+    return frames[group_windows(len(frames), seq_len)]
+
+
+class Embedder:
+    """Maps frames (B, T, H, W, C) float32 to embeddings (B, D), in batches of `batch_size`."""
+
+    def __init__(self, fn: Callable[[tf.Tensor], tf.Tensor], frame_shape: tuple[int, int, int],
+                 embed_dim: int, source: str, batch_size: int = 16):
+        self._fn = fn
+        self.frame_shape = tuple(int(d) for d in frame_shape)
+        self.embed_dim = int(embed_dim)
+        self.source = source
+        self.batch_size = int(batch_size)
+
+    def __repr__(self) -> str:
+        return f"Embedder({self.source!r}, frames={self.frame_shape}, embed_dim={self.embed_dim})"
+
+    def predict(self, frames: np.ndarray) -> np.ndarray:
+        """Embeddings (B, D) float32 of frames (B, T, H, W, C)."""
+        x = np.asarray(frames, dtype=np.float32)
+        if x.ndim != 5 or tuple(x.shape[2:]) != self.frame_shape or 0 in x.shape[:2]:
+            raise ValueError(f"frames must be (B>0, T>0, {', '.join(map(str, self.frame_shape))}); "
+                             f"got {x.shape} for model {self.source}")
+        out = [np.asarray(self._fn(tf.constant(x[i:i + self.batch_size])))
+               for i in range(0, len(x), self.batch_size)]
+        return np.concatenate(out).astype(np.float32)
+
+    def embed(self, tracklet_dir: str) -> np.ndarray:
+        """Embedding (D,) of a tracklet folder: the mean of its 16-frame group embeddings."""
+        h, w, _ = self.frame_shape
+        return self.predict(tracklet_input(tracklet_dir, height=h, width=w)).mean(axis=0)
+
+
+def _keras_embedder(path: str, batch_size: int) -> Embedder:
+    model = export.load_keras_model(path)
+    shape = export.frame_shape(model)
+    fn = tf.function(lambda x: model(x, training=False), reduce_retracing=True,
+                     input_signature=[tf.TensorSpec((None, None) + shape, tf.float32)])
+    return Embedder(fn, shape, model.output_shape[-1], os.path.abspath(path), batch_size)
+
+
+def _saved_model_embedder(path: str, batch_size: int) -> Embedder:
+    version_dir = export.resolve_version_dir(path)
+    loaded = tf.saved_model.load(version_dir)
+    if export.SERVING_SIGNATURE not in loaded.signatures:
+        raise export.SavedModelError(f"{version_dir}: SavedModel has no "
+                                     f"{export.SERVING_SIGNATURE!r} signature")
+    sig = loaded.signatures[export.SERVING_SIGNATURE]
+    _, inputs = sig.structured_input_signature
+    outputs = sig.structured_outputs
+    if list(inputs) != [export.INPUT_NAME] or export.OUTPUT_NAME not in outputs:
+        raise export.SavedModelError(f"{version_dir}: signature {export.SERVING_SIGNATURE!r} must map "
+                                     f"{export.INPUT_NAME!r} to {export.OUTPUT_NAME!r}; it maps "
+                                     f"{sorted(inputs)} to {sorted(outputs)}")
+    spec = inputs[export.INPUT_NAME]
+    shape = tuple(spec.shape)[2:]
+    if len(spec.shape) != 5 or any(d is None for d in shape):
+        raise export.SavedModelError(f"{version_dir}: input {export.INPUT_NAME!r} must be "
+                                     f"(B, T, H, W, C) with fixed H, W, C; it is {spec.shape}")
+
+    def fn(x):
+        return sig(**{export.INPUT_NAME: x})[export.OUTPUT_NAME]
+
+    embedder = Embedder(fn, shape, outputs[export.OUTPUT_NAME].shape[-1], version_dir, batch_size)
+    embedder.saved_model = loaded
+    return embedder
+
+
+def load(path: str, batch_size: int = 16) -> Embedder:
+    """An Embedder for a SavedModel version directory, a model base path (its latest complete
+    version) or a `.keras` file."""
+    if path.endswith(".keras"):
+        return _keras_embedder(path, batch_size)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: model path does not exist (expected a .keras file, a "
+                                f"SavedModel directory or a model base path)")
+    return _saved_model_embedder(path, batch_size)

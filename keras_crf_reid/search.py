@@ -1,0 +1,244 @@
+"""Gallery search: rank query tracklets against a gallery of tracklets by embedding distance.
+
+A tracklet is any folder holding image files directly; --gallery and --query are searched
+recursively for them, so both a flat folder of tracklet folders and the PRID layout
+(`root/cam_a/person_0001/*.png`) work, tracklets being named by their path relative to the root.
+Gallery embeddings are cached in `<cache_dir>/gallery_<hash>.npz`, the hash covering the model
+(path and modification time) and the gallery's files (names, sizes, modification times).
+
+    python -m keras_crf_reid.search --model=saved_models/crf_reid --gallery=data/prid/cam_b \
+        --query=data/prid/cam_a --top_k=10 --output=results.json
+"""
+from __future__ import annotations
+
+import abc
+import hashlib
+import json
+import logging
+import os
+from typing import Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from keras_crf_reid import export, inference
+from keras_crf_reid.datasets.base import DatasetError, list_images
+from keras_crf_reid.inference import Embedder
+from keras_crf_reid.metrics import euclidean_distances
+
+INDEXES = ("exact", "faiss")
+log = logging.getLogger(__name__)
+
+
+class Index(abc.ABC):
+    """Nearest-neighbour index over (N, D) float32 vectors under Euclidean distance."""
+
+    @abc.abstractmethod
+    def add(self, vectors: np.ndarray) -> None:
+        """Appends vectors (N, D); their ids continue from the current size."""
+
+    @abc.abstractmethod
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(distances (Q, k'), ids (Q, k')) of the k' = min(k, size) nearest vectors, nearest first."""
+
+    @abc.abstractmethod
+    def __len__(self) -> int:
+        """Number of vectors added."""
+
+
+def _as_matrix(x: np.ndarray, dim: int, what: str) -> np.ndarray:
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if x.ndim != 2 or x.shape[1] != dim:
+        raise ValueError(f"{what} must be (N, {dim}); got shape {x.shape}")
+    return x
+
+
+class ExactIndex(Index):
+    """Brute-force NumPy search: exact, and fast enough for re-id galleries (thousands)."""
+
+    def __init__(self, dim: int):
+        self.dim = int(dim)
+        self._vectors = np.zeros((0, self.dim), np.float32)
+
+    def add(self, vectors: np.ndarray) -> None:
+        self._vectors = np.concatenate([self._vectors, _as_matrix(vectors, self.dim, "vectors")])
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        q = _as_matrix(queries, self.dim, "queries")
+        k = min(int(k), len(self))
+        if k <= 0:
+            return np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64)
+        dist = euclidean_distances(q, self._vectors)
+        ids = np.argsort(dist, axis=1, kind="stable")[:, :k]
+        return np.take_along_axis(dist, ids, axis=1), ids.astype(np.int64)
+
+    def __len__(self) -> int:
+        return len(self._vectors)
+
+
+class FaissIndex(Index):
+    """faiss IndexFlatL2 (exact, multi-threaded); needs `pip install faiss-cpu`."""
+
+    def __init__(self, dim: int):
+        try:
+            import faiss
+        except ImportError as e:
+            raise ImportError("--index=faiss needs the faiss-cpu package: pip install faiss-cpu "
+                              "(or pip install 'keras_crf_reid[ann]'), or use --index=exact") from e
+        self.dim = int(dim)
+        self._index = faiss.IndexFlatL2(self.dim)
+
+    def add(self, vectors: np.ndarray) -> None:
+        self._index.add(_as_matrix(vectors, self.dim, "vectors"))
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        q = _as_matrix(queries, self.dim, "queries")
+        k = min(int(k), len(self))
+        if k <= 0:
+            return np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64)
+        d2, ids = self._index.search(q, k)
+        return np.sqrt(np.maximum(d2, 0.0)), ids.astype(np.int64)
+
+    def __len__(self) -> int:
+        return int(self._index.ntotal)
+
+
+def make_index(kind: str, dim: int) -> Index:
+    """An empty index of the given kind ("exact" or "faiss")."""
+    if kind == "exact":
+        return ExactIndex(dim)
+    if kind == "faiss":
+        return FaissIndex(dim)
+    raise ValueError(f"--index must be one of {INDEXES}, got {kind!r}")
+
+
+def find_tracklets(root: str) -> list[tuple[str, str]]:
+    """(name, folder) of every folder under root (root included) that holds images, sorted."""
+    if not os.path.isdir(root):
+        raise DatasetError(f"{root}: tracklet root does not exist or is not a directory")
+    found = []
+    for folder, dirs, _ in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        if list_images(folder):
+            found.append((os.path.relpath(folder, root).replace(os.sep, "/"), folder))
+    if not found:
+        raise DatasetError(f"{root}: no folder of images (tracklet) found under it")
+    return sorted(found)
+
+
+def _model_fingerprint(model_path: str) -> list:
+    if model_path.endswith(".keras"):
+        files = [model_path]
+    else:
+        version_dir = export.resolve_version_dir(model_path)
+        files = [os.path.join(version_dir, "saved_model.pb"),
+                 os.path.join(version_dir, "variables", "variables.index")]
+    return [[os.path.abspath(p), os.stat(p).st_mtime_ns, os.stat(p).st_size] for p in files]
+
+
+def gallery_cache_path(cache_dir: str, model_path: str, tracklets: Sequence[tuple[str, str]]) -> str:
+    """`<cache_dir>/gallery_<hash>.npz` for this model file state and gallery file list."""
+    h = hashlib.sha256(json.dumps(_model_fingerprint(model_path)).encode())
+    for name, folder in tracklets:
+        for path in list_images(folder):
+            st = os.stat(path)
+            h.update(f"{name}/{os.path.basename(path)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return os.path.join(cache_dir, f"gallery_{h.hexdigest()[:20]}.npz")
+
+
+def embed_tracklets(embedder: Embedder, tracklets: Sequence[tuple[str, str]],
+                    progress: bool = False) -> np.ndarray:
+    """(N, D) embeddings of (name, folder) tracklets."""
+    out = np.zeros((len(tracklets), embedder.embed_dim), np.float32)
+    for i, (_, folder) in enumerate(tqdm(tracklets, desc="embed", unit="tracklet", disable=not progress)):
+        out[i] = embedder.embed(folder)
+    return out
+
+
+def embed_gallery(embedder: Embedder, model_path: str, gallery_root: str, cache_dir: str | None,
+                  progress: bool = False) -> tuple[list[str], np.ndarray]:
+    """Gallery names and embeddings, read from the cache when the model and files are unchanged."""
+    tracklets = find_tracklets(gallery_root)
+    names = [n for n, _ in tracklets]
+    cache = gallery_cache_path(cache_dir, model_path, tracklets) if cache_dir else None
+    if cache and os.path.isfile(cache):
+        try:
+            with np.load(cache) as data:
+                if list(data["names"]) == names and data["embeddings"].shape == (len(names), embedder.embed_dim):
+                    log.info("gallery embeddings read from %s", cache)
+                    return names, data["embeddings"].astype(np.float32)
+        except (OSError, ValueError, KeyError) as e:
+            log.warning("ignoring unreadable gallery cache %s: %s", cache, e)
+    embeddings = embed_tracklets(embedder, tracklets, progress)
+    if cache:
+        os.makedirs(cache_dir, exist_ok=True)
+        tmp = f"{cache}.{os.getpid()}.tmp"
+        with open(tmp, "wb") as f:
+            np.savez(f, names=np.asarray(names), embeddings=embeddings)
+        os.replace(tmp, cache)
+        log.info("gallery embeddings cached in %s", cache)
+    return names, embeddings
+
+
+def search(embedder: Embedder, model_path: str, gallery_root: str, query_root: str, top_k: int = 10,
+           index: str = "exact", cache_dir: str | None = None, progress: bool = False) -> dict:
+    """Top-k gallery matches of every query tracklet: {"results": [{"query", "matches": [...]}]}."""
+    if top_k <= 0:
+        raise ValueError(f"--top_k must be positive, got {top_k}")
+    names, gallery = embed_gallery(embedder, model_path, gallery_root, cache_dir, progress)
+    queries = find_tracklets(query_root)
+    q = embed_tracklets(embedder, queries, progress)
+    idx = make_index(index, embedder.embed_dim)
+    idx.add(gallery)
+    dist, ids = idx.search(q, top_k)
+    results = [{"query": qname,
+                "matches": [{"rank": r + 1, "tracklet": names[j], "distance": float(d)}
+                            for r, (j, d) in enumerate(zip(ids[i], dist[i]))]}
+               for i, (qname, _) in enumerate(queries)]
+    return {"model": embedder.source, "gallery": os.path.abspath(gallery_root),
+            "query": os.path.abspath(query_root), "gallery_size": len(names), "top_k": top_k,
+            "index": index, "results": results}
+
+
+def _main(argv) -> None:
+    from absl import flags
+
+    f = flags.FLAGS
+    if len(argv) > 1:
+        raise SystemExit(f"unexpected arguments: {argv[1:]}")
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    try:
+        embedder = inference.load(f.model, batch_size=f.batch_size)
+        out = search(embedder, f.model, f.gallery, f.query, f.top_k, f.index, f.cache_dir or None,
+                     progress=True)
+    except (ValueError, OSError, ImportError) as e:
+        raise SystemExit(f"error: {e}")
+    for r in out["results"]:
+        best = ", ".join(f"{m['tracklet']} ({m['distance']:.3f})" for m in r["matches"])
+        print(f"{r['query']}: {best}")
+    if f.output:
+        tmp = f.output + ".tmp"
+        with open(tmp, "w") as fh:
+            json.dump(out, fh, indent=1)
+        os.replace(tmp, f.output)
+        print(f"results written to {f.output}")
+
+
+def main() -> None:
+    from absl import app, flags
+
+    flags.DEFINE_string("model", None, "SavedModel version dir, model base path, or .keras file.")
+    flags.DEFINE_string("gallery", None, "Folder of gallery tracklet folders (or PRID layout).")
+    flags.DEFINE_string("query", None, "Folder of query tracklet folders (or one tracklet folder).")
+    flags.DEFINE_integer("top_k", 10, "Matches reported per query.", lower_bound=1)
+    flags.DEFINE_enum("index", "exact", list(INDEXES), "Nearest-neighbour index.")
+    flags.DEFINE_string("cache_dir", "cache/search", "Where gallery embeddings are cached ('' = no cache).")
+    flags.DEFINE_integer("batch_size", 16, "16-frame groups per forward pass.", lower_bound=1)
+    flags.DEFINE_string("output", None, "Write the results as JSON to this file.")
+    for name in ("model", "gallery", "query"):
+        flags.mark_flag_as_required(name)
+    app.run(_main)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""Python inference API: tracklet folder -> model input, and load() of every model format."""
+import os
+
+import cv2
+import keras
+import numpy as np
+import pytest
+
+from keras_crf_reid import export, inference
+from keras_crf_reid.datasets.base import DatasetError
+from keras_crf_reid.flow import compute_flow
+from keras_crf_reid.frames import read_frames
+from keras_crf_reid.model import ModelConfig, build_crf_model
+from keras_crf_reid.preprocess import to_model_input
+
+TINY = ModelConfig(filters=(4, 4, 4), embed_dim=16, dropout=0.0)
+
+
+def write_tracklet(folder, n, seed=0, size=(128, 64)):
+    os.makedirs(folder, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
+    for i in range(n):
+        cv2.imwrite(os.path.join(folder, f"{i:04d}.png"), np.roll(base, i, axis=1))
+    return str(folder)
+
+
+@pytest.fixture(scope="module")
+def model():
+    keras.utils.set_random_seed(3)
+    return build_crf_model(TINY)
+
+
+@pytest.fixture(scope="module")
+def paths(model, tmp_path_factory):
+    root = tmp_path_factory.mktemp("inference")
+    keras_path = str(root / "tiny.keras")
+    model.save(keras_path)
+    base = str(root / "crf_reid")
+    version_dir = export.export_saved_model(model, base)
+    return {"keras": keras_path, "base": base, "version": version_dir}
+
+
+def test_tracklet_input_groups(tmp_path):
+    folder = write_tracklet(tmp_path / "t", 20, size=(256, 128))
+    x = inference.tracklet_input(folder)
+    assert x.shape == (2, 16, 128, 64, 5) and x.dtype == np.float32
+    rgb, _ = read_frames(sorted(os.path.join(folder, n) for n in os.listdir(folder)))
+    full = to_model_input(rgb, compute_flow(rgb)).numpy()
+    np.testing.assert_array_equal(x[0], full[:16])
+    np.testing.assert_array_equal(x[1], full[4:20])
+
+
+def test_short_tracklet_is_looped(tmp_path):
+    x = inference.tracklet_input(write_tracklet(tmp_path / "t", 5))
+    assert x.shape == (1, 16, 128, 64, 5)
+    np.testing.assert_array_equal(x[0, 5], x[0, 0])
+
+
+def test_tracklet_input_errors(tmp_path):
+    with pytest.raises(DatasetError, match="does not exist"):
+        inference.tracklet_input(str(tmp_path / "absent"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError, match="holds no images"):
+        inference.tracklet_input(str(tmp_path / "empty"))
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "0001.png").write_bytes(b"not a png")
+    with pytest.raises(DatasetError, match="none of the 1 images"):
+        inference.tracklet_input(str(tmp_path / "bad"))
+
+
+@pytest.mark.parametrize("kind", ["keras", "base", "version"])
+def test_load_every_format_gives_same_embeddings(model, paths, kind, tmp_path):
+    embedder = inference.load(paths[kind])
+    assert embedder.frame_shape == (128, 64, 5) and embedder.embed_dim == 16
+    x = np.random.default_rng(0).normal(size=(3, 4, 128, 64, 5)).astype(np.float32)
+    np.testing.assert_allclose(embedder.predict(x), model(x).numpy(), atol=1e-5)
+    folder = write_tracklet(tmp_path / "t", 18)
+    want = model(inference.tracklet_input(folder)).numpy().mean(0)
+    np.testing.assert_allclose(embedder.embed(folder), want, atol=1e-5)
+    with pytest.raises(ValueError, match=r"frames must be \(B>0, T>0, 128, 64, 5\)"):
+        embedder.predict(np.zeros((1, 4, 64, 64, 5), np.float32))
+
+
+def test_load_refuses_bad_paths(tmp_path):
+    with pytest.raises(FileNotFoundError, match="absent: model path does not exist"):
+        inference.load(str(tmp_path / "absent"))
+    with pytest.raises(FileNotFoundError, match="Keras model file does not exist"):
+        inference.load(str(tmp_path / "absent.keras"))
+    (tmp_path / "1").mkdir()
+    with pytest.raises(export.SavedModelError, match="complete integer version"):
+        inference.load(str(tmp_path))

@@ -24,7 +24,7 @@ from keras_crf_reid.losses import LossWeights
 from keras_crf_reid.model import ModelConfig, build_crf_model
 from keras_crf_reid.pipeline import PairConfig, pair_dataset
 from keras_crf_reid.store import TrackletStore
-from keras_crf_reid.trainer import TrainConfig, Trainer
+from keras_crf_reid.trainer import TrainConfig, Trainer, is_chief
 
 log = logging.getLogger(__name__)
 PARTS = ("full", "upper", "lower")
@@ -191,7 +191,9 @@ def run(cfg: ExperimentConfig) -> dict:
         if not 0 <= s < len(all_splits):
             raise ValueError(f"--splits: index {s} out of range (dataset has {len(all_splits)} splits)")
     splits_path = os.path.join(cfg.run_dir, "splits.json")
-    save_splits(all_splits, splits_path, {"dataset": dataset.name, "seed": cfg.split_seed})
+    chief = is_chief(strategy)  # in a cluster, only the chief writes the run's files
+    if chief:
+        save_splits(all_splits, splits_path, {"dataset": dataset.name, "seed": cfg.split_seed})
     per_split: dict[str, list[dict]] = {}
     extra: dict = {"fusion_weights": [], "train": []}
     final_model = None
@@ -220,6 +222,8 @@ def run(cfg: ExperimentConfig) -> dict:
             from keras_crf_reid.baseline import evaluate_baseline
             per_split.setdefault("Colour histogram baseline", []).append(
                 evaluate_baseline(dataset, split, kind="hist"))
+    if not chief:
+        return {"run_dir": cfg.run_dir, "seconds": time.time() - t0, "chief": False}
     written = report.write_run_report(cfg.run_dir, cfg.to_dict(), splits_path, per_split, extra)
     curves = {row: np.mean([r["cmc"] for r in rs], 0) for row, rs in per_split.items() if "cmc" in rs[0]}
     if curves:

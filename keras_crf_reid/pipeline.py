@@ -118,20 +118,21 @@ def _augment(rgb: tf.Tensor, flow: tf.Tensor, boxes: tf.Tensor, flip: tf.Tensor)
     """rgb (N, L, H, W, 3) uint8, flow (N, L, H, W, 2), boxes (N, 4), flip (N,) -> (N, L, H, W, 5)."""
     shape = tf.shape(rgb)
     n, length = shape[0], shape[1]
-    x = tf.concat([tf.cast(rgb, tf.float32) / 255.0, tf.cast(flow, tf.float32)], -1)
-    x = tf.reshape(x, [n * length, FRAME_HEIGHT, FRAME_WIDTH, 5])
+    size = [FRAME_HEIGHT, FRAME_WIDTH]
     frame_boxes = tf.repeat(boxes, length, axis=0)
-    x = tf.image.crop_and_resize(x, frame_boxes, tf.range(n * length), [FRAME_HEIGHT, FRAME_WIDTH])
-    # Zooming into a crop of relative size (h, w) magnifies displacements by (1/h, 1/w).
-    zoom = tf.stack([1.0 / (frame_boxes[:, 3] - frame_boxes[:, 1]),
-                     1.0 / (frame_boxes[:, 2] - frame_boxes[:, 0])], -1)
     flip_f = tf.repeat(flip, length, axis=0)
-    mirrored = tf.reverse(x, axis=[2]) * tf.constant([1, 1, 1, -1, 1], tf.float32)
-    x = tf.where(flip_f[:, None, None, None], mirrored, x)
-    rgb_out = x[..., :3]
-    flow_out = tf.clip_by_value(x[..., 3:] * zoom[:, None, None, :], -1.0, 1.0)
-    out = to_model_input(rgb_out, flow_out)
-    return tf.reshape(out, [n, length, FRAME_HEIGHT, FRAME_WIDTH, 5])
+    # A mirrored crop is the crop of the same box with x1 and x2 swapped: one resampling pass.
+    sample = tf.where(flip_f[:, None], tf.gather(frame_boxes, [0, 3, 2, 1], axis=1), frame_boxes)
+    ind = tf.range(n * length)
+    rgb_out = tf.image.crop_and_resize(tf.reshape(rgb, [n * length, *size, 3]), sample, ind, size) / 255.0
+    flow_out = tf.image.crop_and_resize(
+        tf.reshape(tf.cast(flow, tf.float32), [n * length, *size, 2]), sample, ind, size)
+    # Zooming into a crop of relative size (h, w) magnifies displacements by (1/h, 1/w);
+    # mirroring negates the horizontal one.
+    zoom = tf.stack([tf.where(flip_f, -1.0, 1.0) / (frame_boxes[:, 3] - frame_boxes[:, 1]),
+                     1.0 / (frame_boxes[:, 2] - frame_boxes[:, 0])], -1)
+    flow_out = tf.clip_by_value(flow_out * zoom[:, None, None, :], -1.0, 1.0)
+    return tf.reshape(to_model_input(rgb_out, flow_out), [n, length, *size, 5])
 
 
 def pair_dataset(store: TrackletStore, train: Sequence[int], config: PairConfig,

@@ -11,7 +11,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import shutil
 import signal
+import tempfile
 import time
 from typing import Callable
 
@@ -59,6 +61,19 @@ class TrainConfig:
             raise ValueError("--steps must be >= 0 and --learning_rate > 0")
 
 
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """True unless this is a non-chief worker of a multi-worker cluster (TF_CONFIG).
+
+    The chief is task "chief", or worker 0 when the cluster names no chief.
+    """
+    resolver = getattr(strategy, "cluster_resolver", None)
+    cluster = resolver.cluster_spec().as_dict() if resolver is not None else {}
+    if not cluster:
+        return True
+    task_type, task_id = resolver.task_type, resolver.task_id
+    return task_type == "chief" or (task_type == "worker" and task_id == 0 and "chief" not in cluster)
+
+
 def make_optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:
     if config.optimizer == "sgd":
         opt = keras.optimizers.SGD(config.learning_rate, momentum=config.momentum)
@@ -86,26 +101,35 @@ class Trainer:
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         self.ckpt = tf.train.Checkpoint(model=self.model, classifier=self.classifier,
                                         optimizer=self.optimizer, step=self.step)
-        self.manager = tf.train.CheckpointManager(self.ckpt, os.path.join(model_dir, "ckpt"),
-                                                  max_to_keep=config.max_to_keep)
+        # Every worker of a cluster must take part in saving; only the chief writes to model_dir,
+        # the others to a scratch folder removed after fit (the standard tf.distribute pattern).
+        self.is_chief = is_chief(self.strategy)
+        self.ckpt_dir = os.path.join(model_dir, "ckpt")
+        save_dir = self.ckpt_dir if self.is_chief else tempfile.mkdtemp(prefix="crf-worker-ckpt-")
+        self.manager = tf.train.CheckpointManager(self.ckpt, save_dir, max_to_keep=config.max_to_keep)
         self._stop_signal: int | None = None
 
     @property
     def variables(self) -> list:
         return self.model.trainable_variables + self.classifier.trainable_variables
 
+    @property
+    def current_step(self) -> int:
+        return int(self.step.numpy())
+
     def restore(self) -> int:
-        """Restores the latest checkpoint of model_dir, if any; returns the step reached."""
-        if self.manager.latest_checkpoint:
+        """Restores the latest checkpoint of model_dir (the chief's), if any; returns the step."""
+        latest = tf.train.latest_checkpoint(self.ckpt_dir)
+        if latest:
             try:
-                self.ckpt.restore(self.manager.latest_checkpoint).expect_partial()
+                self.ckpt.restore(latest).expect_partial()
             except (ValueError, tf.errors.OpError) as e:
                 raise ValueError(
-                    f"{self.manager.latest_checkpoint}: cannot resume, the checkpoint was written "
-                    f"with a different model or optimizer configuration ({e}); use another "
-                    f"--name/--output_dir or the original flags") from e
-            log.info("restored %s at step %d", self.manager.latest_checkpoint, int(self.step))
-        return int(self.step)
+                    f"{latest}: cannot resume, the checkpoint was written with a different model "
+                    f"or optimizer configuration ({e}); use another --name/--output_dir or the "
+                    f"original flags") from e
+            log.info("restored %s at step %d", latest, self.current_step)
+        return self.current_step
 
     def _replica_step(self, inputs, targets, global_batch: int):
         a, b = inputs
@@ -154,7 +178,8 @@ class Trainer:
             return {"step": start}
         ds = self.strategy.experimental_distribute_dataset(make_dataset(start))
         step_fn = self._make_step(global_batch)
-        writer = tf.summary.create_file_writer(os.path.join(self.model_dir, "tb"))
+        writer = (tf.summary.create_file_writer(os.path.join(self.model_dir, "tb")) if self.is_chief
+                  else tf.summary.create_noop_writer())
         old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         running: dict[str, float] = {}
         bar = tqdm(total=cfg.steps, initial=start, desc=f"train {cfg.part}", unit="step",
@@ -162,10 +187,10 @@ class Trainer:
         t0, n0 = time.time(), start
         try:
             it = iter(ds)
-            while int(self.step) < cfg.steps:
+            while self.current_step < cfg.steps:
                 inputs, targets = next(it)
                 out = step_fn(inputs, targets)
-                step = int(self.step)
+                step = self.current_step
                 vals = {k: float(v) for k, v in out.items()}
                 if vals.pop("finite") < 0.999:
                     if cfg.on_nan == "stop":
@@ -198,15 +223,17 @@ class Trainer:
                     break
             else:
                 if self.manager.latest_checkpoint is None or \
-                        not self.manager.latest_checkpoint.endswith(f"-{int(self.step)}"):
-                    self.manager.save(checkpoint_number=int(self.step))
+                        not self.manager.latest_checkpoint.endswith(f"-{self.current_step}"):
+                    self.manager.save(checkpoint_number=self.current_step)
         finally:
             bar.close()
             writer.close()
             for s, h in old.items():
                 signal.signal(s, h)
-        running["step"] = int(self.step)
-        running["steps_per_s"] = (int(self.step) - n0) / max(time.time() - t0, 1e-9)
+            if not self.is_chief:
+                shutil.rmtree(self.manager.directory, ignore_errors=True)
+        running["step"] = self.current_step
+        running["steps_per_s"] = (self.current_step - n0) / max(time.time() - t0, 1e-9)
         return running
 
     @property

@@ -1,0 +1,73 @@
+"""Inference throughput of the CRF network on 16-frame sequences; prints one JSON line.
+
+For each batch size, times the model in inference mode inside a tf.function (as evaluation and
+serving run it) on random in-memory sequences: sequences per second, and achieved FLOP/s
+(keras_crf_reid.flops) as a fraction of the matmul peak sampled between calls.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("batch_sizes", ["1", "8", "32"], "Sequences per call.")
+flags.DEFINE_integer("seq_len", 16, "Frames per sequence.")
+flags.DEFINE_enum("variant", "cnn_rnn", ["cnn", "rnn", "cnn_rnn"], "Model variant.")
+flags.DEFINE_integer("calls", 8, "Timed calls per batch size.")
+flags.DEFINE_float("max_seconds", 10.0, "Time budget per batch size (at least one call).")
+flags.DEFINE_bool("jit_compile", False, "XLA-compile the embedding function.")
+flags.DEFINE_float("peak_gflops", 0.0, "Matmul peak to compare against (0: sample it here).")
+flags.DEFINE_integer("intra_op_threads", 0, "tf.config.threading intra-op threads (0: default).")
+flags.DEFINE_integer("inter_op_threads", 0, "tf.config.threading inter-op threads (0: default).")
+
+
+def main(argv):
+    del argv
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    if FLAGS.intra_op_threads:
+        tf.config.threading.set_intra_op_parallelism_threads(FLAGS.intra_op_threads)
+    if FLAGS.inter_op_threads:
+        tf.config.threading.set_inter_op_parallelism_threads(FLAGS.inter_op_threads)
+    from keras_crf_reid.flops import (crf_forward_flops, matmul_probe, throughput_figures,
+                                      time_interleaved)
+    from keras_crf_reid.model import ModelConfig, build_crf_model
+
+    keras.utils.set_random_seed(0)
+    cfg = ModelConfig(variant=FLAGS.variant)
+    model = build_crf_model(cfg)
+    embed = tf.function(lambda x: model(x, training=False), jit_compile=FLAGS.jit_compile or None)
+    probe = None if FLAGS.peak_gflops else matmul_probe(chain=2)
+    rng = np.random.default_rng(0)
+    t = FLAGS.seq_len
+    rows = []
+    for bs in (int(b) for b in FLAGS.batch_sizes):
+        x = tf.constant(rng.standard_normal(
+            (bs, t, cfg.input_height, cfg.input_width, cfg.channels), np.float32))
+        work = lambda: embed(x).numpy()
+        t0 = time.perf_counter()
+        work()
+        first = time.perf_counter() - t0
+        work()
+        m = time_interleaved(work, FLAGS.calls, probe, FLAGS.max_seconds)
+        rows.append({"batch": bs, "first_call_s": round(first, 3), **throughput_figures(
+            m, crf_forward_flops(cfg, bs * t), bs, "seqs", FLAGS.peak_gflops)})
+    key = "fraction_of_peak_cpu" if "fraction_of_peak_cpu" in rows[0] else "fraction_of_peak"
+    best = max(rows, key=lambda r: r[key])
+    print(json.dumps({
+        "benchmark": "embed", "seq_len": t, "variant": cfg.variant,
+        "jit_compile": FLAGS.jit_compile,
+        "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default"),
+        "gflop_per_seq": round(crf_forward_flops(cfg, t) / 1e9, 3), "by_batch": rows,
+        "best_batch": best["batch"], "fraction_of_peak": best["fraction_of_peak"],
+        "fraction_of_peak_cpu": best.get("fraction_of_peak_cpu"),
+        "loadavg_1m": round(os.getloadavg()[0], 2)}))
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -58,7 +58,7 @@ def test_explicit_split_path(tmp_path):
     ({"ls_set": np.array([[1, 2, 3]])}, "expected \\(num_splits, 4\\)"),
     ({"ls_set": np.array([[1, 2, 3, 3]])}, "not a permutation of 1..4"),
     ({"ls_set": np.array([[1, 2, 3, 5]])}, "not a permutation of 1..4"),
-    ({"ls_set": np.array([[1.5, 2, 3, 4]])}, "integer person indices"),
+    ({"ls_set": np.array([[1.5, 2, 3, 4]])}, "non-empty integer array"),
 ])
 def test_malformed_split_mat(tmp_path, content, message):
     root = make_ilids_fixture(str(tmp_path), PERSONS, num_frames=2)

@@ -8,6 +8,8 @@ import os
 import re
 from typing import Callable, Iterable, Sequence
 
+import numpy as np
+
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
 # How many example paths a summary warning names before it just counts.
 WARN_EXAMPLES = 3
@@ -322,3 +324,28 @@ def validate_frames(dataset: ReidDataset, on_bad_image: str = "skip") -> ReidDat
     if out.probe_cam is not None:
         check_two_cameras(out.tracklets, out.root)
     return out
+
+
+def read_mat_var(path: str, var: str) -> np.ndarray:
+    """One integer array from a .mat file; DatasetError naming the file if absent or not integer."""
+    from scipy.io import loadmat
+
+    require_file(path)
+    try:
+        data = loadmat(path)
+    except Exception as e:  # scipy raises many types (ValueError, TypeError, MatReadError...)
+        raise DatasetError(f"{path}: cannot read MATLAB file ({e})") from e
+    if var not in data:
+        found = sorted(k for k in data if not k.startswith("__"))
+        raise DatasetError(f"{path}: variable {var!r} missing (found: {found})")
+    arr = np.asarray(data[var])
+    if arr.size == 0 or not np.issubdtype(arr.dtype, np.number) or not np.all(arr == np.round(arr)):
+        raise DatasetError(f"{path}: variable {var!r} must be a non-empty integer array "
+                           f"(got dtype {arr.dtype}, shape {arr.shape})")
+    return arr.astype(np.int64)
+
+
+def require_file(path: str) -> None:
+    """Raises a DatasetError naming `path` unless it is an existing file."""
+    if not os.path.isfile(path):
+        raise DatasetError(f"{path}: required file does not exist")

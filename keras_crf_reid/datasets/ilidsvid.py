@@ -15,7 +15,7 @@ import re
 import numpy as np
 
 from keras_crf_reid.datasets.base import (DatasetError, ReidDataset, Split, Tracklet, pair_cameras,
-                                          require_dir, scan_camera)
+                                          read_mat_var, require_dir, scan_camera)
 
 PERSON_PATTERN = r"person(\d+)"
 CAMERAS = ("cam1", "cam2")
@@ -62,24 +62,12 @@ def find_split_file(ilids_dir: str) -> str | None:
 
 def read_split_mat(path: str, tracklets: list[Tracklet]) -> list[Split]:
     """Official splits as indices into `tracklets` (which must hold every person of the .mat)."""
-    from scipy.io import loadmat
-
-    try:
-        data = loadmat(path)
-    except Exception as e:  # scipy raises many types (ValueError, TypeError, MatReadError...)
-        raise DatasetError(f"{path}: cannot read MATLAB file ({e})") from e
-    if SPLIT_VAR not in data:
-        found = sorted(k for k in data if not k.startswith("__"))
-        raise DatasetError(f"{path}: variable {SPLIT_VAR!r} missing (found: {found})")
-    ls_set = np.asarray(data[SPLIT_VAR])
+    ls_set = read_mat_var(path, SPLIT_VAR)
     pids = sorted({t.pid for t in tracklets})
     n = len(pids)
     if ls_set.ndim != 2 or ls_set.shape[0] < 1 or ls_set.shape[1] != n:
         raise DatasetError(f"{path}: {SPLIT_VAR} has shape {ls_set.shape}, expected (num_splits, {n}) "
                            f"for the {n} persons read from the sequences folder")
-    if not np.issubdtype(ls_set.dtype, np.number) or not np.all(ls_set == np.round(ls_set)):
-        raise DatasetError(f"{path}: {SPLIT_VAR} must hold integer person indices")
-    ls_set = ls_set.astype(np.int64)
     expected = np.arange(1, n + 1)
     by_pid: dict[int, list[int]] = {}
     for i, t in enumerate(tracklets):

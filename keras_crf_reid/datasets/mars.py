@@ -16,8 +16,8 @@ import os
 
 import numpy as np
 
-from keras_crf_reid.datasets.base import (DatasetError, ReidDataset, Split, Tracklet, require_dir,
-                                          warn_skipped)
+from keras_crf_reid.datasets.base import (DatasetError, ReidDataset, Split, Tracklet, read_mat_var,
+                                          require_dir, require_file, warn_skipped)
 
 NUM_CAMERAS = 6
 JUNK_FOLDER = "00-1"
@@ -53,30 +53,6 @@ def read_names(path: str) -> list[str]:
             raise DatasetError(f"{path}: line {i + 1} {name!r} is not a MARS frame name "
                                f"(XXXXCYTZZZZFNNN.jpg)")
     return lines
-
-
-def read_mat_var(path: str, var: str) -> np.ndarray:
-    """One integer array from a .mat file; DatasetError naming the file if absent or not integer."""
-    from scipy.io import loadmat
-
-    require_file(path)
-    try:
-        data = loadmat(path)
-    except Exception as e:  # scipy raises many types (ValueError, TypeError, MatReadError...)
-        raise DatasetError(f"{path}: cannot read MATLAB file ({e})") from e
-    if var not in data:
-        found = sorted(k for k in data if not k.startswith("__"))
-        raise DatasetError(f"{path}: variable {var!r} missing (found: {found})")
-    arr = np.asarray(data[var])
-    if arr.size == 0 or not np.issubdtype(arr.dtype, np.number) or not np.all(arr == np.round(arr)):
-        raise DatasetError(f"{path}: variable {var!r} must be a non-empty integer array "
-                           f"(got dtype {arr.dtype}, shape {arr.shape})")
-    return arr.astype(np.int64)
-
-
-def require_file(path: str) -> None:
-    if not os.path.isfile(path):
-        raise DatasetError(f"{path}: required file does not exist")
 
 
 def _folder_pid(folder: str) -> int | None:

@@ -11,6 +11,7 @@ import os
 import time
 
 from absl import app, flags
+from bench_flags import apply_thread_flags
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("batch_sizes", ["1", "8", "32"], "Sequences per call.")
@@ -20,8 +21,6 @@ flags.DEFINE_integer("calls", 8, "Timed calls per batch size.")
 flags.DEFINE_float("max_seconds", 10.0, "Time budget per batch size (at least one call).")
 flags.DEFINE_bool("jit_compile", False, "XLA-compile the embedding function.")
 flags.DEFINE_float("peak_gflops", 0.0, "Matmul peak to compare against (0: sample it here).")
-flags.DEFINE_integer("intra_op_threads", 0, "tf.config.threading intra-op threads (0: default).")
-flags.DEFINE_integer("inter_op_threads", 0, "tf.config.threading inter-op threads (0: default).")
 
 
 def main(argv):
@@ -30,10 +29,7 @@ def main(argv):
     import numpy as np
     import tensorflow as tf
 
-    if FLAGS.intra_op_threads:
-        tf.config.threading.set_intra_op_parallelism_threads(FLAGS.intra_op_threads)
-    if FLAGS.inter_op_threads:
-        tf.config.threading.set_inter_op_parallelism_threads(FLAGS.inter_op_threads)
+    apply_thread_flags()
     from keras_crf_reid.flops import (crf_forward_flops, matmul_probe, throughput_figures,
                                       time_interleaved)
     from keras_crf_reid.model import ModelConfig, build_crf_model

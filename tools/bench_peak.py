@@ -9,12 +9,12 @@ import json
 import os
 
 from absl import app, flags
+from bench_flags import apply_thread_flags
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("sizes", ["1024", "2048", "4096"], "Square matmul sizes to time.")
 flags.DEFINE_integer("chain", 4, "Matmuls chained in one tf.function call.")
 flags.DEFINE_integer("repeats", 5, "Timed calls per size; the fastest counts.")
-flags.DEFINE_integer("intra_op_threads", 0, "tf.config.threading intra-op threads (0: default).")
 
 
 def main(argv):
@@ -23,8 +23,7 @@ def main(argv):
 
     from keras_crf_reid.flops import measure_matmul_gflops
 
-    if FLAGS.intra_op_threads:
-        tf.config.threading.set_intra_op_parallelism_threads(FLAGS.intra_op_threads)
+    apply_thread_flags()
     by_size = {int(n): round(measure_matmul_gflops(int(n), FLAGS.chain, FLAGS.repeats), 1)
                for n in FLAGS.sizes}
     print(json.dumps({

@@ -15,6 +15,7 @@ import tempfile
 import time
 
 from absl import app, flags
+from bench_flags import apply_thread_flags
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("batch_size", 16, "Sequence pairs per step (the paper's 16).")
@@ -26,8 +27,6 @@ flags.DEFINE_float("max_seconds", 30.0, "Stop timing after this long (at least o
 flags.DEFINE_bool("jit_compile", False, "XLA-compile the training step.")
 flags.DEFINE_bool("mixed_precision", False, "mixed_float16 policy and loss scaling.")
 flags.DEFINE_float("peak_gflops", 0.0, "Matmul peak to compare against (0: sample it here).")
-flags.DEFINE_integer("intra_op_threads", 0, "tf.config.threading intra-op threads (0: default).")
-flags.DEFINE_integer("inter_op_threads", 0, "tf.config.threading inter-op threads (0: default).")
 flags.DEFINE_bool("pipeline", False, "Also time steps fed by pair_dataset (cached synthetic).")
 flags.DEFINE_integer("pipeline_ids", 20, "Identities of the synthetic dataset for --pipeline.")
 
@@ -38,10 +37,7 @@ def main(argv):
     import numpy as np
     import tensorflow as tf
 
-    if FLAGS.intra_op_threads:
-        tf.config.threading.set_intra_op_parallelism_threads(FLAGS.intra_op_threads)
-    if FLAGS.inter_op_threads:
-        tf.config.threading.set_inter_op_parallelism_threads(FLAGS.inter_op_threads)
+    apply_thread_flags()
     from keras_crf_reid.flops import (crf_train_flops, matmul_probe, throughput_figures,
                                       time_interleaved)
     from keras_crf_reid.model import ModelConfig, build_crf_model

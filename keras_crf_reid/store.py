@@ -25,16 +25,27 @@ CACHE_VERSION = "v1-dis-medium-clip8"
 log = logging.getLogger(__name__)
 
 
+def _file_stamp(path: str) -> str:
+    """Size and modification time: a regenerated or edited frame gets a new cache entry."""
+    try:
+        st = os.stat(path)
+        return f"{st.st_size}:{st.st_mtime_ns}"
+    except OSError:
+        return "missing"
+
+
+def _entry_name(t: Tracklet) -> str:
+    """Cache file stem of a tracklet: its frame list plus the stamps of its first and last frame."""
+    stamps = [_file_stamp(p) for p in (t.frames[:1] + t.frames[-1:])]
+    digest = hashlib.sha1("\n".join(t.frames + tuple(stamps)).encode()).hexdigest()[:10]
+    return f"{t.key}-{digest}"
+
+
 def _fingerprint(tracklets: Sequence[Tracklet]) -> str:
     h = hashlib.sha1(CACHE_VERSION.encode())
     for t in tracklets:
         h.update(f"{t.pid}|{t.camid}|{len(t.frames)}|{t.frames[0] if t.frames else ''}\n".encode())
     return h.hexdigest()[:12]
-
-
-def _entry_name(t: Tracklet) -> str:
-    digest = hashlib.sha1("\n".join(t.frames).encode()).hexdigest()[:10]
-    return f"{t.key}-{digest}"
 
 
 class TrackletStore:
@@ -49,6 +60,7 @@ class TrackletStore:
         if cache_dir:
             self.dir = os.path.join(cache_dir, f"{dataset.name}-{_fingerprint(dataset.tracklets)}")
         self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._entries: dict[int, str] = {}
         self._lengths: list[int] | None = None
         self.skipped_frames: list[str] = []
 
@@ -56,7 +68,9 @@ class TrackletStore:
         return len(self.dataset.tracklets)
 
     def _paths(self, i: int) -> tuple[str, str]:
-        base = os.path.join(self.dir, _entry_name(self.dataset.tracklets[i]))
+        if i not in self._entries:
+            self._entries[i] = _entry_name(self.dataset.tracklets[i])
+        base = os.path.join(self.dir, self._entries[i])
         return base + ".rgb.npy", base + ".flow.npy"
 
     def _compute(self, i: int) -> tuple[np.ndarray, np.ndarray]:

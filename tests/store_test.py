@@ -32,6 +32,21 @@ def test_cache_matches_uncached_and_is_reused(dataset, tmp_path):
     assert mtimes == [os.path.getmtime(os.path.join(cached.dir, f)) for f in files]
 
 
+def test_regenerated_frames_get_a_new_cache_entry(tmp_path):
+    root = generate_synthetic(str(tmp_path / "s"), num_ids=2, seed=5, min_len=4, max_len=5,
+                              progress=False)
+    ds = load_prid_layout(root)
+    first = TrackletStore(ds, str(tmp_path / "c")).build(progress=False).get(0)[0].copy()
+    frame = ds.tracklets[0].frames[0]
+    img = np.full((128, 64, 3), 200, np.uint8)
+    import cv2
+    cv2.imwrite(frame, img)
+    os.utime(frame, ns=(os.stat(frame).st_atime_ns, os.stat(frame).st_mtime_ns + 10 ** 9))
+    again = TrackletStore(ds, str(tmp_path / "c")).get(0)[0]
+    assert not np.array_equal(first[0], again[0])
+    np.testing.assert_array_equal(again[0], img)
+
+
 def test_window_loops_past_the_end(dataset, tmp_path):
     store = TrackletStore(dataset, str(tmp_path)).build(progress=False)
     rgb, _ = store.get(0)

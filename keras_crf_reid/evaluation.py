@@ -41,13 +41,15 @@ def embed_tracklets(embed: Callable, store: TrackletStore, indices: Sequence[int
     return (sums / counts[:, None]).astype(np.float32)
 
 
-def evaluate_features(features: dict[int, np.ndarray], store: TrackletStore, split: Split,
-                      max_rank: int = 20) -> dict:
-    """CMC/mAP of a split given per-tracklet features (index -> vector)."""
+def split_distances(features: dict[int, np.ndarray], split: Split) -> np.ndarray:
+    """Euclidean (query x gallery) distances from per-tracklet features (index -> vector)."""
+    return euclidean_distances(np.stack([features[i] for i in split.query]),
+                               np.stack([features[i] for i in split.gallery]))
+
+
+def score_distances(dist: np.ndarray, store: TrackletStore, split: Split, max_rank: int = 20) -> dict:
+    """CMC (rank 1/5/10/20, full curve) and mAP of a split's distance matrix."""
     tr = store.dataset.tracklets
-    q = np.stack([features[i] for i in split.query])
-    g = np.stack([features[i] for i in split.gallery])
-    dist = euclidean_distances(q, g)
     cmc, mean_ap = evaluate_rank(dist, [tr[i].pid for i in split.query], [tr[i].pid for i in split.gallery],
                                  [tr[i].camid for i in split.query], [tr[i].camid for i in split.gallery],
                                  max_rank=min(max_rank, len(split.gallery)))
@@ -56,8 +58,13 @@ def evaluate_features(features: dict[int, np.ndarray], store: TrackletStore, spl
 
 
 def evaluate_split(embed: Callable, store: TrackletStore, split: Split, seq_len: int = 16,
-                   batch_size: int = 32, progress: bool = False) -> dict:
-    """Embeds the query and gallery tracklets of a split and scores them."""
+                   batch_size: int = 32, progress: bool = False, with_distances: bool = False):
+    """Embeds the query and gallery tracklets of a split and scores them.
+
+    Returns the metrics dict, or (metrics, float32 distance matrix) with `with_distances`.
+    """
     indices = sorted(set(split.query) | set(split.gallery))
     feats = embed_tracklets(embed, store, indices, seq_len, batch_size, progress)
-    return evaluate_features(dict(zip(indices, feats)), store, split)
+    dist = split_distances(dict(zip(indices, feats)), split)
+    metrics = score_distances(dist, store, split)
+    return (metrics, dist.astype(np.float32)) if with_distances else metrics

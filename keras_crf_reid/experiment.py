@@ -111,9 +111,7 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     return tf.distribute.get_strategy()
 
 
-def load_data(cfg: ExperimentConfig) -> ReidDataset:
-    """Reads the dataset, generating the synthetic one first when no root is given."""
-    root = cfg.data_root
+def _load_one(cfg: ExperimentConfig, root: str) -> ReidDataset:
     if cfg.dataset == "synthetic" and not root:
         from keras_crf_reid.datasets.synthetic import generate_synthetic
         root = generate_synthetic(os.path.join(cfg.data_dir, f"synthetic_{cfg.num_ids}_s{cfg.synthetic_seed}"),
@@ -122,6 +120,30 @@ def load_data(cfg: ExperimentConfig) -> ReidDataset:
         raise ValueError(f"--data_root is required for --dataset={cfg.dataset}")
     kwargs = {} if cfg.min_len is None else {"min_len": cfg.min_len}
     return datasets.get_dataset(cfg.dataset, root, **kwargs)
+
+
+def load_data(cfg: ExperimentConfig) -> ReidDataset:
+    """Reads the dataset, generating the synthetic one first when no root is given.
+
+    Several comma-separated --data_root folders (two-camera datasets) are pooled into one;
+    pooled person ids become 10000 * (folder index) + id, so no two folders share an identity.
+    """
+    roots = [r for r in cfg.data_root.split(",") if r]
+    if len(roots) <= 1:
+        return _load_one(cfg, cfg.data_root)
+    parts = [_load_one(cfg, r) for r in roots]
+    tracklets, skipped = [], {}
+    for i, d in enumerate(parts):
+        if d.probe_cam != 0 or d.gallery_cam != 1 or d.fixed_splits:
+            raise ValueError(f"--data_root: {d.root} has no cam 0 / cam 1 protocol; only "
+                             f"two-camera datasets without fixed splits can be pooled")
+        if max(d.pids) >= 10000 or min(d.pids) < 0:
+            raise ValueError(f"--data_root: {d.root} has person ids outside 0..9999; cannot pool")
+        tracklets += [dataclasses.replace(t, pid=10000 * i + t.pid) for t in d.tracklets]
+        skipped.update(d.skipped)
+    name = "+".join(os.path.basename(os.path.normpath(r)) for r in roots)
+    return ReidDataset(name=name, root=",".join(d.root for d in parts), tracklets=tracklets,
+                       skipped=skipped)
 
 
 def part_model_config(cfg: ExperimentConfig, part: str) -> ModelConfig:
@@ -196,28 +218,31 @@ def run(cfg: ExperimentConfig) -> dict:
         save_splits(all_splits, splits_path, {"dataset": dataset.name, "seed": cfg.split_seed})
     per_split: dict[str, list[dict]] = {}
     extra: dict = {"fusion_weights": [], "train": []}
-    final_model = None
+    final_model, ranked = None, None
+
+    def score(row: str, model: keras.Model, part: str, split: Split):
+        metrics, dist = evaluate_split(compiled_embedder(model, part), store, split,
+                                       cfg.eval_seq_len, progress=cfg.progress, with_distances=True)
+        per_split.setdefault(row, []).append(metrics)
+        return dist
+
     for s in split_ids:
         split = all_splits[s]
         models = {}
         for part in cfg.parts:
             models[part], stats = train_part(cfg, store, split, s, part, strategy)
             extra["train"].append({"split": s, "part": part, **stats})
-            row = f"CRF {cfg.model.variant} ({part})"
-            per_split.setdefault(row, []).append(evaluate_split(
-                compiled_embedder(models[part], part), store, split, cfg.eval_seq_len,
-                progress=cfg.progress))
+            dist = score(f"CRF {cfg.model.variant} ({part})", models[part], part, split)
         if len(models) == 3:
             fusion = train_fusion(cfg, store, split, s, models, strategy)
             extra["fusion_weights"].append({"split": s, **fusion_weights(fusion)})
             print(f"split {s}: fusion weights {fusion_weights(fusion)}")
-            per_split.setdefault("CRF fusion (upper+lower+full)", []).append(
-                evaluate_split(compiled_embedder(fusion), store, split, cfg.eval_seq_len))
+            dist = score("CRF fusion (upper+lower+full)", fusion, "full", split)
             model = fusion
         else:
-            model = models[cfg.parts[0]] if cfg.parts[0] == "full" else None
+            model = models["full"] if "full" in models else None
         if final_model is None and model is not None:
-            final_model = model
+            final_model, ranked = model, (dist, split, s)
         if cfg.baseline:
             from keras_crf_reid.baseline import evaluate_baseline
             per_split.setdefault("Colour histogram baseline", []).append(
@@ -231,6 +256,11 @@ def run(cfg: ExperimentConfig) -> dict:
         plots.plot_cmc_curves(curves, os.path.join(cfg.run_dir, "cmc.png"),
                               title=f"{dataset.name}: CMC ({len(split_ids)} split(s))")
     out = {"run_dir": cfg.run_dir, "seconds": time.time() - t0, **written}
+    if ranked is not None:
+        from keras_crf_reid import plots
+        dist, split, s = ranked
+        out["ranked_png"] = plots.plot_ranked_split(
+            dist, dataset, split, os.path.join(cfg.run_dir, f"ranked_split{s}.png"))
     if final_model is not None:
         final_model.save(os.path.join(cfg.run_dir, "model.keras"))
         if cfg.export:

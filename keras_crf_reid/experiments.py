@@ -158,36 +158,12 @@ def missing_rows(cfg, data: Data, rows: Sequence[str], split_id: int) -> list[st
     return [r for r in want if done is None or r not in done["rows"]]
 
 
-def load_dataset(cfg):
-    """experiment.load_data; several comma-separated --data_root folders are pooled into one.
-
-    Pooled person ids become 10000 * (folder index) + id, so no two folders share an identity.
-    """
-    from keras_crf_reid.datasets.base import ReidDataset
-    from keras_crf_reid.experiment import load_data
-    roots = [r for r in cfg.data_root.split(",") if r]
-    if len(roots) <= 1:
-        return load_data(cfg)
-    parts = [load_data(dataclasses.replace(cfg, data_root=r)) for r in roots]
-    tracklets, skipped = [], {}
-    for i, d in enumerate(parts):
-        if d.probe_cam != 0 or d.gallery_cam != 1 or d.fixed_splits:
-            raise ValueError(f"--data_root: {d.root} has no cam 0 / cam 1 protocol; only "
-                             f"two-camera datasets without fixed splits can be pooled")
-        if max(d.pids) >= 10000 or min(d.pids) < 0:
-            raise ValueError(f"--data_root: {d.root} has person ids outside 0..9999; cannot pool")
-        tracklets += [dataclasses.replace(t, pid=10000 * i + t.pid) for t in d.tracklets]
-        skipped.update(d.skipped)
-    name = "+".join(os.path.basename(os.path.normpath(r)) for r in roots)
-    return ReidDataset(name=name, root=",".join(d.root for d in parts), tracklets=tracklets,
-                       skipped=skipped)
-
-
 def prepare(cfg) -> Data:
     """Dataset, flow-cached store, all splits and data fingerprint of the config."""
     from keras_crf_reid import datasets
+    from keras_crf_reid.experiment import load_data
     from keras_crf_reid.store import TrackletStore
-    dataset = load_dataset(cfg)
+    dataset = load_data(cfg)
     store = TrackletStore(dataset, cfg.cache_dir, on_bad_image=cfg.on_bad_image).build(
         progress=cfg.progress)
     splits = datasets.get_splits(dataset, cfg.num_splits, cfg.split_seed)
@@ -205,14 +181,8 @@ def split_ids_of(cfg, num_available: int) -> tuple[int, ...]:
 
 def _evaluate(embed, store, split, seq_len: int) -> tuple[dict, Any]:
     """Metrics (with the CMC curve) and the query x gallery distance matrix."""
-    import numpy as np
-    from keras_crf_reid.evaluation import embed_tracklets, evaluate_features
-    from keras_crf_reid.metrics import euclidean_distances
-    indices = sorted(set(split.query) | set(split.gallery))
-    feats = dict(zip(indices, embed_tracklets(embed, store, indices, seq_len)))
-    dist = euclidean_distances(np.stack([feats[i] for i in split.query]),
-                               np.stack([feats[i] for i in split.gallery]))
-    return evaluate_features(feats, store, split), dist.astype(np.float32)
+    from keras_crf_reid.evaluation import evaluate_split
+    return evaluate_split(embed, store, split, seq_len, with_distances=True)
 
 
 def _write_npz(path: str, arrays: dict) -> None:
@@ -380,16 +350,8 @@ def plot_ranked(cfg, dataset, split, row: str, split_id: int, num_queries: int,
     import numpy as np
     from keras_crf_reid import plots
     dist = np.load(os.path.join(split_dir(cfg, split_id), DISTANCES_FILE))[row]
-    tr = dataset.tracklets
-    q, g = [tr[i] for i in split.query], [tr[i] for i in split.gallery]
-    indices, matches = plots.ranked_results_from_distmat(
-        dist, [t.pid for t in q], [t.pid for t in g], [t.camid for t in q], [t.camid for t in g],
-        top_k=min(top_k, len(g)))
-    pick = np.unique(np.linspace(0, len(q) - 1, min(num_queries, len(q))).round().astype(int))
-    qf, gf = plots.frames_for_ranked_results([q[i] for i in pick], g, indices[pick],
-                                             frames_per_tracklet=3)
     out = os.path.join(cfg.run_dir, f"ranked_{row}_split{split_id}.png")
-    return plots.plot_ranked_results(qf, gf, matches[pick], out, frames_per_tracklet=3)
+    return plots.plot_ranked_split(dist, dataset, split, out, num_queries, top_k)
 
 
 def aggregate(cfg, rows: tuple[str, ...], data: Data, split_ids: Sequence[int],

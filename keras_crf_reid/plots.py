@@ -262,3 +262,17 @@ def frames_for_ranked_results(query_tracklets: Sequence[Tracklet],
             row_frames.append(load(middle, f"gallery tracklet {g.key}"))
         gallery_frames.append(row_frames)
     return query_frames, gallery_frames
+
+
+def plot_ranked_split(dist: np.ndarray, dataset, split, out_png: str, num_queries: int = 5,
+                      top_k: int = 5, frames_per_tracklet: int = 3) -> str:
+    """Ranked-results picture of ~num_queries evenly spread queries of a split's distances."""
+    tr = dataset.tracklets
+    q, g = [tr[i] for i in split.query], [tr[i] for i in split.gallery]
+    indices, matches = ranked_results_from_distmat(
+        dist, [t.pid for t in q], [t.pid for t in g], [t.camid for t in q], [t.camid for t in g],
+        top_k=min(top_k, len(g)))
+    pick = np.unique(np.linspace(0, len(q) - 1, min(num_queries, len(q))).round().astype(int))
+    qf, gf = frames_for_ranked_results([q[i] for i in pick], g, indices[pick],
+                                       frames_per_tracklet=frames_per_tracklet)
+    return plot_ranked_results(qf, gf, matches[pick], out_png, frames_per_tracklet=frames_per_tracklet)

@@ -153,7 +153,8 @@ def test_pooled_data_roots_renumber_identities(tmp_path):
     roots = [make_prid_fixture(str(tmp_path / n), num_ids=3, num_frames=4) for n in ("a", "b")]
     cfg = dataclasses.replace(tiny_config(tmp_path), dataset="prid_layout",
                               data_root=",".join(roots))
-    ds = experiments.load_dataset(cfg)
+    from keras_crf_reid.experiment import load_data
+    ds = load_data(cfg)
     assert ds.pids == [1, 2, 3, 10001, 10002, 10003]
     assert len(ds.tracklets) == 12 and ds.name == "prid_2011+prid_2011"
 

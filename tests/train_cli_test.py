@@ -36,6 +36,8 @@ def test_prid_flagfile_train_evaluate_export(tmp_path):
     assert set(results["results"]) >= {"CRF cnn_rnn (full)", "CRF cnn_rnn (upper)",
                                        "CRF cnn_rnn (lower)", "CRF fusion (upper+lower+full)"}
     assert len(results["extra"]["fusion_weights"]) == 1
+    for name in ("cmc.png", "ranked_split0.png", "results.md", "flags.json", "per_split.json"):
+        assert os.path.getsize(out / "prid2011" / name) > 100, name
     splits = json.load(open(out / "prid2011" / "splits.json"))["splits"]
     # person 8 is dropped by the >= 21 frames rule: 7 persons, split into train and test ids
     assert len(splits) == 10 and len(splits[0]["query"]) + len(splits[0]["train"]) // 2 == 7

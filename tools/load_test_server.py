@@ -5,7 +5,8 @@ then --clients threads, each with its own channel, send one-sequence requests fo
 seconds. With --invalid_every=K every K-th request of a client is deliberately invalid (NaN
 values, wrong width, or T = 0 in turn) and must be rejected with INVALID_ARGUMENT; any other
 failure counts as an error. Server RSS is read from /proc before and after the load. Prints one
-JSON object and exits non-zero if there were errors or the server died.
+JSON object and exits non-zero if there were errors, the server died, or its resident memory
+grew by more than --max_rss_growth_mb.
 
     python tools/load_test_server.py [--clients=8 --duration_s=30 --invalid_every=10]
 """
@@ -35,6 +36,8 @@ flags.DEFINE_float("duration_s", 30.0, "Load duration in seconds.", lower_bound=
 flags.DEFINE_integer("frames", 16, "Frames per sequence.", lower_bound=1)
 flags.DEFINE_integer("invalid_every", 0, "Every K-th request is invalid (0: none).", lower_bound=0)
 flags.DEFINE_integer("workers", 4, "Server --workers.", lower_bound=1)
+flags.DEFINE_float("max_rss_growth_mb", 150.0, "Fail if the server's RSS grows more than this "
+                   "during the load (after a 5-request warm-up).", lower_bound=0)
 FLAGS = flags.FLAGS
 
 
@@ -132,8 +135,9 @@ def main(argv) -> None:
               "invalid_every": FLAGS.invalid_every, **load, "server_alive": alive,
               "server_rss_mb": {"before": before, "after": after,
                                 "growth": round(after - before, 1) if after is not None else None}}
+    result["rss_bound_mb"] = FLAGS.max_rss_growth_mb
     print(json.dumps(result))
-    if load["errors"] or not alive:
+    if load["errors"] or not alive or result["server_rss_mb"]["growth"] > FLAGS.max_rss_growth_mb:
         raise SystemExit(1)
 
 

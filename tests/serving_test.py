@@ -291,3 +291,32 @@ def test_server_cli_in_subprocess(model, tmp_path):
     finally:
         proc.terminate()
         assert proc.wait(timeout=30) == 0
+
+
+def test_many_concurrent_connections_mixed_with_bad_requests(model, served):
+    """24 clients, each on its own connection, half sending NaN: all answered, none crash it."""
+    from concurrent.futures import ThreadPoolExecutor
+    port, stub = served
+    x = frames(1, 3, seed=5)
+    expected = model(x, training=False).numpy()
+
+    def client(k):
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            s = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+            if k % 2:
+                try:
+                    s.Predict(request(np.full_like(x, np.nan)), timeout=60)
+                except grpc.RpcError as e:
+                    return e.code()
+                return "accepted NaN"
+            out = s.Predict(request(x), timeout=60).outputs["embedding"]
+            return tf.make_ndarray(out)
+
+    with ThreadPoolExecutor(24) as pool:
+        results = list(pool.map(client, range(24)))
+    for k, r in enumerate(results):
+        if k % 2:
+            assert r == Code.INVALID_ARGUMENT
+        else:
+            np.testing.assert_allclose(r, expected, atol=1e-5)
+    assert stub.Predict(request(x), timeout=30).model_spec.version.value == 1

@@ -20,7 +20,7 @@ setup(
         "tensorboard>=2.16",
     ],
     extras_require={
-        "test": ["pytest>=8", "hypothesis>=6", "faiss-cpu>=1.8"],
+        "test": ["pytest>=8", "faiss-cpu>=1.8"],
         "ann": ["faiss-cpu>=1.8"],
     },
 )

@@ -22,7 +22,7 @@ from keras_crf_reid.evaluation import compiled_embedder, evaluate_split
 from keras_crf_reid.fusion import build_fusion_model, fusion_weights, part_height
 from keras_crf_reid.losses import LossWeights
 from keras_crf_reid.model import ModelConfig, build_crf_model
-from keras_crf_reid.pipeline import PairConfig, pair_dataset
+from keras_crf_reid.pipeline import PairConfig, pair_dataset, replica_pairs
 from keras_crf_reid.store import TrackletStore
 from keras_crf_reid.trainer import TrainConfig, Trainer, is_chief
 
@@ -165,7 +165,7 @@ def train_part(cfg: ExperimentConfig, store: TrackletStore, split: Split, split_
     embed = compiled_embedder(model, part)
     split_eval = lambda step: {k: v for k, v in evaluate_split(
         embed, store, split, cfg.eval_seq_len).items() if k != "cmc"}
-    stats = trainer.fit(lambda start: pair_dataset(store, split.train, pairs, start_batch=start)[0],
+    stats = trainer.fit(lambda start, ctx: replica_pairs(store, split.train, pairs, start, ctx),
                         pairs.batch_size, eval_fn=split_eval, progress=cfg.progress)
     if trainer.interrupted:
         raise KeyboardInterrupt(f"training of {model_dir} interrupted; checkpoint saved, "
@@ -189,7 +189,7 @@ def train_fusion(cfg: ExperimentConfig, store: TrackletStore, split: Split, spli
                                learning_rate=1e-2, weights=LossWeights(1.0, 0.0, 0.0), eval_every=0)
     trainer = Trainer(fusion, sampler.num_classes, tcfg,
                       os.path.join(cfg.run_dir, f"split_{split_id}", "fusion"), strategy)
-    trainer.fit(lambda start: pair_dataset(store, split.train, pairs, start_batch=start)[0],
+    trainer.fit(lambda start, ctx: replica_pairs(store, split.train, pairs, start, ctx),
                 pairs.batch_size, progress=cfg.progress)
     return fusion
 

@@ -31,6 +31,7 @@ class PairConfig:
     min_crop_scale: float = 0.8
     flip: bool = True
     seed: int = 0
+    stream: int = 0  # input pipeline of a distributed run (0: the single-pipeline stream)
 
     def __post_init__(self):
         if self.batch_size < 2 or self.batch_size % 2:
@@ -79,7 +80,7 @@ class PairSampler:
     def batch(self, b: int) -> dict[str, np.ndarray]:
         """Batch number b: tracklet indices (B, 2), starts (B, 2), labels, augmentation boxes/flips."""
         cfg = self.config
-        rng = np.random.default_rng([cfg.seed, b])
+        rng = np.random.default_rng([cfg.seed, b] + ([cfg.stream] if cfg.stream else []))
         half = cfg.batch_size // 2
         idx = np.zeros((cfg.batch_size, 2), np.int64)
         for k in range(half):
@@ -177,6 +178,25 @@ def pair_dataset(store: TrackletStore, train: Sequence[int], config: PairConfig,
     opts.deterministic = True
     ds = ds.map(to_batch, num_parallel_calls=parallel_calls).prefetch(2).with_options(opts)
     return ds, sampler
+
+
+def replica_pairs(store: TrackletStore, train: Sequence[int], config: PairConfig, start_step: int,
+                  ctx: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
+    """The pair stream of one input pipeline of a tf.distribute run, resumable at a step.
+
+    `config.batch_size` is the global batch. With several replicas each input pipeline (one
+    per worker) yields per-replica batches, each balanced half positive / half negative, from
+    its own stream, so no worker builds batches it then drops.
+    """
+    if ctx is None or ctx.num_replicas_in_sync == 1:
+        return pair_dataset(store, train, config, start_batch=start_step)[0]
+    per_replica = ctx.get_per_replica_batch_size(config.batch_size)
+    if per_replica % 2:
+        raise ValueError(f"--batch_size={config.batch_size} gives {per_replica} pairs per replica "
+                         f"over {ctx.num_replicas_in_sync} replicas; it must be even")
+    local_replicas = ctx.num_replicas_in_sync // ctx.num_input_pipelines
+    cfg = dataclasses.replace(config, batch_size=per_replica, stream=ctx.input_pipeline_id + 1)
+    return pair_dataset(store, train, cfg, start_batch=start_step * local_replicas)[0]
 
 
 def group_dataset(store: TrackletStore, indices: Sequence[int], seq_len: int = 16,

@@ -165,9 +165,11 @@ class Trainer:
     def _on_signal(self, signum, _frame):
         self._stop_signal = signum
 
-    def fit(self, make_dataset: Callable[[int], tf.data.Dataset], global_batch: int,
+    def fit(self, make_dataset: Callable[[int, tf.distribute.InputContext], tf.data.Dataset],
+            global_batch: int,
             eval_fn: Callable[[int], dict] | None = None, progress: bool = True) -> dict:
-        """Trains until config.steps; `make_dataset(start_step)` gives the batches from a step.
+        """Trains until config.steps; `make_dataset(start_step, input_context)` gives the batches
+        of one input pipeline from a step (e.g. pipeline.replica_pairs).
 
         SIGINT/SIGTERM save a checkpoint and return early. Returns the last running losses.
         """
@@ -176,7 +178,7 @@ class Trainer:
         if start >= cfg.steps:
             log.info("%s already trained to step %d", self.model_dir, start)
             return {"step": start}
-        ds = self.strategy.experimental_distribute_dataset(make_dataset(start))
+        ds = self.strategy.distribute_datasets_from_function(lambda ctx: make_dataset(start, ctx))
         step_fn = self._make_step(global_batch)
         writer = (tf.summary.create_file_writer(os.path.join(self.model_dir, "tb")) if self.is_chief
                   else tf.summary.create_noop_writer())

@@ -17,7 +17,7 @@ import tensorflow as tf
 from keras_crf_reid.datasets.prid2011 import load_prid_layout
 from keras_crf_reid.datasets.synthetic import generate_synthetic
 from keras_crf_reid.model import ModelConfig, build_crf_model
-from keras_crf_reid.pipeline import PairConfig, pair_dataset
+from keras_crf_reid.pipeline import PairConfig, pair_dataset, replica_pairs
 from keras_crf_reid.store import TrackletStore
 from keras_crf_reid.trainer import TrainConfig, Trainer
 
@@ -123,7 +123,7 @@ def test_mirrored_strategy_on_one_cpu_trains(data, tmp_path):
                       TrainConfig(steps=2, optimizer="adam", learning_rate=1e-2, ckpt_every=2),
                       str(tmp_path), strategy)
     before = [w.numpy().copy() for w in model.weights]
-    out = trainer.fit(lambda s: pair_dataset(store, range(len(store)), pairs, start_batch=s)[0],
+    out = trainer.fit(lambda s, ctx: replica_pairs(store, range(len(store)), pairs, s, ctx),
                       4, progress=False)
     assert out["step"] == 2 and np.isfinite(out["total"])
     assert any(not np.allclose(a, w.numpy()) for a, w in zip(before, model.weights))

@@ -100,3 +100,21 @@ def test_group_dataset_covers_every_frame(store):
 def test_bad_config():
     with pytest.raises(ValueError, match="even"):
         PairConfig(batch_size=5)
+
+
+def test_replica_pairs_per_pipeline_batches(store):
+    from keras_crf_reid.pipeline import replica_pairs
+    cfg = PairConfig(seq_len=2, batch_size=8, seed=3)
+    ctxs = [tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=i,
+                                       num_replicas_in_sync=2) for i in range(2)]
+    firsts = []
+    for ctx in ctxs:
+        (a, _), y = next(iter(replica_pairs(store, range(len(store)), cfg, 0, ctx)))
+        assert a.shape[0] == 4 and y["label"].numpy().sum() == 2  # per replica, balanced
+        firsts.append(a.numpy())
+    assert not np.array_equal(firsts[0], firsts[1])  # each worker has its own stream
+    single = next(iter(replica_pairs(store, range(len(store)), cfg, 0, None)))[0][0]
+    assert single.shape[0] == 8
+    with pytest.raises(ValueError, match="must be even"):
+        replica_pairs(store, range(len(store)), PairConfig(2, 6), 0,
+                      tf.distribute.InputContext(1, 0, 2))

@@ -43,7 +43,7 @@ def main(argv):
 
     from keras_crf_reid.datasets.prid2011 import load_prid_layout
     from keras_crf_reid.model import ModelConfig, build_crf_model
-    from keras_crf_reid.pipeline import PairConfig, pair_dataset
+    from keras_crf_reid.pipeline import PairConfig, pair_dataset, replica_pairs
     from keras_crf_reid.store import TrackletStore
     from keras_crf_reid.trainer import TrainConfig, Trainer
 
@@ -60,7 +60,7 @@ def main(argv):
                                   ckpt_every=2, log_every=1), FLAGS.model_dir, strategy)
     trainer.restore()
     initial = [w.numpy().copy() for w in model.weights]
-    stats = trainer.fit(lambda start: pair_dataset(store, train, pairs, start_batch=start)[0],
+    stats = trainer.fit(lambda start, ctx: replica_pairs(store, train, pairs, start, ctx),
                         FLAGS.batch_size, progress=False)
     final = [w.numpy() for w in model.weights]
     np.savez(FLAGS.out, **{f"final_{i}": w for i, w in enumerate(final)},

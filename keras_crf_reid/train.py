@@ -32,8 +32,9 @@ def main(argv: list[str]) -> int:
     except KeyboardInterrupt as e:
         print(f"interrupted: {e}", file=sys.stderr)
         return 130
-    with open(out["markdown"]) as f:
-        print(f.read())
+    if "markdown" in out:  # absent on the non-chief workers of a cluster
+        with open(out["markdown"]) as f:
+            print(f.read())
     print(json.dumps({k: v for k, v in out.items() if k != "markdown"}, indent=1, default=str))
     return 0
 

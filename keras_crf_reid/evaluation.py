@@ -9,16 +9,23 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from keras_crf_reid.datasets.base import Split
+from keras_crf_reid.frames import FRAME_HEIGHT, FRAME_WIDTH
 from keras_crf_reid.metrics import cmc_summary, euclidean_distances, evaluate_rank
 from keras_crf_reid.pipeline import group_dataset
+from keras_crf_reid.preprocess import NUM_CHANNELS
 from keras_crf_reid.store import TrackletStore
 
 
 def compiled_embedder(model: keras.Model, part: str = "full") -> Callable:
-    """A tf.function running `model` in inference mode on full frames (cropping for parts)."""
+    """A tf.function running `model` in inference mode on full frames (cropping for parts).
+
+    The signature leaves batch and time free, so evaluation never retraces.
+    """
     from keras_crf_reid.fusion import crop_part
 
-    @tf.function(reduce_retracing=True)
+    spec = tf.TensorSpec((None, None, FRAME_HEIGHT, FRAME_WIDTH, NUM_CHANNELS), tf.float32)
+
+    @tf.function(input_signature=[spec])
     def embed(x):
         return model(crop_part(x, part), training=False)
 

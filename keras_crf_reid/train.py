@@ -22,7 +22,9 @@ def main(argv: list[str]) -> int:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     from keras_crf_reid.experiment import config_from_flags, run
     from keras_crf_reid.trainer import NonFiniteLossError
-    logging.getLogger().setLevel(logging.INFO)
+    logging.getLogger("keras_crf_reid").setLevel(logging.INFO)
+    for noisy in ("tensorflow", "absl"):  # their INFO lines drown the progress
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         cfg = config_from_flags(FLAGS)
         out = run(cfg)

@@ -7,7 +7,6 @@ and combining the three embeddings with three trainable scalar weights (initiali
 from __future__ import annotations
 
 import keras
-from keras import ops
 
 from keras_crf_reid.frames import FRAME_HEIGHT
 

@@ -69,12 +69,12 @@ class ReidClient:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def _spec(self, spec, signature: bool = False) -> None:
+    def _spec(self, spec, signature_name: str | None = None) -> None:
         spec.name = self.model_name
         if self.version is not None:
             spec.version.value = int(self.version)
-        if signature:
-            spec.signature_name = self.signature_name
+        if signature_name:
+            spec.signature_name = signature_name
 
     def _call(self, method, request):
         delay = 0.1
@@ -87,9 +87,9 @@ class ReidClient:
             time.sleep(delay)
             delay = min(delay * 2, 2.0)
 
-    def _predict_request(self, inputs: dict) -> dict:
+    def _predict_request(self, inputs: dict, signature_name: str | None = None) -> dict:
         request = predict_pb2.PredictRequest()
-        self._spec(request.model_spec, signature=True)
+        self._spec(request.model_spec, signature_name or self.signature_name)
         for alias, value in inputs.items():
             request.inputs[alias].CopyFrom(tf.make_tensor_proto(value))
         response = self._call(self._predict.Predict, request)
@@ -107,13 +107,9 @@ class ReidClient:
 
     def predict_raw(self, rgb: np.ndarray, flow: np.ndarray) -> np.ndarray:
         """Embeddings via the `embed_raw` signature: rgb uint8 (B, T, h, w, 3), flow (B, T, H, W, 2)."""
-        request = predict_pb2.PredictRequest()
-        self._spec(request.model_spec)
-        request.model_spec.signature_name = export.RAW_SIGNATURE
-        request.inputs[export.RGB_INPUT].CopyFrom(tf.make_tensor_proto(np.asarray(rgb, np.uint8)))
-        request.inputs[export.FLOW_INPUT].CopyFrom(tf.make_tensor_proto(np.asarray(flow, np.float32)))
-        response = self._call(self._predict.Predict, request)
-        return tf.make_ndarray(response.outputs[export.OUTPUT_NAME])
+        inputs = {export.RGB_INPUT: np.asarray(rgb, np.uint8),
+                  export.FLOW_INPUT: np.asarray(flow, np.float32)}
+        return self._predict_request(inputs, export.RAW_SIGNATURE)[export.OUTPUT_NAME]
 
     def frame_shape(self) -> tuple[int, int, int]:
         """(H, W, C) of the served model's frames, read from its metadata once."""

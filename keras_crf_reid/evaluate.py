@@ -7,7 +7,6 @@ runs/demo/split_0/full/ckpt. The split evaluated is the first of --splits (defau
 from __future__ import annotations
 
 import json
-import os
 import sys
 
 from absl import app, flags
@@ -20,35 +19,17 @@ flags.DEFINE_enum("part", "full", ["full", "upper", "lower"], "Body part the mod
 FLAGS = flags.FLAGS
 
 
-def resolve_checkpoint(path: str) -> str:
-    """A checkpoint prefix from a prefix or a folder; clear error when there is none."""
-    import tensorflow as tf
-    if not path:
-        raise ValueError("--checkpoint is required")
-    if os.path.isdir(path):
-        latest = tf.train.latest_checkpoint(path)
-        if latest is None:
-            raise ValueError(f"--checkpoint: {path} holds no checkpoint")
-        return latest
-    if not os.path.exists(path + ".index"):
-        raise ValueError(f"--checkpoint: {path} is neither a checkpoint folder nor a prefix "
-                         f"(no {path}.index)")
-    return path
-
-
 def evaluate_checkpoint(cfg, checkpoint: str, part: str) -> dict:
     """Rebuilds the part model, restores its weights and scores the configured split."""
-    import tensorflow as tf
-    from keras_crf_reid import datasets
+    from keras_crf_reid import datasets, export
     from keras_crf_reid.evaluation import compiled_embedder, evaluate_split
     from keras_crf_reid.experiment import load_data, part_model_config
-    from keras_crf_reid.model import build_crf_model
     from keras_crf_reid.store import TrackletStore
 
-    prefix = resolve_checkpoint(checkpoint)
-    model = build_crf_model(part_model_config(cfg, part))
-    status = tf.train.Checkpoint(model=model).restore(prefix).expect_partial()
-    status.assert_existing_objects_matched()
+    if not checkpoint:
+        raise ValueError("--checkpoint is required")
+    prefix = export.checkpoint_prefix(checkpoint)
+    model = export.restore_checkpoint(prefix, part_model_config(cfg, part))
     dataset = load_data(cfg)
     store = TrackletStore(dataset, cfg.cache_dir, on_bad_image=cfg.on_bad_image).build(progress=cfg.progress)
     splits = datasets.get_splits(dataset, cfg.num_splits, cfg.split_seed)
@@ -64,7 +45,7 @@ def main(argv: list[str]) -> int:
     from keras_crf_reid.experiment import config_from_flags
     try:
         out = evaluate_checkpoint(config_from_flags(FLAGS), FLAGS.checkpoint, FLAGS.part)
-    except (DatasetError, ValueError, AssertionError) as e:
+    except (DatasetError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(json.dumps({k: v for k, v in out.items() if k != "cmc"}, indent=1))

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import importlib
 import json
 import logging
 import os
@@ -33,6 +32,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_crf_reid import fusion  # noqa: F401  (registers the fusion layers for loading)
 from keras_crf_reid.model import ModelConfig, build_crf_model
 from keras_crf_reid.preprocess import to_model_input
 
@@ -238,25 +238,25 @@ def export_saved_model(model: keras.Model, base_path: str, version: int | None =
     return final
 
 
-def _register_custom_layers() -> None:
-    """Imports the fusion module so its layers are registered (model.py's are, by import above)."""
-    try:
-        importlib.import_module("keras_crf_reid.fusion")
-    except ImportError as e:
-        log.debug("fusion layers unavailable: %s", e)
-
-
 def load_keras_model(path: str) -> keras.Model:
     """Loads a `.keras` file (without optimizer state), naming the path in any error."""
     if not path.endswith(".keras"):
         raise ValueError(f"{path}: expected a .keras model file")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: Keras model file does not exist")
-    _register_custom_layers()
     try:
         return keras.saving.load_model(path, compile=False)
     except Exception as e:
         raise ValueError(f"{path}: cannot load Keras model ({type(e).__name__}: {e})") from e
+
+
+def checkpoint_prefix(checkpoint: str) -> str:
+    """The checkpoint prefix of a prefix or of a directory (its latest checkpoint)."""
+    prefix = tf.train.latest_checkpoint(checkpoint) if os.path.isdir(checkpoint) else checkpoint
+    if not prefix or not tf.io.gfile.exists(prefix + ".index"):
+        raise FileNotFoundError(f"{checkpoint}: no TensorFlow checkpoint found (expected a prefix "
+                                f"with a .index file, or a directory with a 'checkpoint' file)")
+    return prefix
 
 
 def restore_checkpoint(checkpoint: str, config: ModelConfig = ModelConfig()) -> keras.Model:
@@ -264,21 +264,15 @@ def restore_checkpoint(checkpoint: str, config: ModelConfig = ModelConfig()) -> 
 
     The trainer saves tf.train.Checkpoint(model=...); a directory means its latest checkpoint.
     """
-    prefix = tf.train.latest_checkpoint(checkpoint) if os.path.isdir(checkpoint) else checkpoint
-    if not prefix or not tf.io.gfile.exists(prefix + ".index"):
-        raise FileNotFoundError(f"{checkpoint}: no TensorFlow checkpoint found (expected a prefix "
-                                f"with a .index file, or a directory with a 'checkpoint' file)")
+    prefix = checkpoint_prefix(checkpoint)
     model = build_crf_model(config)
-    stored = [k for k, _ in tf.train.list_variables(prefix)
-              if k.startswith("model/") and k.endswith("VARIABLE_VALUE") and "OPTIMIZER_SLOT" not in k]
-    if len(stored) < len(model.weights):
-        raise ValueError(f"{prefix}: checkpoint holds {len(stored)} of the model's {len(model.weights)} "
-                         f"weights; exporting it would silently keep random initial values (weights "
-                         f"held in Python lists of layers are not written by tf.train.Checkpoint)")
+    # Fails for any model variable without an entry in the checkpoint, so a partial checkpoint
+    # never leaves random initial values in an exported or evaluated model.
     try:
         tf.train.Checkpoint(model=model).restore(prefix).expect_partial().assert_existing_objects_matched()
     except (AssertionError, ValueError, tf.errors.OpError) as e:
-        raise ValueError(f"{prefix}: checkpoint does not match the model config {config} ({e})") from e
+        raise ValueError(f"{prefix}: checkpoint does not hold the weights of a model with config "
+                         f"{config} ({e})") from e
     return model
 
 

@@ -22,7 +22,7 @@ from keras_crf_reid.evaluation import compiled_embedder, evaluate_split
 from keras_crf_reid.fusion import build_fusion_model, fusion_weights, part_height
 from keras_crf_reid.losses import LossWeights
 from keras_crf_reid.model import ModelConfig, build_crf_model
-from keras_crf_reid.pipeline import PairConfig, pair_dataset, replica_pairs
+from keras_crf_reid.pipeline import PairConfig, PairSampler, replica_pairs
 from keras_crf_reid.store import TrackletStore
 from keras_crf_reid.trainer import TrainConfig, Trainer, is_chief
 
@@ -159,7 +159,7 @@ def train_part(cfg: ExperimentConfig, store: TrackletStore, split: Split, split_
     pairs = dataclasses.replace(cfg.pairs, seed=seed)
     with strategy.scope():
         model = build_crf_model(part_model_config(cfg, part), name=f"crf_{part}")
-    _, sampler = pair_dataset(store, split.train, pairs, num_batches=1)
+    sampler = PairSampler(store, split.train, pairs)
     trainer = Trainer(model, sampler.num_classes, dataclasses.replace(cfg.train, part=part),
                       model_dir, strategy)
     embed = compiled_embedder(model, part)
@@ -184,7 +184,7 @@ def train_fusion(cfg: ExperimentConfig, store: TrackletStore, split: Split, spli
     with strategy.scope():
         fusion = build_fusion_model(part_models)
     pairs = dataclasses.replace(cfg.pairs, seed=cfg.pairs.seed + 1000 * split_id + 7)
-    _, sampler = pair_dataset(store, split.train, pairs, num_batches=1)
+    sampler = PairSampler(store, split.train, pairs)
     tcfg = dataclasses.replace(cfg.train, steps=cfg.fusion_steps, part="full", optimizer="adam",
                                learning_rate=1e-2, weights=LossWeights(1.0, 0.0, 0.0), eval_every=0)
     trainer = Trainer(fusion, sampler.num_classes, tcfg,

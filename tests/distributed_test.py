@@ -17,7 +17,7 @@ import tensorflow as tf
 from keras_crf_reid.datasets.prid2011 import load_prid_layout
 from keras_crf_reid.datasets.synthetic import generate_synthetic
 from keras_crf_reid.model import ModelConfig, build_crf_model
-from keras_crf_reid.pipeline import PairConfig, pair_dataset, replica_pairs
+from keras_crf_reid.pipeline import PairConfig, PairSampler, replica_pairs
 from keras_crf_reid.store import TrackletStore
 from keras_crf_reid.trainer import TrainConfig, Trainer
 
@@ -116,7 +116,7 @@ def test_mirrored_strategy_on_one_cpu_trains(data, tmp_path):
     assert isinstance(strategy, tf.distribute.MirroredStrategy)
     store = TrackletStore(load_prid_layout(root), cache)
     pairs = PairConfig(seq_len=3, batch_size=4, seed=0)
-    _, sampler = pair_dataset(store, range(len(store)), pairs, num_batches=1)
+    sampler = PairSampler(store, range(len(store)), pairs)
     with strategy.scope():
         model = build_crf_model(TINY)
     trainer = Trainer(model, sampler.num_classes,

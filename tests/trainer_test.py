@@ -12,7 +12,7 @@ import tensorflow as tf
 from keras_crf_reid.datasets.prid2011 import load_prid_layout
 from keras_crf_reid.datasets.synthetic import generate_synthetic
 from keras_crf_reid.model import ModelConfig, build_crf_model
-from keras_crf_reid.pipeline import PairConfig, pair_dataset, replica_pairs
+from keras_crf_reid.pipeline import PairConfig, PairSampler, replica_pairs
 from keras_crf_reid.store import TrackletStore
 from keras_crf_reid.trainer import NonFiniteLossError, TrainConfig, Trainer
 
@@ -29,7 +29,7 @@ def store(tmp_path_factory):
 
 def _trainer(store, model_dir, steps, **kw):
     pairs = PairConfig(seq_len=3, batch_size=4, seed=0)
-    _, sampler = pair_dataset(store, range(len(store)), pairs, num_batches=1)
+    sampler = PairSampler(store, range(len(store)), pairs)
     trainer = Trainer(build_crf_model(TINY), sampler.num_classes,
                       TrainConfig(steps=steps, ckpt_every=2, log_every=1, **kw), str(model_dir))
     make = lambda start, ctx: replica_pairs(store, range(len(store)), pairs, start, ctx)

@@ -43,7 +43,7 @@ def main(argv):
 
     from keras_crf_reid.datasets.prid2011 import load_prid_layout
     from keras_crf_reid.model import ModelConfig, build_crf_model
-    from keras_crf_reid.pipeline import PairConfig, pair_dataset, replica_pairs
+    from keras_crf_reid.pipeline import PairConfig, PairSampler, replica_pairs
     from keras_crf_reid.store import TrackletStore
     from keras_crf_reid.trainer import TrainConfig, Trainer
 
@@ -52,7 +52,7 @@ def main(argv):
     store = TrackletStore(load_prid_layout(FLAGS.data_root), FLAGS.cache_dir)
     train = range(len(store))
     pairs = PairConfig(seq_len=FLAGS.seq_len, batch_size=FLAGS.batch_size, seed=0)
-    _, sampler = pair_dataset(store, train, pairs, num_batches=1)
+    sampler = PairSampler(store, train, pairs)
     with strategy.scope():
         model = build_crf_model(ModelConfig(filters=(4, 4, 4), embed_dim=8, dropout=0.0))
     trainer = Trainer(model, sampler.num_classes,

@@ -179,12 +179,6 @@ def split_ids_of(cfg, num_available: int) -> tuple[int, ...]:
     return ids
 
 
-def _evaluate(embed, store, split, seq_len: int) -> tuple[dict, Any]:
-    """Metrics (with the CMC curve) and the query x gallery distance matrix."""
-    from keras_crf_reid.evaluation import evaluate_split
-    return evaluate_split(embed, store, split, seq_len, with_distances=True)
-
-
 def _write_npz(path: str, arrays: dict) -> None:
     import numpy as np
     tmp = f"{path}.{os.getpid()}.tmp.npz"
@@ -197,7 +191,7 @@ def run_split(cfg, rows: Sequence[str], split_id: int, data: Data | None = None)
     import keras
     import numpy as np
     from keras_crf_reid import report
-    from keras_crf_reid.evaluation import compiled_embedder
+    from keras_crf_reid.evaluation import compiled_embedder, evaluate_split
     from keras_crf_reid.experiment import make_strategy, train_fusion, train_part
     from keras_crf_reid.fusion import fusion_weights
 
@@ -237,14 +231,15 @@ def run_split(cfg, rows: Sequence[str], split_id: int, data: Data | None = None)
             models = {"full": full_models[variant]}
             for part in ("upper", "lower"):
                 models[part] = train(variant, part)
-                done["parts"][part], _ = _evaluate(compiled_embedder(models[part], part), store,
-                                                   split, cfg.eval_seq_len)
+                done["parts"][part] = evaluate_split(compiled_embedder(models[part], part), store,
+                                                     split, cfg.eval_seq_len)
             fusion = train_fusion(variant_config(cfg, variant), store, split, split_id, models,
                                   strategy)
             done["fusion_weights"] = fusion_weights(fusion)
             print(f"split {split_id}: fusion weights {done['fusion_weights']}", flush=True)
             embed = compiled_embedder(fusion, "full")
-        done["rows"][row], distances[row] = _evaluate(embed, store, split, cfg.eval_seq_len)
+        done["rows"][row], distances[row] = evaluate_split(embed, store, split, cfg.eval_seq_len,
+                                                           with_distances=True)
     done["seconds"] = float(done.get("seconds", 0.0)) + time.time() - t0
     done["num_query"], done["num_gallery"] = len(split.query), len(split.gallery)
     os.makedirs(out_dir, exist_ok=True)

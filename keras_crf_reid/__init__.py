@@ -8,10 +8,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 __version__ = "0.1.0"
 
 
-def load(path: str):
+def load(path: str, batch_size: int = 16, group_len: int | None = None):
     """Loads a trained model (SavedModel version dir or base path, or a .keras file) for inference.
 
-    Returns an object with `.predict(frames)` and `.embed(tracklet_dir)`; see keras_crf_reid.inference.
+    Returns an object with `.predict(frames)` and `.embed(tracklet_dir)` (tracklets cut into the
+    frame groups the model was evaluated with); see keras_crf_reid.serving.inference.
     """
-    from keras_crf_reid.inference import load as _load
-    return _load(path)
+    from keras_crf_reid.serving.inference import load as _load
+    return _load(path, batch_size, group_len)

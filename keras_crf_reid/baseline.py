@@ -18,7 +18,7 @@ import numpy as np
 
 from keras_crf_reid import metrics
 from keras_crf_reid.datasets.base import DatasetError, ReidDataset, Split, Tracklet
-from keras_crf_reid.frames import read_frames
+from keras_crf_reid.datasets.frames import read_frames
 
 KINDS = ("hist", "pixel")
 PIXEL_SIZE = (8, 16)  # (width, height) raw-pixel features are shrunk to

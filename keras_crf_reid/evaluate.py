@@ -2,7 +2,8 @@
 
 The flags describing data and model must match the training run (use the same flagfile);
 `--checkpoint` is a checkpoint prefix or a folder of checkpoints (the latest is used), e.g.
-runs/demo/split_0/full/ckpt. The split evaluated is the first of --splits (default 0).
+runs/demo/split_0/upper/ckpt with --part=upper, or runs/demo/split_0/fusion/ckpt with
+--part=fusion. The split evaluated is the first of --splits (default 0).
 """
 from __future__ import annotations
 
@@ -11,46 +12,45 @@ import sys
 
 from absl import app, flags
 
-from keras_crf_reid import flags as crf_flags
-from keras_crf_reid.datasets.base import DatasetError
+from keras_crf_reid import cli
+from keras_crf_reid.runner import config
 
+config.define_flags()
 flags.DEFINE_string("checkpoint", "", "Checkpoint prefix or folder (latest checkpoint used).")
-flags.DEFINE_enum("part", "full", ["full", "upper", "lower"], "Body part the model was trained on.")
+flags.DEFINE_enum("part", "full", ["full", "upper", "lower", "fusion"],
+                  "Which model the checkpoint holds: a body part or the fusion of all three.")
 FLAGS = flags.FLAGS
 
 
-def evaluate_checkpoint(cfg, checkpoint: str, part: str) -> dict:
-    """Rebuilds the part model, restores its weights and scores the configured split."""
-    from keras_crf_reid import datasets, export
+def evaluate_checkpoint(cfg: config.ExperimentConfig, checkpoint: str, part: str) -> dict:
+    """Rebuilds the model, restores its weights and scores the configured split."""
+    from keras_crf_reid import checkpoints
     from keras_crf_reid.evaluation import compiled_embedder, evaluate_split
-    from keras_crf_reid.experiment import load_data, part_model_config
-    from keras_crf_reid.store import TrackletStore
+    from keras_crf_reid.runner.data import prepare
 
     if not checkpoint:
         raise ValueError("--checkpoint is required")
-    prefix = export.checkpoint_prefix(checkpoint)
-    model = export.restore_checkpoint(prefix, part_model_config(cfg, part))
-    dataset = load_data(cfg)
-    store = TrackletStore(dataset, cfg.cache_dir, on_bad_image=cfg.on_bad_image).build(progress=cfg.progress)
-    splits = datasets.get_splits(dataset, cfg.num_splits, cfg.split_seed)
-    s = cfg.splits[0] if cfg.splits else 0
-    metrics = evaluate_split(compiled_embedder(model, part), store, splits[s], cfg.eval_seq_len,
-                             progress=cfg.progress)
-    return {"checkpoint": prefix, "split": s, **metrics}
+    prefix = checkpoints.checkpoint_prefix(checkpoint)
+    model = checkpoints.restore_checkpoint(prefix, cfg.model, part)
+    data = prepare(cfg.data, cfg.run.progress)
+    s = data.split_ids(cfg.data)[0]
+    metrics = evaluate_split(compiled_embedder(model), data.store, data.splits[s],
+                             cfg.eval.seq_len, progress=cfg.run.progress)
+    return {"checkpoint": prefix, "part": part, "split": s, **metrics}
 
 
 def main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from keras_crf_reid.experiment import config_from_flags
+    from keras_crf_reid.datasets import DatasetError
     try:
-        out = evaluate_checkpoint(config_from_flags(FLAGS), FLAGS.checkpoint, FLAGS.part)
+        out = evaluate_checkpoint(config.config_from_flags(FLAGS), FLAGS.checkpoint, FLAGS.part)
     except (DatasetError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return cli.EXIT_USAGE
     print(json.dumps({k: v for k, v in out.items() if k != "cmc"}, indent=1))
     return 0
 
 
 if __name__ == "__main__":
-    app.run(main, argv=crf_flags.resolve_flagfile_argv(sys.argv))
+    cli.run(main)

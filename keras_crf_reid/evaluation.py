@@ -1,4 +1,4 @@
-"""Test protocol: tracklet features = mean over all of its 16-frame groups; CMC and mAP."""
+"""Test protocol: tracklet features = mean over all of its frame groups (16 frames by default); CMC, mAP."""
 from __future__ import annotations
 
 from typing import Callable, Sequence
@@ -9,31 +9,26 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from keras_crf_reid.datasets.base import Split
-from keras_crf_reid.frames import FRAME_HEIGHT, FRAME_WIDTH
+from keras_crf_reid.datasets.pipeline import group_dataset
+from keras_crf_reid.datasets.store import TrackletStore
+from keras_crf_reid.geometry import GROUP_LEN, INPUT_SHAPE
 from keras_crf_reid.metrics import cmc_summary, euclidean_distances, evaluate_rank
-from keras_crf_reid.pipeline import group_dataset
-from keras_crf_reid.preprocess import NUM_CHANNELS
-from keras_crf_reid.store import TrackletStore
 
 
-def compiled_embedder(model: keras.Model, part: str = "full") -> Callable:
-    """A tf.function running `model` in inference mode on full frames (cropping for parts).
+def compiled_embedder(model: keras.Model) -> Callable:
+    """A tf.function running `model` in inference mode on full frames (B, T, 128, 64, 5).
 
     The signature leaves batch and time free, so evaluation never retraces.
     """
-    from keras_crf_reid.fusion import crop_part
-
-    spec = tf.TensorSpec((None, None, FRAME_HEIGHT, FRAME_WIDTH, NUM_CHANNELS), tf.float32)
-
-    @tf.function(input_signature=[spec])
+    @tf.function(input_signature=[tf.TensorSpec((None, None, *INPUT_SHAPE), tf.float32)])
     def embed(x):
-        return model(crop_part(x, part), training=False)
+        return model(x, training=False)
 
     return embed
 
 
 def embed_tracklets(embed: Callable, store: TrackletStore, indices: Sequence[int],
-                    seq_len: int = 16, batch_size: int = 32, progress: bool = False) -> np.ndarray:
+                    seq_len: int = GROUP_LEN, batch_size: int = 32, progress: bool = False) -> np.ndarray:
     """(len(indices), D) features: the mean embedding of each tracklet's frame groups."""
     ds, counts = group_dataset(store, indices, seq_len, batch_size)
     sums = None
@@ -64,7 +59,7 @@ def score_distances(dist: np.ndarray, store: TrackletStore, split: Split, max_ra
     return {**cmc_summary(cmc, mean_ap), "cmc": [float(c) for c in cmc]}
 
 
-def evaluate_split(embed: Callable, store: TrackletStore, split: Split, seq_len: int = 16,
+def evaluate_split(embed: Callable, store: TrackletStore, split: Split, seq_len: int = GROUP_LEN,
                    batch_size: int = 32, progress: bool = False, with_distances: bool = False):
     """Embeds the query and gallery tracklets of a split and scores them.
 

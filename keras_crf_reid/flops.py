@@ -18,12 +18,13 @@ import statistics
 import time
 from typing import Callable
 
+from keras_crf_reid.geometry import FRAME_WIDTH, NUM_CHANNELS
 from keras_crf_reid.model import ModelConfig
 
 
 def crf_flops_breakdown(config: ModelConfig, frames: int) -> dict[str, int]:
     """Forward FLOPs per layer for `frames` frames (summed over sequences and batch)."""
-    h, w, cin = config.input_height, config.input_width, config.channels
+    h, w, cin = config.input_height, FRAME_WIDTH, NUM_CHANNELS
     k2 = config.kernel_size ** 2
     out: dict[str, int] = {}
     for i, cout in enumerate(config.filters):
@@ -44,8 +45,8 @@ def crf_forward_flops(config: ModelConfig, frames: int) -> int:
 
 def crf_train_flops(config: ModelConfig, frames: int) -> int:
     """FLOPs of one training step over `frames` frames: 3x forward less conv1's input gradient."""
-    first_conv_input_grad = 2 * config.kernel_size ** 2 * config.channels * config.filters[0] \
-        * config.input_height * config.input_width * frames
+    first_conv_input_grad = 2 * config.kernel_size ** 2 * NUM_CHANNELS * config.filters[0] \
+        * config.input_height * FRAME_WIDTH * frames
     return 3 * crf_forward_flops(config, frames) - first_conv_input_grad
 
 

@@ -5,6 +5,8 @@ For a sequence of frames I_1..I_T (T variable):
   o_t = W_i f_t + W_s r_{t-1} + b,  r_t = ReLU(o_t)
   x_C = mean_t f_t,  x_R = mean_t o_t,  x_F = x_C + x_R
 Variants ("cnn", "rnn", "cnn_rnn") output x_C, x_R or x_F, for the paper's ablation.
+Every model takes full 128x64 frames; a body-part model (upper or lower half, for the
+local-global fusion) crops its rows inside, so callers never crop by hand.
 
 The CNN is applied to every frame by folding time into the batch axis with a reshape (not
 Keras TimeDistributed, which is slow and wrong for a None time axis in graph mode on Keras 3.15).
@@ -16,8 +18,8 @@ import dataclasses
 import keras
 from keras import ops
 
-from keras_crf_reid.preprocess import NUM_CHANNELS
-from keras_crf_reid.frames import FRAME_HEIGHT, FRAME_WIDTH
+from keras_crf_reid.options import option
+from keras_crf_reid.geometry import FRAME_HEIGHT, FRAME_WIDTH, NUM_CHANNELS, PARTS, part_height, part_rows
 
 VARIANTS = ("cnn", "rnn", "cnn_rnn")
 
@@ -26,26 +28,56 @@ VARIANTS = ("cnn", "rnn", "cnn_rnn")
 class ModelConfig:
     """Hyper-parameters of one CRF network (defaults: the paper's)."""
 
-    variant: str = "cnn_rnn"
-    filters: tuple[int, ...] = (16, 32, 32)
-    kernel_size: int = 5
-    embed_dim: int = 128
-    dropout: float = 0.5
-    input_height: int = FRAME_HEIGHT
-    input_width: int = FRAME_WIDTH
-    channels: int = NUM_CHANNELS
+    variant: str = option("cnn_rnn", "Embedding: x_C (cnn), x_R (rnn) or x_F = x_C + x_R.",
+                          choices=VARIANTS)
+    filters: tuple[int, ...] = option((16, 32, 32), "Filters of the conv blocks.")
+    kernel_size: int = option(5, "Conv kernel size.")
+    embed_dim: int = option(128, "Embedding size.")
+    dropout: float = option(0.5, "Dropout before the CNN's dense layer.")
+    part: str = option("full", "Body part the model sees (the runner sets it per part model).",
+                       cli=False, results=False)
 
     def __post_init__(self):
         if self.variant not in VARIANTS:
-            raise ValueError(f"model variant must be one of {VARIANTS}, got {self.variant!r}")
+            raise ValueError(f"--variant must be one of {', '.join(VARIANTS)}, got {self.variant!r}")
         if not self.filters or any(int(f) <= 0 for f in self.filters):
-            raise ValueError(f"filters must be positive integers, got {self.filters!r}")
+            raise ValueError(f"--filters must be positive integers, got {self.filters!r}")
+        if self.kernel_size < 1:
+            raise ValueError(f"--kernel_size must be >= 1, got {self.kernel_size}")
+        if self.embed_dim < 1:
+            raise ValueError(f"--embed_dim must be >= 1, got {self.embed_dim}")
         if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+            raise ValueError(f"--dropout must be in [0, 1), got {self.dropout}")
+        if self.part not in PARTS:
+            raise ValueError(f"--part must be one of {', '.join(PARTS)}, got {self.part!r}")
         down = 2 ** len(self.filters)
-        if self.input_height % down or self.input_width % down:
-            raise ValueError(f"input {self.input_height}x{self.input_width} is not divisible by "
-                             f"{down} ({len(self.filters)} max-pooling stages)")
+        if self.input_height % down or FRAME_WIDTH % down:
+            raise ValueError(f"--filters: {len(self.filters)} max-pooling stages need an input "
+                             f"divisible by {down}; the {self.part} input is "
+                             f"{self.input_height}x{FRAME_WIDTH}")
+
+    @property
+    def input_height(self) -> int:
+        """Rows the CNN sees after the model's own crop to its body part."""
+        return part_height(self.part)
+
+
+@keras.saving.register_keras_serializable("keras_crf_reid")
+class CropRows(keras.layers.Layer):
+    """Keeps rows [start, stop) of (batch, T, H, W, C) frames."""
+
+    def __init__(self, start: int, stop: int, **kwargs):
+        super().__init__(**kwargs)
+        self.start, self.stop = int(start), int(stop)
+
+    def call(self, x):
+        return x[:, :, self.start:self.stop]
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[:2] + (self.stop - self.start,) + tuple(input_shape[3:])
+
+    def get_config(self):
+        return {**super().get_config(), "start": self.start, "stop": self.stop}
 
 
 @keras.saving.register_keras_serializable("keras_crf_reid")
@@ -136,11 +168,16 @@ class TemporalMean(keras.layers.Layer):
 
 
 def build_crf_model(config: ModelConfig = ModelConfig(), name: str = "crf") -> keras.Model:
-    """Functional model: frames (batch, T, H, W, 5) float32 -> `embedding` (batch, embed_dim)."""
-    frames = keras.Input((None, config.input_height, config.input_width, config.channels),
-                         name="frames")
+    """Functional model: full frames (batch, T, 128, 64, 5) float32 -> `embedding` (batch, D).
+
+    A part model crops its rows first (layer `crop_<part>`), then runs the same network.
+    """
+    frames = keras.Input((None, FRAME_HEIGHT, FRAME_WIDTH, NUM_CHANNELS), name="frames")
+    x = frames
+    if config.part != "full":
+        x = CropRows(*part_rows(config.part), name=f"crop_{config.part}")(frames)
     f = FrameEncoder(config.filters, config.kernel_size, config.embed_dim, config.dropout,
-                     name="frame_cnn")(frames)
+                     name="frame_cnn")(x)
     parts = []
     if config.variant in ("cnn", "cnn_rnn"):
         parts.append(TemporalMean(name="x_c")(f))

@@ -8,8 +8,6 @@ them are drawn by matplotlib. Both write the PNG atomically and return its path.
 """
 from __future__ import annotations
 
-import os
-import uuid
 from typing import Mapping, Sequence
 
 import matplotlib
@@ -19,6 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first
 import numpy as np  # noqa: E402
 
 from keras_crf_reid import metrics  # noqa: E402
+from keras_crf_reid.atomic import atomic_path  # noqa: E402
 from keras_crf_reid.datasets.base import DatasetError, Tracklet  # noqa: E402
 
 DPI = 100
@@ -39,14 +38,8 @@ _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
 def _save(fig, out_png: str) -> str:
     """Saves a figure to PNG through a temporary file and os.replace, then closes it."""
     try:
-        os.makedirs(os.path.dirname(os.path.abspath(out_png)), exist_ok=True)
-        tmp = f"{out_png}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
-        try:
+        with atomic_path(out_png) as tmp:
             fig.savefig(tmp, format="png", dpi=DPI)
-            os.replace(tmp, out_png)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
     finally:
         plt.close(fig)
     return out_png
@@ -241,7 +234,7 @@ def frames_for_ranked_results(query_tracklets: Sequence[Tracklet],
     indices: (Q, k) gallery indices per query (from `ranked_results_from_distmat`; -1 ends a
     row). Undecodable frames are skipped; a tracklet with none left raises DatasetError.
     """
-    from keras_crf_reid.frames import read_frames  # cv2 only when frames are actually read
+    from keras_crf_reid.datasets.frames import read_frames  # cv2 only when frames are actually read
 
     def load(paths: Sequence[str], what: str) -> np.ndarray:
         frames, _ = read_frames(paths) if len(paths) else (np.zeros((0,)), [])

@@ -12,10 +12,11 @@ import hashlib
 import json
 import math
 import os
-import uuid
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+
+from keras_crf_reid.atomic import write_atomic
 
 # Table columns: (metric key, header), in the paper's order.
 TABLE_COLUMNS = (("rank1", "Rank-1"), ("rank5", "Rank-5"), ("rank10", "Rank-10"),
@@ -124,23 +125,6 @@ def _splits_record(splits: Any) -> Any:
             return {"path": path, "error": f"cannot read splits file ({e.strerror or e})"}
         return {"path": path, "sha256": digest}
     return _jsonable(splits)
-
-
-def write_atomic(path: str, text: str) -> str:
-    """Writes `text` to `path` via a temporary file in the same folder and os.replace."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
-    try:
-        with open(tmp, "x", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return path
 
 
 def _dump(obj: Any) -> str:

@@ -1,7 +1,9 @@
 """Trains CRF models and reports CMC: `python -m keras_crf_reid.train --flagfile=pipelines/prid.flags`.
 
 With no flags it runs the demo on generated synthetic data: generate, cache flow, train,
-evaluate (CMC table printed and written under runs/<name>/), export the SavedModel.
+evaluate (CMC table printed and written under runs/<name>/), export the SavedModel. With
+`--rows=cnn,rnn,cnn_rnn,fusion` it runs the paper's ablation (pipelines/ablation_*.flags).
+Every flag and its default: `--helpfull`; the defaults live in keras_crf_reid.runner.config.
 """
 from __future__ import annotations
 
@@ -11,38 +13,43 @@ import sys
 
 from absl import app, flags
 
-from keras_crf_reid import flags as crf_flags
-from keras_crf_reid.datasets.base import DatasetError
+from keras_crf_reid import cli
+from keras_crf_reid.runner import config
 
+config.define_flags()
 FLAGS = flags.FLAGS
 
 
 def main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from keras_crf_reid.experiment import config_from_flags, run
+    try:  # every flag is checked before any data is read or any folder written
+        cfg = config.config_from_flags(FLAGS)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return cli.EXIT_USAGE
+    from keras_crf_reid.datasets import DatasetError
+    from keras_crf_reid.runner.experiment import run
     from keras_crf_reid.trainer import NonFiniteLossError
     logging.getLogger("keras_crf_reid").setLevel(logging.INFO)
     for noisy in ("tensorflow", "absl"):  # their INFO lines drown the progress
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
-        cfg = config_from_flags(FLAGS)
         out = run(cfg)
-    except (DatasetError, ValueError, NonFiniteLossError) as e:
+    except (DatasetError, ValueError, NonFiniteLossError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return cli.EXIT_USAGE
     except KeyboardInterrupt as e:
         print(f"interrupted: {e}", file=sys.stderr)
         return 130
-    if "markdown" in out:  # absent on the non-chief workers of a cluster
-        with open(out["markdown"]) as f:
-            print(f.read())
-    print(json.dumps({k: v for k, v in out.items() if k != "markdown"}, indent=1, default=str))
+    if "markdown_text" in out:  # absent for worker_mode and the non-chief workers of a cluster
+        print(out.pop("markdown_text"))
+    print(json.dumps(out, indent=1, default=str))
     return 0
 
 
 def run_main() -> None:
-    app.run(main, argv=crf_flags.resolve_flagfile_argv(sys.argv))
+    cli.run(main)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import shutil
 import signal
@@ -21,8 +22,8 @@ import keras
 import tensorflow as tf
 from tqdm import tqdm
 
-from keras_crf_reid.fusion import crop_part
 from keras_crf_reid.losses import LossWeights, crf_loss
+from keras_crf_reid.options import option
 
 log = logging.getLogger(__name__)
 
@@ -35,29 +36,46 @@ class NonFiniteLossError(RuntimeError):
 class TrainConfig:
     """Optimisation settings (defaults: the paper's where it gives them)."""
 
-    steps: int = 1000
-    optimizer: str = "sgd"
-    learning_rate: float = 1e-3
-    momentum: float = 0.9
-    clipnorm: float = 10.0
-    margin: float = 2.0
-    weights: LossWeights = LossWeights()
-    part: str = "full"
-    ckpt_every: int = 200
-    max_to_keep: int = 3
-    log_every: int = 10
-    eval_every: int = 0
-    on_nan: str = "stop"
-    mixed_precision: bool = False
-    jit_compile: bool = False
+    steps: int = option(1000, "Training steps per part model.", extendable=True)
+    optimizer: str = option("sgd", "Optimizer.", choices=("sgd", "adam"))
+    learning_rate: float = option(1e-3, "Learning rate.")
+    momentum: float = option(0.9, "SGD momentum.")
+    clipnorm: float = option(10.0, "Gradient clipping by global norm.")
+    margin: float = option(2.0, "Contrastive margin alpha.")
+    weights: LossWeights = option(LossWeights(), "W1 (siamese), W2, W3 (softmax of each side).",
+                                  flag="loss_weights")
+    ckpt_every: int = option(200, "Checkpoint every N steps (0: only at the end).", results=False)
+    max_to_keep: int = option(3, "Checkpoints kept per model.", results=False)
+    log_every: int = option(10, "Update the running losses and TensorBoard every N steps.",
+                           results=False)
+    eval_every: int = option(0, "Evaluate on the test split every N steps (0: at the end only).",
+                            results=False)
+    on_nan: str = option("stop", "Non-finite loss: stop, or skip the batch.", choices=("stop", "skip"))
+    mixed_precision: bool = option(False, "mixed_float16 compute (GPU).")
+    jit_compile: bool = option(False, "XLA-compile the training step.")
 
     def __post_init__(self):
         if self.optimizer not in ("sgd", "adam"):
             raise ValueError(f"--optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
         if self.on_nan not in ("stop", "skip"):
             raise ValueError(f"--on_nan must be 'stop' or 'skip', got {self.on_nan!r}")
-        if self.steps < 0 or self.learning_rate <= 0:
-            raise ValueError("--steps must be >= 0 and --learning_rate > 0")
+        if self.steps < 0:
+            raise ValueError(f"--steps must be >= 0, got {self.steps}")
+        for name in ("learning_rate", "clipnorm", "margin"):
+            v = getattr(self, name)
+            if not (math.isfinite(v) and v > 0):
+                raise ValueError(f"--{name} must be a finite number > 0, got {v}")
+        if not 0.0 <= self.momentum < 1.0:
+            raise ValueError(f"--momentum must be in [0, 1), got {self.momentum}")
+        for name in ("ckpt_every", "eval_every"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"--{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("max_to_keep", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name} must be >= 1, got {getattr(self, name)}")
+        w = dataclasses.astuple(self.weights)
+        if not all(math.isfinite(x) and x >= 0 for x in w) or not any(w):
+            raise ValueError(f"--loss_weights must be finite, >= 0 and not all 0, got {w}")
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
@@ -133,7 +151,7 @@ class Trainer:
     def _replica_step(self, inputs, targets, global_batch: int):
         a, b = inputs
         cfg = self.config
-        x = crop_part(tf.concat([a, b], 0), cfg.part)
+        x = tf.concat([a, b], 0)
         with tf.GradientTape() as tape:
             emb = self.model(x, training=True)
             logits = self.classifier(emb)
@@ -183,7 +201,7 @@ class Trainer:
                   else tf.summary.create_noop_writer())
         old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         running: dict[str, float] = {}
-        bar = tqdm(total=cfg.steps, initial=start, desc=f"train {cfg.part}", unit="step",
+        bar = tqdm(total=cfg.steps, initial=start, desc=f"train {self.model.name}", unit="step",
                    disable=not progress, dynamic_ncols=True)
         t0, n0 = time.time(), start
         try:

@@ -5,8 +5,9 @@ import pytest
 
 from keras_crf_reid.datasets import (DATASETS, DatasetError, Split, check_splits, get_dataset,
                                      get_splits, load_mars, load_prid_layout, load_splits,
-                                     make_random_splits, save_splits, validate_frames)
-from keras_crf_reid.frames import BadImageError
+                                     make_random_splits, save_splits)
+from keras_crf_reid.datasets.validate import validate_frames
+from keras_crf_reid.datasets.frames import BadImageError
 from tests.fixtures import make_mars_fixture, make_prid_fixture
 
 

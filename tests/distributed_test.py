@@ -1,6 +1,6 @@
 """tf.distribute training through the real Trainer: 2 local workers, and one-device mirrored.
 
-The multi-worker test runs tools/distributed_worker.py as two processes on 127.0.0.1 with
+The multi-worker test runs tests/helpers/distributed_worker.py as two processes on 127.0.0.1 with
 TF_CONFIG (collective ops over gRPC on localhost); both must end with identical weights,
 which only happens when every step all-reduces the gradients of the two halves of the batch.
 """
@@ -17,12 +17,12 @@ import tensorflow as tf
 from keras_crf_reid.datasets.prid2011 import load_prid_layout
 from keras_crf_reid.datasets.synthetic import generate_synthetic
 from keras_crf_reid.model import ModelConfig, build_crf_model
-from keras_crf_reid.pipeline import PairConfig, PairSampler, replica_pairs
-from keras_crf_reid.store import TrackletStore
+from keras_crf_reid.datasets.pipeline import PairConfig, PairSampler, replica_pairs
+from keras_crf_reid.datasets.store import TrackletStore
 from keras_crf_reid.trainer import TrainConfig, Trainer
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-WORKER = os.path.join(REPO, "tools", "distributed_worker.py")
+WORKER = os.path.join(REPO, "tests", "helpers", "distributed_worker.py")
 TINY = ModelConfig(filters=(4, 4, 4), embed_dim=8, dropout=0.0)
 
 
@@ -111,7 +111,7 @@ def test_two_workers_train_identically_and_resume(data, tmp_path):
 
 def test_mirrored_strategy_on_one_cpu_trains(data, tmp_path):
     root, cache = data
-    from keras_crf_reid.experiment import make_strategy
+    from keras_crf_reid.runner.split import make_strategy
     strategy = make_strategy("mirrored")
     assert isinstance(strategy, tf.distribute.MirroredStrategy)
     store = TrackletStore(load_prid_layout(root), cache)

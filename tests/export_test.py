@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_crf_reid import export
+from keras_crf_reid import checkpoints
+from keras_crf_reid.serving import contract, export
 from keras_crf_reid.model import ModelConfig, build_crf_model
-from keras_crf_reid.preprocess import to_model_input
+from keras_crf_reid.datasets.preprocess import to_model_input
 
 TINY = ModelConfig(filters=(4, 4, 4), embed_dim=16, dropout=0.0)
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -32,12 +33,12 @@ def test_layout_and_versions(exported):
     base, path = exported
     assert path == os.path.join(base, "1")
     assert {"saved_model.pb", "variables", "assets.extra"} <= set(os.listdir(path))
-    assert os.path.isfile(os.path.join(path, export.WARMUP_FILE))
+    assert os.path.isfile(os.path.join(path, contract.WARMUP_FILE))
     assert os.listdir(base) == ["1"], "no temporary directory may be left behind"
 
 
 def test_serving_default_matches_keras(model, exported):
-    loaded = export.load_saved_model(exported[0])
+    loaded = contract.load_saved_model(exported[0])
     x = np.random.default_rng(0).normal(size=(2, 5, 128, 64, 5)).astype(np.float32)
     out = loaded.signatures["serving_default"](frames=tf.constant(x))
     assert set(out) == {"embedding"}
@@ -49,7 +50,7 @@ def test_raw_signature_is_preprocessing_plus_model(model, exported, size):
     rng = np.random.default_rng(1)
     rgb = rng.integers(0, 256, size=(2, 3, *size, 3), dtype=np.uint8)
     flow = rng.uniform(-1, 1, size=(2, 3, 128, 64, 2)).astype(np.float32)
-    loaded = export.load_saved_model(exported[1])
+    loaded = contract.load_saved_model(exported[1])
     got = loaded.signatures["embed_raw"](rgb=tf.constant(rgb), flow=tf.constant(flow))["embedding"]
     small = tf.image.resize(rgb.reshape(-1, *size, 3), (128, 64), method="area")
     small = tf.cast(tf.round(small), tf.uint8).numpy().reshape(2, 3, 128, 64, 3)
@@ -60,7 +61,7 @@ def test_raw_signature_is_preprocessing_plus_model(model, exported, size):
 
 
 def test_raw_signature_rejects_mismatched_flow(exported):
-    loaded = export.load_saved_model(exported[1])
+    loaded = contract.load_saved_model(exported[1])
     with pytest.raises(tf.errors.InvalidArgumentError, match="same batch and time"):
         loaded.signatures["embed_raw"](rgb=tf.zeros((1, 3, 128, 64, 3), tf.uint8),
                                        flow=tf.zeros((1, 2, 128, 64, 2)))
@@ -78,7 +79,7 @@ def test_versions_overwrite_and_refusal(model, tmp_path):
     export.export_saved_model(other, base, version=7, overwrite=True)
     assert sorted(os.listdir(base)) == ["1", "7", "8"]
     x = np.ones((1, 2, 128, 64, 5), np.float32)
-    got = export.load_saved_model(os.path.join(base, "7")).signatures["serving_default"](frames=x)
+    got = contract.load_saved_model(os.path.join(base, "7")).signatures["serving_default"](frames=x)
     np.testing.assert_allclose(got["embedding"].numpy(), other(x).numpy(), atol=1e-5)
     with pytest.raises(ValueError, match="non-negative integer"):
         export.export_saved_model(model, base, version=-1)
@@ -88,34 +89,34 @@ def test_list_versions_ignores_temp_and_files(tmp_path):
     for name in ("3", "12", ".tmp-13-99", "abc", "4x"):
         (tmp_path / name).mkdir()
     (tmp_path / "20").write_text("not a dir")
-    assert export.list_versions(str(tmp_path)) == [3, 12]
+    assert contract.list_versions(str(tmp_path)) == [3, 12]
 
 
 def test_loader_refuses_incomplete(exported, tmp_path):
     missing_pb = tmp_path / "a"
     (missing_pb / "variables").mkdir(parents=True)
-    with pytest.raises(export.SavedModelError, match="missing saved_model.pb"):
-        export.check_saved_model_dir(str(missing_pb))
+    with pytest.raises(contract.SavedModelError, match="missing saved_model.pb"):
+        contract.check_saved_model_dir(str(missing_pb))
     missing_vars = tmp_path / "b"
     missing_vars.mkdir()
     (missing_vars / "saved_model.pb").write_bytes(b"")
-    with pytest.raises(export.SavedModelError, match=r"b: not a complete SavedModel: missing variables/"):
-        export.load_saved_model(str(missing_vars))
+    with pytest.raises(contract.SavedModelError, match=r"b: not a complete SavedModel: missing variables/"):
+        contract.load_saved_model(str(missing_vars))
     base = tmp_path / "base"
     (base / "1").mkdir(parents=True)
-    with pytest.raises(export.SavedModelError, match="base path holding a complete"):
-        export.load_saved_model(str(base))
-    with pytest.raises(export.SavedModelError, match="does not exist"):
-        export.load_saved_model(str(tmp_path / "nope"))
+    with pytest.raises(contract.SavedModelError, match="base path holding a complete"):
+        contract.load_saved_model(str(base))
+    with pytest.raises(contract.SavedModelError, match="does not exist"):
+        contract.load_saved_model(str(tmp_path / "nope"))
 
 
 def test_restore_checkpoint_refuses_partial(tmp_path):
     small = build_crf_model(ModelConfig(variant="cnn", filters=(4, 4, 4), embed_dim=16))
     prefix = tf.train.Checkpoint(model=small).save(str(tmp_path / "ckpt" / "ckpt"))
     with pytest.raises(ValueError, match="weights"):
-        export.restore_checkpoint(prefix, TINY)
+        checkpoints.restore_checkpoint(prefix, TINY)
     with pytest.raises(FileNotFoundError, match="no TensorFlow checkpoint"):
-        export.restore_checkpoint(str(tmp_path / "empty"), TINY)
+        checkpoints.restore_checkpoint(str(tmp_path / "empty"), TINY)
 
 
 def test_saved_model_cli_shows_signatures(exported):
@@ -133,8 +134,8 @@ def test_cli_exports_keras_file(model, tmp_path):
     path = str(tmp_path / "tiny.keras")
     model.save(path)
     base = str(tmp_path / "crf_reid")
-    cmd = [sys.executable, "-m", "keras_crf_reid.export", f"--keras_model={path}",
+    cmd = [sys.executable, "-m", "keras_crf_reid.serving.export", f"--keras_model={path}",
            f"--model_base_path={base}", "--version=3"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert '"export_dir"' in done.stdout and export.list_versions(base) == [3]
+    assert '"export_dir"' in done.stdout and contract.list_versions(base) == [3]

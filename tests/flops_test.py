@@ -27,7 +27,7 @@ def test_paper_model_matches_hand_count():
 def test_variants_and_parts():
     full = crf_flops_breakdown(ModelConfig(), 1)
     assert "rnn" not in crf_flops_breakdown(ModelConfig(variant="cnn"), 1)
-    upper = crf_flops_breakdown(ModelConfig(input_height=64), 1)
+    upper = crf_flops_breakdown(ModelConfig(part="upper"), 1)
     # Half the rows: conv, pool and fc work halve (not the fc bias), the RNN's does not.
     for k in ("conv1", "conv2", "conv3", "pool1", "pool2", "pool3"):
         assert 2 * upper[k] == full[k]
@@ -46,7 +46,7 @@ def test_matches_tf_profiler(config):
     batch, steps = 2, 4
     model = build_crf_model(config)
     fn = tf.function(lambda x: model(x, training=False)).get_concrete_function(
-        tf.TensorSpec((batch, steps, config.input_height, config.input_width, config.channels)))
+        tf.TensorSpec((batch, steps, 128, 64, 5)))
     opts = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
     opts["output"] = "none"
     prof = tf.compat.v1.profiler.profile(fn.graph, options=opts)

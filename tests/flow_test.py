@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from keras_crf_reid.flow import FLOW_CLIP, compute_flow
+from keras_crf_reid.datasets.flow import FLOW_CLIP, compute_flow
 
 
 def _moving_square(dx, dy, t=4):

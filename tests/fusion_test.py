@@ -1,9 +1,9 @@
-"""Local-global fusion: cropping of the halves and the weighted-sum arithmetic."""
+"""Local-global fusion: part models cropping their halves and the weighted-sum arithmetic."""
 import numpy as np
 import pytest
 
-from keras_crf_reid.fusion import CropRows, build_fusion_model, fusion_weights, part_height
-from keras_crf_reid.model import ModelConfig, build_crf_model
+from keras_crf_reid.fusion import build_fusion_model, fusion_weights
+from keras_crf_reid.model import CropRows, ModelConfig, build_crf_model
 
 TINY = dict(filters=(4, 4, 4), embed_dim=8, dropout=0.0)
 
@@ -11,7 +11,7 @@ TINY = dict(filters=(4, 4, 4), embed_dim=8, dropout=0.0)
 def _parts(seed=0):
     import keras
     keras.utils.set_random_seed(seed)
-    return {p: build_crf_model(ModelConfig(input_height=part_height(p), **TINY), name=f"crf_{p}")
+    return {p: build_crf_model(ModelConfig(part=p, **TINY), name=f"crf_{p}")
             for p in ("full", "upper", "lower")}
 
 
@@ -27,8 +27,8 @@ def test_fusion_equals_weighted_sum_of_parts():
     layer = fusion.get_layer("fusion")
     layer.w.assign([0.5, -2.0, 3.0])  # upper, lower, full
     x = np.random.default_rng(1).normal(size=(2, 4, 128, 64, 5)).astype(np.float32)
-    expected = (0.5 * parts["upper"](x[:, :, :64], training=False)
-                - 2.0 * parts["lower"](x[:, :, 64:], training=False)
+    expected = (0.5 * parts["upper"](x, training=False)
+                - 2.0 * parts["lower"](x, training=False)
                 + 3.0 * parts["full"](x, training=False))
     np.testing.assert_allclose(fusion(x, training=False), expected, atol=1e-4)
     assert fusion_weights(fusion) == pytest.approx({"upper": 0.5, "lower": -2.0, "full": 3.0})
@@ -40,12 +40,14 @@ def test_fusion_trains_only_its_weights_and_starts_at_one():
     assert fusion_weights(fusion) == {"upper": 1.0, "lower": 1.0, "full": 1.0}
 
 
-def test_lower_half_model_ignores_upper_rows():
-    fusion = build_fusion_model({"lower": _parts()["lower"]})
+@pytest.mark.parametrize("part,rows", [("lower", slice(0, 64)), ("upper", slice(64, 128))])
+def test_half_model_ignores_the_other_half(part, rows):
+    fusion = build_fusion_model({part: _parts()[part]})
     x = np.random.default_rng(2).normal(size=(1, 3, 128, 64, 5)).astype(np.float32)
     y = x.copy()
-    y[:, :, :64] = 0
+    y[:, :, rows] = 0
     np.testing.assert_allclose(fusion(x, training=False), fusion(y, training=False), atol=1e-6)
+    assert not np.allclose(fusion(x, training=False), fusion(x[:, :, ::-1], training=False))
 
 
 def test_fusion_model_roundtrips_keras_file(tmp_path):

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from keras_crf_reid.datasets import DatasetError, get_dataset
-from keras_crf_reid.pipeline import PairConfig, pair_dataset
-from keras_crf_reid.store import TrackletStore
+from keras_crf_reid.datasets.pipeline import PairConfig, pair_dataset
+from keras_crf_reid.datasets.store import TrackletStore
 from tests.fixtures import make_prid_fixture
 
 BAD_KINDS = ("truncated_png", "truncated_jpg", "zero_bytes", "text", "bomb")

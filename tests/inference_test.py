@@ -6,12 +6,12 @@ import keras
 import numpy as np
 import pytest
 
-from keras_crf_reid import export, inference
+from keras_crf_reid.serving import contract, export, inference
 from keras_crf_reid.datasets.base import DatasetError
-from keras_crf_reid.flow import compute_flow
-from keras_crf_reid.frames import read_frames
+from keras_crf_reid.datasets.flow import compute_flow
+from keras_crf_reid.datasets.frames import read_frames
 from keras_crf_reid.model import ModelConfig, build_crf_model
-from keras_crf_reid.preprocess import to_model_input
+from keras_crf_reid.datasets.preprocess import to_model_input
 
 TINY = ModelConfig(filters=(4, 4, 4), embed_dim=16, dropout=0.0)
 
@@ -88,5 +88,5 @@ def test_load_refuses_bad_paths(tmp_path):
     with pytest.raises(FileNotFoundError, match="Keras model file does not exist"):
         inference.load(str(tmp_path / "absent.keras"))
     (tmp_path / "1").mkdir()
-    with pytest.raises(export.SavedModelError, match="complete integer version"):
+    with pytest.raises(contract.SavedModelError, match="complete integer version"):
         inference.load(str(tmp_path))

@@ -78,5 +78,23 @@ def test_paper_architecture_sizes():
 def test_bad_config_errors():
     with pytest.raises(ValueError, match="variant"):
         ModelConfig(variant="lstm")
-    with pytest.raises(ValueError, match="divisible"):
-        ModelConfig(input_height=100)
+    with pytest.raises(ValueError, match="--filters: 7 max-pooling stages need an input divisible by 128"):
+        ModelConfig(filters=(4,) * 7, part="upper")
+    for kwargs, flag in [({"embed_dim": 0}, "--embed_dim"), ({"dropout": 1.0}, "--dropout"),
+                         ({"kernel_size": 0}, "--kernel_size"), ({"part": "torso"}, "--part")]:
+        with pytest.raises(ValueError, match=flag):
+            ModelConfig(**kwargs)
+
+
+@pytest.mark.parametrize("part,rows", [("upper", slice(0, 64)), ("lower", slice(64, 128))])
+def test_part_model_crops_its_rows_itself(part, rows):
+    import keras
+    keras.utils.set_random_seed(3)
+    m = build_crf_model(ModelConfig(part=part, **TINY))
+    assert m.input_shape == (None, None, 128, 64, 5)
+    assert m.get_layer(f"crop_{part}").compute_output_shape((None, 4, 128, 64, 5))[2] == 64
+    x = _x(2, 3)
+    inner = m.get_layer("frame_cnn")
+    f = inner(x[:, :, rows], training=False)
+    ref = m.get_layer("x_f")([m.get_layer("x_c")(f), m.get_layer("x_r")(m.get_layer("rnn")(f))])
+    np.testing.assert_allclose(m(x, training=False), ref, atol=1e-5)

@@ -5,9 +5,9 @@ import tensorflow as tf
 
 from keras_crf_reid.datasets.prid2011 import load_prid_layout
 from keras_crf_reid.datasets.synthetic import generate_synthetic
-from keras_crf_reid.pipeline import PairConfig, PairSampler, _augment, group_dataset, pair_dataset
-from keras_crf_reid.preprocess import group_windows, loop_indices
-from keras_crf_reid.store import TrackletStore
+from keras_crf_reid.datasets.pipeline import PairConfig, PairSampler, _augment, group_dataset, pair_dataset
+from keras_crf_reid.datasets.preprocess import group_windows, loop_indices
+from keras_crf_reid.datasets.store import TrackletStore
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +103,7 @@ def test_bad_config():
 
 
 def test_replica_pairs_per_pipeline_batches(store):
-    from keras_crf_reid.pipeline import replica_pairs
+    from keras_crf_reid.datasets.pipeline import replica_pairs
     cfg = PairConfig(seq_len=2, batch_size=8, seed=3)
     ctxs = [tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=i,
                                        num_replicas_in_sync=2) for i in range(2)]

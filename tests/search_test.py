@@ -10,7 +10,8 @@ import keras
 import numpy as np
 import pytest
 
-from keras_crf_reid import export, inference, search
+from keras_crf_reid import checkpoints
+from keras_crf_reid.serving import export, inference, search
 from keras_crf_reid.datasets.base import DatasetError
 from keras_crf_reid.model import ModelConfig, build_crf_model
 
@@ -111,9 +112,9 @@ def test_cache_key_follows_model_and_files(data, tmp_path):
 def test_search_cli_with_saved_model(data, tmp_path):
     root, model_path = data
     base = str(tmp_path / "crf_reid")
-    export.export_saved_model(export.load_keras_model(model_path), base)
+    export.export_saved_model(checkpoints.load_keras_model(model_path), base)
     output = str(tmp_path / "results.json")
-    cmd = [sys.executable, "-m", "keras_crf_reid.search", f"--model={base}", f"--gallery={root / 'gallery'}",
+    cmd = [sys.executable, "-m", "keras_crf_reid.serving.search", f"--model={base}", f"--gallery={root / 'gallery'}",
            f"--query={root / 'query'}", "--top_k=2", f"--cache_dir={tmp_path / 'cache'}", f"--output={output}"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-2000:]

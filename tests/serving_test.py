@@ -12,10 +12,10 @@ from tensorflow.core.framework import tensor_pb2
 from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2, model_service_pb2_grpc,
                                      predict_pb2, prediction_service_pb2_grpc)
 
-from keras_crf_reid import export
-from keras_crf_reid.inference import tracklet_input
+from keras_crf_reid.serving import contract, export
+from keras_crf_reid.serving.inference import tracklet_input
 from keras_crf_reid.model import ModelConfig, build_crf_model
-from keras_crf_reid.preprocess import to_model_input
+from keras_crf_reid.datasets.preprocess import to_model_input
 from keras_crf_reid.serving import server
 from keras_crf_reid.serving.client import ReidClient
 
@@ -230,7 +230,7 @@ def test_new_version_is_served(model, tmp_path):
 
 
 def test_missing_base_path_is_refused(tmp_path):
-    with pytest.raises(export.SavedModelError, match="does not exist"):
+    with pytest.raises(contract.SavedModelError, match="does not exist"):
         server.serve(str(tmp_path / "absent"))
 
 

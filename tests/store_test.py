@@ -7,7 +7,7 @@ import pytest
 from keras_crf_reid.datasets.base import DatasetError, ReidDataset, Tracklet
 from keras_crf_reid.datasets.prid2011 import load_prid_layout
 from keras_crf_reid.datasets.synthetic import generate_synthetic
-from keras_crf_reid.store import TrackletStore
+from keras_crf_reid.datasets.store import TrackletStore
 
 
 @pytest.fixture(scope="module")

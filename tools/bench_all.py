@@ -22,6 +22,8 @@ import time
 
 from absl import app, flags
 
+from keras_crf_reid.atomic import write_atomic
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BEGIN, END = "<!-- perf:begin -->", "<!-- perf:end -->"
 GOALS = {"train": 0.30, "embed": 0.50, "pipeline": 3.0, "evaluate": 2.0}
@@ -167,10 +169,7 @@ def replace_between_markers(path: str, block: str) -> None:
     else:
         sep = "" if not text else ("\n" if text.endswith("\n") else "\n\n")
         text = f"{text}{sep}## Performance\n\n{BEGIN}\n{block}\n{END}\n"
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    write_atomic(path, text)
 
 
 def main(argv):

@@ -51,8 +51,8 @@ def main(argv):
     del argv
     from keras_crf_reid.datasets.prid2011 import load_prid_layout
     from keras_crf_reid.datasets.synthetic import generate_synthetic
-    from keras_crf_reid.pipeline import PairConfig, pair_dataset
-    from keras_crf_reid.store import TrackletStore
+    from keras_crf_reid.datasets.pipeline import PairConfig, pair_dataset
+    from keras_crf_reid.datasets.store import TrackletStore
 
     out: dict = {"benchmark": "pipeline", "num_ids": FLAGS.num_ids,
                  "batch_pairs": FLAGS.batch_size, "seq_len": FLAGS.seq_len,

@@ -14,12 +14,10 @@ from __future__ import annotations
 import json
 import os
 import platform
-import sys
 import tempfile
 import threading
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import grpc  # noqa: E402
@@ -47,7 +45,7 @@ def percentiles(ms: list[float]) -> dict:
 
 def export_default_model(base: str) -> dict:
     """Exports build_crf_model(ModelConfig()) to base/1; returns a description."""
-    from keras_crf_reid.export import export_saved_model
+    from keras_crf_reid.serving.export import export_saved_model
     from keras_crf_reid.model import ModelConfig, build_crf_model
 
     model = build_crf_model(ModelConfig())

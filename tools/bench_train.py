@@ -86,8 +86,8 @@ def _pipeline_rate(trainer, step, tmp: str) -> float:
     from keras_crf_reid.datasets.prid2011 import load_prid_layout
     from keras_crf_reid.datasets.synthetic import generate_synthetic
     from keras_crf_reid.flops import time_interleaved
-    from keras_crf_reid.pipeline import PairConfig, pair_dataset
-    from keras_crf_reid.store import TrackletStore
+    from keras_crf_reid.datasets.pipeline import PairConfig, pair_dataset
+    from keras_crf_reid.datasets.store import TrackletStore
 
     root = generate_synthetic(os.path.join(tmp, "data"), num_ids=FLAGS.pipeline_ids, seed=0,
                               progress=False)

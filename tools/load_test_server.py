@@ -15,12 +15,10 @@ from __future__ import annotations
 import collections
 import json
 import os
-import sys
 import tempfile
 import threading
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import grpc  # noqa: E402
@@ -108,7 +106,7 @@ def main(argv) -> None:
     with tempfile.TemporaryDirectory(prefix="load-test-") as tmp:
         base = FLAGS.model_base_path
         if base is None:
-            from keras_crf_reid.export import export_saved_model
+            from keras_crf_reid.serving.export import export_saved_model
             from keras_crf_reid.model import ModelConfig, build_crf_model
 
             base = os.path.join(tmp, "crf_reid")

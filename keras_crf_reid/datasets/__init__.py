@@ -7,8 +7,9 @@ from __future__ import annotations
 import functools
 from typing import Callable
 
-from keras_crf_reid.datasets.base import (DatasetError, ReidDataset, Split, Tracklet, load_splits,
-                                          require_dir, save_splits, validate_frames)
+from keras_crf_reid.datasets.frames import BadImageError, DatasetError, list_images
+from keras_crf_reid.datasets.base import (ReidDataset, Split, Tracklet, load_splits,
+                                          require_dir, save_splits)
 from keras_crf_reid.datasets.ilidsvid import load_ilidsvid
 from keras_crf_reid.datasets.mars import load_mars
 from keras_crf_reid.datasets.prid2011 import load_prid2011, load_prid_layout
@@ -33,7 +34,7 @@ def get_dataset(name: str, root: str, **kwargs) -> ReidDataset:
 
 
 __all__ = [
-    "DATASETS", "DatasetError", "ReidDataset", "Split", "Tracklet", "check_splits", "get_dataset",
+    "BadImageError", "DATASETS", "DatasetError", "list_images", "ReidDataset", "Split", "Tracklet", "check_splits", "get_dataset",
     "get_splits", "load_ilidsvid", "load_mars", "load_prid2011", "load_prid_layout",
-    "load_splits", "make_random_splits", "save_splits", "validate_frames",
+    "load_splits", "make_random_splits", "save_splits",
 ]

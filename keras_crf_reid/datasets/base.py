@@ -10,18 +10,13 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
+from keras_crf_reid.atomic import write_atomic
+from keras_crf_reid.datasets.frames import IMAGE_EXTENSIONS, DatasetError  # noqa: F401  (re-exported)
+
 # How many example paths a summary warning names before it just counts.
 WARN_EXAMPLES = 3
 
 log = logging.getLogger(__name__)
-
-
-class DatasetError(ValueError):
-    """A dataset on disk is missing, malformed or violates the expected layout.
-
-    The message always names the offending path and what is wrong with it.
-    """
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,20 +89,6 @@ class ReidDataset:
         }
 
 
-def list_images(folder: str) -> list[str]:
-    """Sorted image files directly inside `folder` (hidden files ignored)."""
-    try:
-        names = os.listdir(folder)
-    except OSError as e:
-        raise DatasetError(f"{folder}: cannot list folder ({e.strerror or e})") from e
-    return sorted(
-        os.path.join(folder, n)
-        for n in names
-        if not n.startswith(".") and n.lower().endswith(IMAGE_EXTENSIONS)
-        and os.path.isfile(os.path.join(folder, n))
-    )
-
-
 def require_dir(path: str, what: str) -> str:
     """Returns `path` if it is a directory, otherwise raises a DatasetError naming it."""
     if not os.path.exists(path):
@@ -119,11 +100,7 @@ def require_dir(path: str, what: str) -> str:
 
 def save_splits(splits: Sequence[Split], path: str, meta: dict | None = None) -> None:
     """Writes splits as JSON (atomically) so a run can be reproduced later."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump({"meta": meta or {}, "splits": [s.to_dict() for s in splits]}, f)
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps({"meta": meta or {}, "splits": [s.to_dict() for s in splits]}))
 
 
 def load_splits(path: str) -> list[Split]:
@@ -280,50 +257,6 @@ def pair_cameras(root: str, cameras: Sequence[tuple[int, str, dict[int, tuple[st
         raise DatasetError(f"{root}: none of the {len(both)} persons seen by both cameras has at "
                            f"least {min_len} frames in each")
     return tracklets
-
-
-def validate_frames(dataset: ReidDataset, on_bad_image: str = "skip") -> ReidDataset:
-    """Decodes every frame once (before caching) and returns the dataset without bad frames.
-
-    on_bad_image: "skip" drops undecodable frames, and tracklets left empty, recording each in
-    `skipped` (fixed splits are re-indexed to match); "fail" raises BadImageError on the first.
-    """
-    from keras_crf_reid.frames import BadImageError, read_frame  # frames imports this module
-
-    if on_bad_image not in ("skip", "fail"):
-        raise ValueError(f"on_bad_image must be 'skip' or 'fail', got {on_bad_image!r}")
-    skipped = dict(dataset.skipped)
-    bad: dict[str, str] = {}
-    new_index: dict[int, int] = {}
-    tracklets: list[Tracklet] = []
-    for i, t in enumerate(dataset.tracklets):
-        good = []
-        for path in t.frames:
-            try:
-                read_frame(path)
-                good.append(path)
-            except BadImageError as e:
-                if on_bad_image == "fail":
-                    raise
-                bad[path] = str(e)
-        if not good:
-            bad[t.key] = f"tracklet of person {t.pid}, camera {t.camid}: no decodable frame left"
-            continue
-        new_index[i] = len(tracklets)
-        tracklets.append(t if len(good) == len(t.frames) else dataclasses.replace(t, frames=tuple(good)))
-    if not bad:
-        return dataset
-    skipped.update(bad)
-    warn_skipped(f"{dataset.root}: undecodable frames", bad)
-    splits = None
-    if dataset.fixed_splits is not None:
-        splits = [Split(*(tuple(new_index[i] for i in part if i in new_index)
-                          for part in (s.train, s.query, s.gallery)))
-                  for s in dataset.fixed_splits]
-    out = dataclasses.replace(dataset, tracklets=tracklets, fixed_splits=splits, skipped=skipped)
-    if out.probe_cam is not None:
-        check_two_cameras(out.tracklets, out.root)
-    return out
 
 
 def read_mat_var(path: str, var: str) -> np.ndarray:

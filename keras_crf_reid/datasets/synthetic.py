@@ -39,7 +39,7 @@ from absl import app, flags
 from tqdm import tqdm
 
 from keras_crf_reid.datasets.base import DatasetError
-from keras_crf_reid.frames import FRAME_HEIGHT, FRAME_WIDTH
+from keras_crf_reid.geometry import FRAME_HEIGHT, FRAME_WIDTH
 
 GENERATOR_NAME = "keras_crf_reid.datasets.synthetic"
 # Bumped whenever the drawing changes, so an old dataset is not silently taken for a new one.

@@ -18,8 +18,9 @@ from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2, model_service_pb2_grpc,
                                      predict_pb2, prediction_service_pb2_grpc)
 
-from keras_crf_reid import export
-from keras_crf_reid.inference import tracklet_input
+from keras_crf_reid.geometry import GROUP_LEN
+from keras_crf_reid.serving import contract
+from keras_crf_reid.serving.inference import tracklet_input
 
 MB = 1 << 20
 _STATES = get_model_status_pb2.ModelVersionStatus.State
@@ -43,7 +44,7 @@ class ReidClient:
 
     def __init__(self, target: str = "127.0.0.1:8500", model_name: str = "crf_reid",
                  version: int | None = None, timeout_s: float = 10.0, retries: int = 3,
-                 max_message_mb: int = 64, signature_name: str = export.SERVING_SIGNATURE):
+                 max_message_mb: int = 64, signature_name: str = contract.SERVING_SIGNATURE):
         if retries < 0 or timeout_s <= 0 or max_message_mb <= 0:
             raise ValueError("retries must be >= 0, timeout_s and max_message_mb > 0")
         self.target = target
@@ -59,6 +60,7 @@ class ReidClient:
         self._predict = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
         self._models = model_service_pb2_grpc.ModelServiceStub(self._channel)
         self._frame_shape: tuple[int, int, int] | None = None
+        self._group_len: int | None = None
 
     def close(self) -> None:
         self._channel.close()
@@ -101,32 +103,44 @@ class ReidClient:
         if x.ndim != 5:
             raise ValueError(f"frames must be (B, T, H, W, C); got shape {x.shape}")
         step = max(1, int(0.9 * self.max_message_bytes) // max(1, x[0].nbytes if len(x) else 1))
-        out = [self._predict_request({export.INPUT_NAME: x[i:i + step]})[export.OUTPUT_NAME]
+        out = [self._predict_request({contract.INPUT_NAME: x[i:i + step]})[contract.OUTPUT_NAME]
                for i in range(0, max(len(x), 1), step)]
         return np.concatenate(out).astype(np.float32)
 
     def predict_raw(self, rgb: np.ndarray, flow: np.ndarray) -> np.ndarray:
         """Embeddings via the `embed_raw` signature: rgb uint8 (B, T, h, w, 3), flow (B, T, H, W, 2)."""
-        inputs = {export.RGB_INPUT: np.asarray(rgb, np.uint8),
-                  export.FLOW_INPUT: np.asarray(flow, np.float32)}
-        return self._predict_request(inputs, export.RAW_SIGNATURE)[export.OUTPUT_NAME]
+        inputs = {contract.RGB_INPUT: np.asarray(rgb, np.uint8),
+                  contract.FLOW_INPUT: np.asarray(flow, np.float32)}
+        return self._predict_request(inputs, contract.RAW_SIGNATURE)[contract.OUTPUT_NAME]
 
     def frame_shape(self) -> tuple[int, int, int]:
         """(H, W, C) of the served model's frames, read from its metadata once."""
         if self._frame_shape is None:
             sig = self.metadata()["signatures"].get(self.signature_name)
-            shape = sig and sig["inputs"].get(export.INPUT_NAME, {}).get("shape")
+            shape = sig and sig["inputs"].get(contract.INPUT_NAME, {}).get("shape")
             if not shape or len(shape) != 5 or min(shape[2:]) <= 0:
                 raise ValueError(f"model {self.model_name!r} at {self.target}: signature "
                                  f"{self.signature_name!r} has no (B, T, H, W, C) input "
-                                 f"{export.INPUT_NAME!r}: {sig}")
+                                 f"{contract.INPUT_NAME!r}: {sig}")
             self._frame_shape = tuple(shape[2:])
         return self._frame_shape
 
+    def group_len(self) -> int:
+        """Frames per group the served model was evaluated with (its `model_info` signature;
+        exports without one: the default 16)."""
+        if self._group_len is None:
+            if contract.INFO_SIGNATURE in self.metadata()["signatures"]:
+                info = self._predict_request({}, contract.INFO_SIGNATURE)
+                self._group_len = int(info[contract.GROUP_LEN_OUTPUT][0])
+            else:
+                self._group_len = GROUP_LEN
+        return self._group_len
+
     def embed_tracklet(self, folder: str) -> np.ndarray:
-        """Embedding (D,) of a folder of frames: mean over its 16-frame groups (as evaluation does)."""
+        """Embedding (D,) of a folder of frames: mean over its frame groups, cut to the served
+        model's group length (as evaluation does)."""
         h, w, _ = self.frame_shape()
-        return self.predict(tracklet_input(folder, height=h, width=w)).mean(axis=0)
+        return self.predict(tracklet_input(folder, self.group_len(), height=h, width=w)).mean(axis=0)
 
     def metadata(self) -> dict:
         """GetModelMetadata: {"model_spec": {...}, "signatures": {name: {"inputs", "outputs", "method"}}}."""

@@ -41,7 +41,8 @@ from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2, model_service_pb2_grpc,
                                      predict_pb2, prediction_log_pb2, prediction_service_pb2_grpc)
 
-from keras_crf_reid import export
+from keras_crf_reid.atomic import write_atomic
+from keras_crf_reid.serving import contract
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +99,7 @@ def _read_signature_defs(path: str) -> dict:
     for meta_graph in proto.meta_graphs:
         if "serve" in meta_graph.meta_info_def.tags:
             return dict(meta_graph.signature_def)
-    raise export.SavedModelError(f"{path}: SavedModel has no MetaGraph tagged 'serve'")
+    raise contract.SavedModelError(f"{path}: SavedModel has no MetaGraph tagged 'serve'")
 
 
 def _dtype_name(enum: int) -> str:
@@ -214,8 +215,8 @@ class ModelManager:
         Availability is preserved: a served version is only unloaded once enough wanted versions
         are loaded, so a failed or removed new version leaves the previous one answering.
         """
-        wanted = [v for v in export.list_versions(self.base_path)
-                  if export.is_complete_saved_model(os.path.join(self.base_path, str(v)))][-self.num_versions:]
+        wanted = [v for v in contract.list_versions(self.base_path)
+                  if contract.is_complete_saved_model(os.path.join(self.base_path, str(v)))][-self.num_versions:]
         for v in wanted:
             path = os.path.join(self.base_path, str(v))
             try:
@@ -324,7 +325,7 @@ class PredictionServicer(_Servicer, prediction_service_pb2_grpc.PredictionServic
 
     def run_predict(self, request: predict_pb2.PredictRequest, served: ServedVersion,
                     timeout_s: float) -> predict_pb2.PredictResponse:
-        name = request.model_spec.signature_name or export.SERVING_SIGNATURE
+        name = request.model_spec.signature_name or contract.SERVING_SIGNATURE
         if name not in served.signature_defs or name.startswith("__"):
             raise RpcError(grpc.StatusCode.FAILED_PRECONDITION, f'Serving signature key "{name}" not found.')
         signature = served.signature_defs[name]
@@ -412,7 +413,7 @@ class ModelServicer(_Servicer, model_service_pb2_grpc.ModelServiceServicer):
 
 def _warmup(predictor: PredictionServicer, served: ServedVersion) -> None:
     """Replays assets.extra/tf_serving_warmup_requests (Predict logs only), as TF Serving does."""
-    path = os.path.join(served.path, export.WARMUP_FILE)
+    path = os.path.join(served.path, contract.WARMUP_FILE)
     if not os.path.isfile(path):
         return
     count = 0
@@ -433,7 +434,7 @@ def serve(model_base_path: str, port: int = 0, host: str = "127.0.0.1", model_na
     """
     base = os.path.abspath(model_base_path)
     if not os.path.isdir(base):
-        raise export.SavedModelError(f"{base}: --model_base_path does not exist or is not a directory")
+        raise contract.SavedModelError(f"{base}: --model_base_path does not exist or is not a directory")
     name = model_name or os.path.basename(base.rstrip(os.sep))
     pool = concurrent.futures.ThreadPoolExecutor(limits.workers, thread_name_prefix="infer")
     manager = ModelManager(base, name, num_versions, warmup=lambda served: _warmup(predictor, served))
@@ -523,10 +524,7 @@ def _main(argv) -> None:
     print(f"serving {f.model_name or os.path.basename(os.path.abspath(f.model_base_path))} "
           f"on {f.host}:{port}", flush=True)
     if f.port_file:
-        tmp = f.port_file + ".tmp"
-        with open(tmp, "w") as fh:
-            fh.write(str(port))
-        os.replace(tmp, f.port_file)
+        write_atomic(f.port_file, str(port))
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())

@@ -1,12 +1,13 @@
 """Python inference API: load an exported or saved model and embed frames or tracklet folders.
 
-    import keras_crf_reid.inference as inference
+    import keras_crf_reid.serving.inference as inference
     embedder = inference.load("saved_models/crf_reid")      # base path, version dir or .keras
     vector = embedder.embed("data/prid_2011/multi_shot/cam_a/person_0001")   # (D,)
 
 `tracklet_input` is the one place where a folder of frames becomes model input; the gRPC client
 and the gallery search use it too, so every path embeds a tracklet identically (and as the
-evaluation protocol does: every frame, cut into 16-frame groups, group embeddings averaged).
+evaluation protocol does: every frame, cut into groups of the length the model was evaluated
+with (recorded in its export; 16 frames by default), group embeddings averaged).
 """
 from __future__ import annotations
 
@@ -16,16 +17,16 @@ from typing import Callable
 import numpy as np
 import tensorflow as tf
 
-from keras_crf_reid import export
-from keras_crf_reid.datasets.base import DatasetError, list_images
-from keras_crf_reid.flow import compute_flow
-from keras_crf_reid.frames import FRAME_HEIGHT, FRAME_WIDTH, read_frames
-from keras_crf_reid.preprocess import group_windows, to_model_input
+from keras_crf_reid import checkpoints
+from keras_crf_reid.datasets import DatasetError, list_images
+from keras_crf_reid.datasets.flow import compute_flow
+from keras_crf_reid.datasets.frames import read_frames
+from keras_crf_reid.datasets.preprocess import group_windows, to_model_input
+from keras_crf_reid.geometry import FRAME_HEIGHT, FRAME_WIDTH, GROUP_LEN
+from keras_crf_reid.serving import contract
+from keras_crf_reid.serving.export import frame_shape
 
-SEQ_LEN = 16
-
-
-def tracklet_input(folder: str, seq_len: int = SEQ_LEN, height: int = FRAME_HEIGHT,
+def tracklet_input(folder: str, seq_len: int = GROUP_LEN, height: int = FRAME_HEIGHT,
                    width: int = FRAME_WIDTH, on_bad_image: str = "skip") -> np.ndarray:
     """A folder of frames -> float32 groups (G, seq_len, height, width, 5) covering every frame.
 
@@ -48,15 +49,17 @@ class Embedder:
     """Maps frames (B, T, H, W, C) float32 to embeddings (B, D), in batches of `batch_size`."""
 
     def __init__(self, fn: Callable[[tf.Tensor], tf.Tensor], frame_shape: tuple[int, int, int],
-                 embed_dim: int, source: str, batch_size: int = 16):
+                 embed_dim: int, source: str, batch_size: int = 16, group_len: int = GROUP_LEN):
         self._fn = fn
         self.frame_shape = tuple(int(d) for d in frame_shape)
         self.embed_dim = int(embed_dim)
         self.source = source
         self.batch_size = int(batch_size)
+        self.group_len = int(group_len)
 
     def __repr__(self) -> str:
-        return f"Embedder({self.source!r}, frames={self.frame_shape}, embed_dim={self.embed_dim})"
+        return (f"Embedder({self.source!r}, frames={self.frame_shape}, embed_dim={self.embed_dim}, "
+                f"group_len={self.group_len})")
 
     def predict(self, frames: np.ndarray) -> np.ndarray:
         """Embeddings (B, D) float32 of frames (B, T, H, W, C)."""
@@ -69,52 +72,59 @@ class Embedder:
         return np.concatenate(out).astype(np.float32)
 
     def embed(self, tracklet_dir: str) -> np.ndarray:
-        """Embedding (D,) of a tracklet folder: the mean of its 16-frame group embeddings."""
+        """Embedding (D,) of a tracklet folder: the mean of its `group_len`-frame group embeddings."""
         h, w, _ = self.frame_shape
-        return self.predict(tracklet_input(tracklet_dir, height=h, width=w)).mean(axis=0)
+        groups = tracklet_input(tracklet_dir, self.group_len, height=h, width=w)
+        return self.predict(groups).mean(axis=0)
 
 
-def _keras_embedder(path: str, batch_size: int) -> Embedder:
-    model = export.load_keras_model(path)
-    shape = export.frame_shape(model)
+def _keras_embedder(path: str, batch_size: int, group_len: int | None) -> Embedder:
+    model = checkpoints.load_keras_model(path)
+    shape = frame_shape(model)
     fn = tf.function(lambda x: model(x, training=False), reduce_retracing=True,
                      input_signature=[tf.TensorSpec((None, None) + shape, tf.float32)])
-    return Embedder(fn, shape, model.output_shape[-1], os.path.abspath(path), batch_size)
+    return Embedder(fn, shape, model.output_shape[-1], os.path.abspath(path), batch_size,
+                    group_len or GROUP_LEN)
 
 
-def _saved_model_embedder(path: str, batch_size: int) -> Embedder:
-    version_dir = export.resolve_version_dir(path)
+def _saved_model_embedder(path: str, batch_size: int, group_len: int | None) -> Embedder:
+    version_dir = contract.resolve_version_dir(path)
     loaded = tf.saved_model.load(version_dir)
-    if export.SERVING_SIGNATURE not in loaded.signatures:
-        raise export.SavedModelError(f"{version_dir}: SavedModel has no "
-                                     f"{export.SERVING_SIGNATURE!r} signature")
-    sig = loaded.signatures[export.SERVING_SIGNATURE]
+    if contract.SERVING_SIGNATURE not in loaded.signatures:
+        raise contract.SavedModelError(f"{version_dir}: SavedModel has no "
+                                     f"{contract.SERVING_SIGNATURE!r} signature")
+    sig = loaded.signatures[contract.SERVING_SIGNATURE]
     _, inputs = sig.structured_input_signature
     outputs = sig.structured_outputs
-    if list(inputs) != [export.INPUT_NAME] or export.OUTPUT_NAME not in outputs:
-        raise export.SavedModelError(f"{version_dir}: signature {export.SERVING_SIGNATURE!r} must map "
-                                     f"{export.INPUT_NAME!r} to {export.OUTPUT_NAME!r}; it maps "
+    if list(inputs) != [contract.INPUT_NAME] or contract.OUTPUT_NAME not in outputs:
+        raise contract.SavedModelError(f"{version_dir}: signature {contract.SERVING_SIGNATURE!r} must map "
+                                     f"{contract.INPUT_NAME!r} to {contract.OUTPUT_NAME!r}; it maps "
                                      f"{sorted(inputs)} to {sorted(outputs)}")
-    spec = inputs[export.INPUT_NAME]
+    spec = inputs[contract.INPUT_NAME]
     shape = tuple(spec.shape)[2:]
     if len(spec.shape) != 5 or any(d is None for d in shape):
-        raise export.SavedModelError(f"{version_dir}: input {export.INPUT_NAME!r} must be "
+        raise contract.SavedModelError(f"{version_dir}: input {contract.INPUT_NAME!r} must be "
                                      f"(B, T, H, W, C) with fixed H, W, C; it is {spec.shape}")
 
     def fn(x):
-        return sig(**{export.INPUT_NAME: x})[export.OUTPUT_NAME]
+        return sig(**{contract.INPUT_NAME: x})[contract.OUTPUT_NAME]
 
-    embedder = Embedder(fn, shape, outputs[export.OUTPUT_NAME].shape[-1], version_dir, batch_size)
+    group_len = group_len or contract.group_len_of(loaded) or GROUP_LEN
+    embedder = Embedder(fn, shape, outputs[contract.OUTPUT_NAME].shape[-1], version_dir, batch_size,
+                        group_len)
     embedder.saved_model = loaded
     return embedder
 
 
-def load(path: str, batch_size: int = 16) -> Embedder:
+def load(path: str, batch_size: int = 16, group_len: int | None = None) -> Embedder:
     """An Embedder for a SavedModel version directory, a model base path (its latest complete
-    version) or a `.keras` file."""
+    version) or a `.keras` file. `group_len` overrides the group length recorded in the export
+    (a .keras file records none: 16 by default)."""
+    if group_len is not None and group_len < 1:
+        raise ValueError(f"group_len must be >= 1, got {group_len}")
     if path.endswith(".keras"):
-        return _keras_embedder(path, batch_size)
+        return _keras_embedder(path, batch_size, group_len)
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: model path does not exist (expected a .keras file, a "
                                 f"SavedModel directory or a model base path)")
-    return _saved_model_embedder(path, batch_size)
+    return _saved_model_embedder(path, batch_size, group_len)

@@ -1,6 +1,6 @@
 """Decodes every frame of a dataset and computes its optical flow once, into --cache_dir.
 
-    python tools/precompute_flow.py --flagfile=pipelines/prid.flags --data_root=/data/prid_2011
+    python -m keras_crf_reid.precompute_flow --flagfile=pipelines/prid.flags --data_root=/data/prid_2011
 
 Training and evaluation then read the cache (store.TrackletStore) instead of recomputing;
 re-running only computes tracklets that are missing, so an interrupted run can be resumed.
@@ -13,31 +13,33 @@ import time
 
 from absl import app, flags
 
-from keras_crf_reid import flags as crf_flags
-from keras_crf_reid.datasets.base import DatasetError
+from keras_crf_reid import cli
+from keras_crf_reid.runner import config
 
-flags.DEFINE_integer("workers", 2, "Threads decoding frames and computing flow.")
+config.define_flags()
+flags.DEFINE_integer("cache_workers", 2, "Threads decoding frames and computing flow.")
 FLAGS = flags.FLAGS
 
 
 def main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from keras_crf_reid.experiment import config_from_flags, load_data
-    from keras_crf_reid.store import TrackletStore
+    from keras_crf_reid.datasets import DatasetError
+    from keras_crf_reid.datasets.store import TrackletStore
+    from keras_crf_reid.runner.data import load_dataset
     try:
-        cfg = config_from_flags(FLAGS)
-        dataset = load_data(cfg)
+        cfg = config.config_from_flags(FLAGS).data
+        dataset = load_dataset(cfg, FLAGS.progress)
         t0 = time.time()
         store = TrackletStore(dataset, cfg.cache_dir, on_bad_image=cfg.on_bad_image)
-        store.build(workers=FLAGS.workers, progress=cfg.progress)
+        store.build(workers=FLAGS.cache_workers, progress=FLAGS.progress)
     except (DatasetError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return cli.EXIT_USAGE
     print(json.dumps({**dataset.stats(), "cache": store.dir, "seconds": round(time.time() - t0, 2),
                       "skipped_frames": len(store.skipped_frames)}))
     return 0
 
 
 if __name__ == "__main__":
-    app.run(main, argv=crf_flags.resolve_flagfile_argv(sys.argv))
+    cli.run(main)

@@ -16,7 +16,7 @@ from absl import app, flags
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("strategy", "multi_worker", ["default", "mirrored", "multi_worker"],
-                  "tf.distribute strategy (experiment.make_strategy).")
+                  "tf.distribute strategy (runner.split.make_strategy).")
 flags.DEFINE_string("data_root", None, "Synthetic dataset in the PRID layout.")
 flags.DEFINE_string("cache_dir", None, "Frame+flow cache (built beforehand by the caller).")
 flags.DEFINE_string("model_dir", None, "The chief's checkpoint folder.")
@@ -35,7 +35,7 @@ def task_of(tf_config: str | None) -> tuple[str, int]:
 
 def main(argv):
     del argv
-    from keras_crf_reid.experiment import make_strategy
+    from keras_crf_reid.runner.split import make_strategy
 
     strategy = make_strategy(FLAGS.strategy)  # first: before any other TensorFlow op
     import keras
@@ -43,8 +43,8 @@ def main(argv):
 
     from keras_crf_reid.datasets.prid2011 import load_prid_layout
     from keras_crf_reid.model import ModelConfig, build_crf_model
-    from keras_crf_reid.pipeline import PairConfig, PairSampler, replica_pairs
-    from keras_crf_reid.store import TrackletStore
+    from keras_crf_reid.datasets.pipeline import PairConfig, PairSampler, replica_pairs
+    from keras_crf_reid.datasets.store import TrackletStore
     from keras_crf_reid.trainer import TrainConfig, Trainer
 
     task_type, task_id = task_of(os.environ.get("TF_CONFIG"))

@@ -11,18 +11,38 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from keras_crf_reid.datasets.base import DatasetError
+from keras_crf_reid.geometry import FRAME_HEIGHT, FRAME_WIDTH
 
-FRAME_HEIGHT = 128
-FRAME_WIDTH = 64
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
 # Frames larger than this (in pixels) are refused instead of decoded: protects memory.
 MAX_IMAGE_PIXELS = 50_000_000
 
 log = logging.getLogger(__name__)
 
 
+class DatasetError(ValueError):
+    """A dataset on disk is missing, malformed or violates the expected layout.
+
+    The message always names the offending path and what is wrong with it.
+    """
+
+
 class BadImageError(DatasetError):
     """An image file that cannot be decoded into a frame."""
+
+
+def list_images(folder: str) -> list[str]:
+    """Sorted image files directly inside `folder` (hidden files ignored)."""
+    try:
+        names = os.listdir(folder)
+    except OSError as e:
+        raise DatasetError(f"{folder}: cannot list folder ({e.strerror or e})") from e
+    return sorted(
+        os.path.join(folder, n)
+        for n in names
+        if not n.startswith(".") and n.lower().endswith(IMAGE_EXTENSIONS)
+        and os.path.isfile(os.path.join(folder, n))
+    )
 
 
 def _declared_pixels(data: np.ndarray) -> int:

@@ -8,10 +8,6 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from keras_crf_reid.frames import FRAME_HEIGHT, FRAME_WIDTH
-
-NUM_CHANNELS = 5
-INPUT_SHAPE = (FRAME_HEIGHT, FRAME_WIDTH, NUM_CHANNELS)
 _EPS = 1e-3
 
 
@@ -32,11 +28,6 @@ def to_model_input(rgb, flow) -> tf.Tensor:
     std = tf.math.reduce_std(yuv, axis=[-3, -2], keepdims=True)
     yuv = (yuv - mean) / tf.maximum(std, _EPS)
     return tf.concat([yuv, tf.cast(flow, tf.float32)], axis=-1)
-
-
-def to_model_input_np(rgb: np.ndarray, flow: np.ndarray) -> np.ndarray:
-    """NumPy convenience wrapper of `to_model_input`."""
-    return to_model_input(rgb, flow).numpy()
 
 
 def loop_indices(num_frames: int, length: int, start: int = 0) -> np.ndarray:

@@ -6,7 +6,7 @@ recursively for them, so both a flat folder of tracklet folders and the PRID lay
 Gallery embeddings are cached in `<cache_dir>/gallery_<hash>.npz`, the hash covering the model
 (path and modification time) and the gallery's files (names, sizes, modification times).
 
-    python -m keras_crf_reid.search --model=saved_models/crf_reid --gallery=data/prid/cam_b \
+    python -m keras_crf_reid.serving.search --model=saved_models/crf_reid --gallery=data/prid/cam_b \
         --query=data/prid/cam_a --top_k=10 --output=results.json
 """
 from __future__ import annotations
@@ -21,10 +21,11 @@ from typing import Sequence
 import numpy as np
 from tqdm import tqdm
 
-from keras_crf_reid import export, inference
-from keras_crf_reid.datasets.base import DatasetError, list_images
-from keras_crf_reid.inference import Embedder
+from keras_crf_reid.atomic import atomic_path, write_atomic
+from keras_crf_reid.datasets import DatasetError, list_images
 from keras_crf_reid.metrics import euclidean_distances
+from keras_crf_reid.serving import contract, inference
+from keras_crf_reid.serving.inference import Embedder
 
 INDEXES = ("exact", "faiss")
 log = logging.getLogger(__name__)
@@ -130,7 +131,7 @@ def _model_fingerprint(model_path: str) -> list:
     if model_path.endswith(".keras"):
         files = [model_path]
     else:
-        version_dir = export.resolve_version_dir(model_path)
+        version_dir = contract.resolve_version_dir(model_path)
         files = [os.path.join(version_dir, "saved_model.pb"),
                  os.path.join(version_dir, "variables", "variables.index")]
     return [[os.path.abspath(p), os.stat(p).st_mtime_ns, os.stat(p).st_size] for p in files]
@@ -146,7 +147,7 @@ def gallery_cache_path(cache_dir: str, model_path: str, tracklets: Sequence[tupl
     return os.path.join(cache_dir, f"gallery_{h.hexdigest()[:20]}.npz")
 
 
-def embed_tracklets(embedder: Embedder, tracklets: Sequence[tuple[str, str]],
+def embed_folders(embedder: Embedder, tracklets: Sequence[tuple[str, str]],
                     progress: bool = False) -> np.ndarray:
     """(N, D) embeddings of (name, folder) tracklets."""
     out = np.zeros((len(tracklets), embedder.embed_dim), np.float32)
@@ -169,13 +170,10 @@ def embed_gallery(embedder: Embedder, model_path: str, gallery_root: str, cache_
                     return names, data["embeddings"].astype(np.float32)
         except (OSError, ValueError, KeyError) as e:
             log.warning("ignoring unreadable gallery cache %s: %s", cache, e)
-    embeddings = embed_tracklets(embedder, tracklets, progress)
+    embeddings = embed_folders(embedder, tracklets, progress)
     if cache:
-        os.makedirs(cache_dir, exist_ok=True)
-        tmp = f"{cache}.{os.getpid()}.tmp"
-        with open(tmp, "wb") as f:
+        with atomic_path(cache) as tmp, open(tmp, "wb") as f:
             np.savez(f, names=np.asarray(names), embeddings=embeddings)
-        os.replace(tmp, cache)
         log.info("gallery embeddings cached in %s", cache)
     return names, embeddings
 
@@ -187,7 +185,7 @@ def search(embedder: Embedder, model_path: str, gallery_root: str, query_root: s
         raise ValueError(f"--top_k must be positive, got {top_k}")
     names, gallery = embed_gallery(embedder, model_path, gallery_root, cache_dir, progress)
     queries = find_tracklets(query_root)
-    q = embed_tracklets(embedder, queries, progress)
+    q = embed_folders(embedder, queries, progress)
     idx = make_index(index, embedder.embed_dim)
     idx.add(gallery)
     dist, ids = idx.search(q, top_k)
@@ -217,10 +215,7 @@ def _main(argv) -> None:
         best = ", ".join(f"{m['tracklet']} ({m['distance']:.3f})" for m in r["matches"])
         print(f"{r['query']}: {best}")
     if f.output:
-        tmp = f.output + ".tmp"
-        with open(tmp, "w") as fh:
-            json.dump(out, fh, indent=1)
-        os.replace(tmp, f.output)
+        write_atomic(f.output, json.dumps(out, indent=1))
         print(f"results written to {f.output}")
 
 

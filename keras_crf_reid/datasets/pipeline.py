@@ -16,31 +16,33 @@ from typing import Iterator, Sequence
 import numpy as np
 import tensorflow as tf
 
-from keras_crf_reid.frames import FRAME_HEIGHT, FRAME_WIDTH
-from keras_crf_reid.preprocess import group_windows, loop_indices, to_model_input
-from keras_crf_reid.store import TrackletStore
+from keras_crf_reid.options import option
+from keras_crf_reid.geometry import FRAME_HEIGHT, FRAME_WIDTH
+from keras_crf_reid.datasets.preprocess import group_windows, loop_indices, to_model_input
+from keras_crf_reid.datasets.store import TrackletStore
 
 
 @dataclasses.dataclass(frozen=True)
 class PairConfig:
     """How training pairs are sampled and augmented."""
 
-    seq_len: int = 16
-    batch_size: int = 16
-    augment: bool = True
-    min_crop_scale: float = 0.8
-    flip: bool = True
-    seed: int = 0
-    stream: int = 0  # input pipeline of a distributed run (0: the single-pipeline stream)
+    seq_len: int = option(16, "Frames per training sequence (a random window of a tracklet).")
+    batch_size: int = option(16, "Sequence pairs per batch (even: half positive, half negative).")
+    augment: bool = option(True, "Random crop/translation and mirror per sequence.")
+    min_crop_scale: float = option(0.8, "Smallest random crop, as a fraction of the frame side.")
+    flip: bool = option(True, "Random horizontal mirror (negates horizontal flow) with --augment.")
+    seed: int = option(0, "Seed of weight initialisation and pair sampling.")
+    stream: int = option(0, "Input pipeline of a distributed run (0: the single stream).", cli=False,
+                         results=False)
 
     def __post_init__(self):
         if self.batch_size < 2 or self.batch_size % 2:
-            raise ValueError(f"batch_size must be an even number >= 2 (half positive, half "
+            raise ValueError(f"--batch_size must be an even number >= 2 (half positive, half "
                              f"negative pairs), got {self.batch_size}")
         if self.seq_len < 1:
-            raise ValueError(f"seq_len must be >= 1, got {self.seq_len}")
+            raise ValueError(f"--seq_len must be >= 1, got {self.seq_len}")
         if not 0.1 <= self.min_crop_scale <= 1.0:
-            raise ValueError(f"min_crop_scale must be in [0.1, 1], got {self.min_crop_scale}")
+            raise ValueError(f"--min_crop_scale must be in [0.1, 1], got {self.min_crop_scale}")
 
 
 class PairSampler:

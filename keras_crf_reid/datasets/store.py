@@ -18,8 +18,8 @@ import numpy as np
 from tqdm import tqdm
 
 from keras_crf_reid.datasets.base import DatasetError, ReidDataset, Tracklet
-from keras_crf_reid.flow import compute_flow
-from keras_crf_reid.frames import read_frames
+from keras_crf_reid.datasets.flow import compute_flow
+from keras_crf_reid.datasets.frames import read_frames
 
 CACHE_VERSION = "v1-dis-medium-clip8"
 log = logging.getLogger(__name__)

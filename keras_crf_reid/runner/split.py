@@ -1,0 +1,200 @@
+"""One split of one config: train the part models (and their fusion), score them, resumably.
+
+Layout of a config's run folder (`<output_dir>/<name>`, or `<...>/<name>/<variant>` for an
+ablation row):
+
+    split_<k>/<entry>/ckpt, tb      entry = full | upper | lower | fusion (trainer checkpoints)
+    split_<k>/metrics.json          {"key", "entries": {entry: metrics}, "train", ...}
+    split_<k>/distances.npz         query x gallery distances per entry
+
+metrics.json and distances.npz are rewritten atomically after every entry, so a killed run
+resumes at the first entry without results (and inside it, at the trainer's last checkpoint).
+Entries are independent of --parts: a later run asking for more parts reuses those already
+scored, if the settings that change results (`ExperimentConfig.results_key`) are the same.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from typing import Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_crf_reid.atomic import atomic_path, write_atomic
+from keras_crf_reid.checkpoints import FUSION, build_model
+from keras_crf_reid.datasets.pipeline import PairSampler, replica_pairs
+from keras_crf_reid.evaluation import compiled_embedder, evaluate_split
+from keras_crf_reid.fusion import build_fusion_model, fusion_weights
+from keras_crf_reid.geometry import PARTS
+from keras_crf_reid.losses import LossWeights
+from keras_crf_reid.runner.config import ExperimentConfig
+from keras_crf_reid.runner.data import RunData
+from keras_crf_reid.trainer import Trainer
+
+BASELINE = "baseline"
+METRICS_FILE = "metrics.json"
+DISTANCES_FILE = "distances.npz"
+
+
+def split_dir(cfg: ExperimentConfig, split_id: int) -> str:
+    return os.path.join(cfg.run_dir, f"split_{split_id}")
+
+
+def entries_of(cfg: ExperimentConfig, baseline: bool = False) -> list[str]:
+    """What a config computes per split: its parts, the fusion when all three are trained."""
+    return list(cfg.parts) + ([FUSION] if cfg.fuses else []) + ([BASELINE] if baseline else [])
+
+
+def split_key(cfg: ExperimentConfig, data: RunData, split_id: int) -> dict:
+    """What a split's results depend on: settings, data files and the split's identities."""
+    return {"config": cfg.results_key(), "data": data.fingerprint,
+            "split": data.split_digest(split_id)}
+
+
+def _to_json(obj) -> str:
+    def default(o):
+        return o.item() if hasattr(o, "item") else o.tolist() if hasattr(o, "tolist") else str(o)
+    return json.dumps(obj, indent=1, default=default) + "\n"
+
+
+def read_split(cfg: ExperimentConfig, data: RunData, split_id: int) -> dict | None:
+    """The split's metrics.json, or None; ValueError when it was run on other settings or data."""
+    path = os.path.join(split_dir(cfg, split_id), METRICS_FILE)
+    if not os.path.exists(path):
+        return None
+    try:
+        with open(path) as f:
+            done = json.load(f)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path}: unreadable per-split results ({e}); delete it to rerun "
+                         f"the split")
+    old, new = done.get("key") or {}, split_key(cfg, data, split_id)
+    if old != new:
+        diff = [f"{k} files" if k == "data" else "split identities"
+                for k in ("data", "split") if old.get(k) != new[k]]
+        o, n = old.get("config") or {}, new["config"]
+        diff += [f"--{k}" for k in sorted(set(o) | set(n)) if o.get(k) != n.get(k)]
+        raise ValueError(f"{path}: written with different settings or data (differing: "
+                         f"{', '.join(diff)}); use another --name or --output_dir, or delete "
+                         f"{split_dir(cfg, split_id)}")
+    return done
+
+
+def missing_entries(cfg: ExperimentConfig, data: RunData, split_id: int,
+                    entries: Sequence[str]) -> list[str]:
+    done = read_split(cfg, data, split_id)
+    return [e for e in entries if done is None or e not in done["entries"]]
+
+
+def make_strategy(name: str) -> tf.distribute.Strategy:
+    """default | mirrored (GPUs of one machine) | multi_worker (machines via TF_CONFIG)."""
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def train_part(cfg: ExperimentConfig, data: RunData, split_id: int, part: str,
+               strategy: tf.distribute.Strategy) -> tuple[keras.Model, dict]:
+    """Trains (or resumes, or reloads when finished) one part model on a split's training set."""
+    split = data.splits[split_id]
+    seed = cfg.pairs.seed + 1000 * split_id + PARTS.index(part)
+    keras.utils.set_random_seed(seed)
+    pairs = dataclasses.replace(cfg.pairs, seed=seed)
+    with strategy.scope():
+        model = build_model(cfg.model, part)
+    sampler = PairSampler(data.store, split.train, pairs)
+    trainer = Trainer(model, sampler.num_classes, cfg.train,
+                      os.path.join(split_dir(cfg, split_id), part), strategy)
+    embed = compiled_embedder(model)
+
+    def split_eval(step: int) -> dict:
+        metrics = evaluate_split(embed, data.store, split, cfg.eval.seq_len)
+        return {k: v for k, v in metrics.items() if k != "cmc"}
+
+    stats = trainer.fit(lambda start, ctx: replica_pairs(data.store, split.train, pairs, start, ctx),
+                        pairs.batch_size, eval_fn=split_eval, progress=cfg.run.progress)
+    if trainer.interrupted:
+        raise KeyboardInterrupt(f"training of {trainer.model_dir} interrupted; checkpoint saved, "
+                                f"re-run the same command to resume")
+    return model, stats
+
+
+def train_fusion(cfg: ExperimentConfig, data: RunData, split_id: int,
+                 part_models: dict[str, keras.Model], strategy: tf.distribute.Strategy) -> keras.Model:
+    """Learns W_u, W_l, W_g with the part models frozen.
+
+    Only the contrastive term is used (W2 = W3 = 0): the three scalars rescale a fixed
+    embedding space, and an identity classifier trained from scratch on top of it would mostly
+    learn its own weights rather than inform the fusion weights.
+    """
+    split = data.splits[split_id]
+    with strategy.scope():
+        fusion = build_fusion_model(part_models)
+    pairs = dataclasses.replace(cfg.pairs, seed=cfg.pairs.seed + 1000 * split_id + 7)
+    sampler = PairSampler(data.store, split.train, pairs)
+    tcfg = dataclasses.replace(cfg.train, steps=cfg.fusion_steps, optimizer="adam",
+                               learning_rate=1e-2, weights=LossWeights(1.0, 0.0, 0.0), eval_every=0)
+    trainer = Trainer(fusion, sampler.num_classes, tcfg,
+                      os.path.join(split_dir(cfg, split_id), FUSION), strategy)
+    trainer.fit(lambda start, ctx: replica_pairs(data.store, split.train, pairs, start, ctx),
+                pairs.batch_size, progress=cfg.run.progress)
+    return fusion
+
+
+def run_split(cfg: ExperimentConfig, data: RunData, split_id: int, entries: Sequence[str],
+              strategy: tf.distribute.Strategy | None = None, write: bool = True) -> dict:
+    """Computes the entries missing from split `split_id`; returns its metrics.json content.
+
+    `write=False` (non-chief workers of a cluster) trains and scores without writing files.
+    """
+    from keras_crf_reid.baseline import evaluate_baseline
+
+    t0 = time.time()
+    strategy = strategy or tf.distribute.get_strategy()
+    done = read_split(cfg, data, split_id) or {
+        "split": split_id, "key": split_key(cfg, data, split_id), "entries": {}, "train": [],
+        "seconds": 0.0}
+    todo = [e for e in entries if e not in done["entries"]]
+    if not todo:
+        return done
+    split, out_dir = data.splits[split_id], split_dir(cfg, split_id)
+    npz = os.path.join(out_dir, DISTANCES_FILE)
+    distances = dict(np.load(npz)) if os.path.exists(npz) else {}
+    models: dict[str, keras.Model] = {}
+
+    def part_model(part: str) -> keras.Model:
+        if part not in models:
+            models[part], stats = train_part(cfg, data, split_id, part, strategy)
+            done["train"].append({"part": part, **stats})
+        return models[part]
+
+    for entry in todo:
+        t_entry = time.time()
+        if entry == BASELINE:
+            done["entries"][entry] = evaluate_baseline(data.dataset, split, kind="hist")
+        else:
+            if entry == FUSION:
+                model = train_fusion(cfg, data, split_id, {p: part_model(p) for p in PARTS},
+                                     strategy)
+                done["fusion_weights"] = fusion_weights(model)
+                print(f"split {split_id}: fusion weights {done['fusion_weights']}", flush=True)
+            else:
+                model = part_model(entry)
+            done["entries"][entry], distances[entry] = evaluate_split(
+                compiled_embedder(model), data.store, split, cfg.eval.seq_len,
+                progress=cfg.run.progress, with_distances=True)
+        done["seconds"] = float(done.get("seconds", 0.0)) + time.time() - t_entry
+        done["num_query"], done["num_gallery"] = len(split.query), len(split.gallery)
+        if write:
+            with atomic_path(npz, suffix=".npz") as tmp:
+                np.savez(tmp, **distances)
+            write_atomic(os.path.join(out_dir, METRICS_FILE), _to_json(done))
+    done["wall_seconds"] = time.time() - t0
+    keras.backend.clear_session()
+    return done

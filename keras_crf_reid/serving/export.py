@@ -1,0 +1,229 @@
+"""Exports an embedding model as a versioned TensorFlow Serving SavedModel (layout: serving.contract).
+
+A version directory is written under a hidden temporary name (`.tmp-<version>-<pid>`, which TF
+Serving skips because it is not an integer) and renamed into place, so a polling server never
+sees a half-written version. The `embed_raw` signature resizes, converts to YUV and standardises
+in the graph (`preprocess.to_model_input`); optical flow cannot be computed with TF graph ops
+cheaply, so the client computes it (`flow.compute_flow` on the 128x64 frames) and ships it.
+Every export records the frame-group length its model was evaluated with (`model_info`).
+
+    python -m keras_crf_reid.serving.export --keras_model=runs/demo/model.keras --model_base_path=saved_models/crf_reid
+    python -m keras_crf_reid.serving.export --checkpoint=runs/demo/split_0/upper/ckpt --part=upper --model_base_path=...
+"""
+from __future__ import annotations
+
+import ctypes
+import errno
+import json
+import logging
+import os
+import shutil
+import sys
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_crf_reid.datasets.preprocess import to_model_input
+from keras_crf_reid.geometry import GROUP_LEN
+from keras_crf_reid.serving.contract import (EMBED_DIM_OUTPUT, FLOW_INPUT, GROUP_LEN_OUTPUT,
+                                             INFO_SIGNATURE, INPUT_NAME, OUTPUT_NAME, RAW_SIGNATURE,
+                                             RGB_INPUT, SERVING_SIGNATURE, WARMUP_FILE, SavedModelError,
+                                             check_saved_model_dir, list_versions)
+
+log = logging.getLogger(__name__)
+
+
+def frame_shape(model: keras.Model) -> tuple[int, int, int]:
+    """(H, W, C) of a model taking frames (B, T, H, W, C); raises if the input is not like that."""
+    shape = tuple(model.input_shape) if not isinstance(model.input_shape, list) else None
+    if shape is None or len(shape) != 5 or any(d is None for d in shape[2:]):
+        raise ValueError(f"model {model.name!r} must take one input of shape (batch, T, H, W, C) "
+                         f"with fixed H, W, C; its input shape is {model.input_shape}")
+    return int(shape[2]), int(shape[3]), int(shape[4])
+
+
+class _ServingModule(tf.Module):
+    """Holds the model (so its variables are saved) and the two serving functions."""
+
+    def __init__(self, model: keras.Model, group_len: int):
+        super().__init__(name="crf_reid_serving")
+        self.model = model
+        h, w, c = frame_shape(model)
+        self._hw = (h, w)
+        self._info = {GROUP_LEN_OUTPUT: tf.constant([group_len], tf.int32),
+                      EMBED_DIM_OUTPUT: tf.constant([int(model.output_shape[-1])], tf.int32)}
+        self.model_info = tf.function(lambda: dict(self._info), input_signature=[])
+        self.serve = tf.function(
+            self._serve, input_signature=[tf.TensorSpec((None, None, h, w, c), tf.float32, INPUT_NAME)])
+        self.embed_raw = tf.function(
+            self._embed_raw,
+            input_signature=[tf.TensorSpec((None, None, None, None, 3), tf.uint8, RGB_INPUT),
+                             tf.TensorSpec((None, None, h, w, 2), tf.float32, FLOW_INPUT)])
+
+    def _serve(self, frames):
+        return {OUTPUT_NAME: tf.cast(self.model(frames, training=False), tf.float32)}
+
+    def _embed_raw(self, rgb, flow):
+        shape = tf.shape(rgb)
+        tf.debugging.assert_equal(shape[:2], tf.shape(flow)[:2],
+                                  message="rgb and flow must have the same batch and time sizes")
+        flat = tf.reshape(rgb, tf.concat([[-1], shape[2:]], axis=0))
+        resized = tf.image.resize(flat, self._hw, method="area")
+        resized = tf.cast(tf.clip_by_value(tf.round(resized), 0.0, 255.0), tf.uint8)
+        frames = to_model_input(tf.reshape(resized, tf.concat([shape[:2], [*self._hw, 3]], axis=0)), flow)
+        return self._serve(frames)
+
+
+def _warmup_log(group_len: int, h: int, w: int, c: int) -> bytes:
+    """One serialized PredictionLog (zeros, constant-encoded so the file stays tiny)."""
+    from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.signature_name = SERVING_SIGNATURE
+    request.inputs[INPUT_NAME].CopyFrom(
+        tf.make_tensor_proto(0.0, dtype=tf.float32, shape=[1, group_len, h, w, c]))
+    entry = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
+    return entry.SerializeToString()
+
+
+def _write_warmup(export_dir: str, group_len: int, shape: tuple[int, int, int]) -> None:
+    path = os.path.join(export_dir, WARMUP_FILE)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with tf.io.TFRecordWriter(path) as writer:
+        writer.write(_warmup_log(group_len, *shape))
+
+
+def _exchange(a: str, b: str) -> bool:
+    """Atomically swaps two paths with Linux renameat2(RENAME_EXCHANGE); False where unsupported."""
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    if ctypes.get_errno() in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    err = ctypes.get_errno()
+    raise OSError(err, f"cannot swap {a} and {b}: {os.strerror(err)}")
+
+
+def _replace_dir(new: str, target: str, scratch: str) -> None:
+    """Puts directory `new` at `target`, which exists; the old contents end up in `scratch`."""
+    if _exchange(new, target):
+        os.rename(new, scratch)
+        return
+    os.rename(target, scratch)
+    os.rename(new, target)
+
+
+def export_saved_model(model: keras.Model, base_path: str, version: int | None = None,
+                       overwrite: bool = False, group_len: int = GROUP_LEN) -> str:
+    """Writes `model` to base_path/<version>/ atomically and returns that directory.
+
+    `group_len` is the frame-group length tracklets are embedded with (the evaluation's
+    --eval_seq_len); clients read it back from the `model_info` signature.
+
+    version defaults to the latest existing version + 1 (1 for an empty base path). An existing
+    version is refused unless overwrite=True, which swaps the new directory in atomically (note
+    that a running TF Serving does not reload a version number it already serves: publish a new
+    version for that).
+    """
+    shape = frame_shape(model)
+    if isinstance(group_len, bool) or not isinstance(group_len, (int, np.integer)) or group_len < 1:
+        raise ValueError(f"group_len must be a positive integer, got {group_len!r}")
+    base_path = os.path.abspath(base_path)
+    if os.path.exists(base_path) and not os.path.isdir(base_path):
+        raise SavedModelError(f"{base_path}: model base path exists and is not a directory")
+    os.makedirs(base_path, exist_ok=True)
+    if version is None:
+        existing = list_versions(base_path)
+        version = existing[-1] + 1 if existing else 1
+    if isinstance(version, bool) or not isinstance(version, (int, np.integer)) or version < 0:
+        raise ValueError(f"version must be a non-negative integer, got {version!r}")
+    version = int(version)
+    final = os.path.join(base_path, str(version))
+    if os.path.exists(final) and not overwrite:
+        raise FileExistsError(f"{final}: version {version} already exists; choose another version "
+                              f"or pass overwrite=True (--overwrite)")
+    tmp = os.path.join(base_path, f".tmp-{version}-{os.getpid()}")
+    old = os.path.join(base_path, f".old-{version}-{os.getpid()}")
+    for leftover in (tmp, old):
+        shutil.rmtree(leftover, ignore_errors=True)
+    module = _ServingModule(model, int(group_len))
+    try:
+        tf.saved_model.save(module, tmp, signatures={SERVING_SIGNATURE: module.serve,
+                                                     RAW_SIGNATURE: module.embed_raw,
+                                                     INFO_SIGNATURE: module.model_info})
+        _write_warmup(tmp, int(group_len), shape)
+        check_saved_model_dir(tmp)
+        if os.path.exists(final):
+            if not overwrite:
+                raise FileExistsError(f"{final}: version {version} was created by another writer")
+            _replace_dir(tmp, final, old)
+        else:
+            try:
+                os.rename(tmp, final)
+            except OSError as e:
+                if e.errno in (errno.EEXIST, errno.ENOTEMPTY):
+                    raise FileExistsError(f"{final}: version {version} was created by another "
+                                          f"writer during the export") from e
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+    log.info("exported %s (frames %s) to %s", model.name, shape, final)
+    return final
+
+
+def _main(argv) -> None:
+    from absl import app, flags
+
+    from keras_crf_reid import checkpoints, cli
+    from keras_crf_reid.model import ModelConfig
+
+    f = flags.FLAGS
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if bool(f.keras_model) == bool(f.checkpoint):
+        raise app.UsageError("give exactly one of --keras_model (a .keras file) or --checkpoint")
+    try:
+        if f.keras_model:
+            model = checkpoints.load_keras_model(f.keras_model)
+        else:
+            config = cli.from_flags(ModelConfig, f, dropout=0.0)
+            model = checkpoints.restore_checkpoint(f.checkpoint, config, f.part)
+        path = export_saved_model(model, f.model_base_path, f.version, f.overwrite, f.group_len)
+    except (ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return cli.EXIT_USAGE
+    print(json.dumps({"export_dir": path, "frame_shape": list(frame_shape(model)),
+                      "embed_dim": int(model.output_shape[-1]), "group_len": f.group_len,
+                      "signatures": [SERVING_SIGNATURE, RAW_SIGNATURE, INFO_SIGNATURE]}))
+    return 0
+
+
+def main() -> None:
+    from absl import flags
+
+    from keras_crf_reid import cli
+    from keras_crf_reid.model import ModelConfig
+
+    flags.DEFINE_string("keras_model", None, "A .keras model file to export.")
+    flags.DEFINE_string("checkpoint", None, "A trainer checkpoint prefix or directory; the model "
+                        "is rebuilt from the model flags (--variant, --filters, ...) and --part.")
+    flags.DEFINE_enum("part", "full", ["full", "upper", "lower", "fusion"],
+                      "Which model the --checkpoint holds: a body part or the fusion of all three.")
+    cli.define_flags(ModelConfig)
+    flags.DEFINE_integer("group_len", GROUP_LEN, "Frames per group when embedding tracklets "
+                         "(the run's --eval_seq_len).", lower_bound=1)
+    flags.DEFINE_string("model_base_path", None, "Base directory; the export goes to <base>/<version>.")
+    flags.DEFINE_integer("version", None, "Version number (default: latest existing + 1).", lower_bound=0)
+    flags.DEFINE_bool("overwrite", False, "Atomically replace an existing version.")
+    flags.mark_flag_as_required("model_base_path")
+    cli.run(_main)
+
+
+if __name__ == "__main__":
+    main()

@@ -264,30 +264,48 @@ def _install_per_thread_cancellation() -> bool:
 
 
 class _Job:
-    """One inference request on the queue: its inputs, deadline and whether its caller still waits."""
+    """One inference request on the queue: its inputs, deadline, and whether its caller still waits.
 
-    def __init__(self, inputs: dict, deadline: float, cancellable: bool):
+    Holds one queue slot from admission until it finishes, or until it is abandoned while still
+    queued (the slot is freed at once then, not when a worker reaches it).
+    """
+
+    def __init__(self, inputs: dict, deadline: float, cancellable: bool, release: Callable[[], None]):
         self._lock = threading.Lock()
         self._inputs: dict | None = inputs
+        self._release = release
+        self._state = "queued"
         self.deadline = deadline
-        self.abandoned = False
         self.manager = _cancellation.CancellationManager() if cancellable else None
 
     def take_inputs(self) -> dict | None:
         """The inputs, or None when the caller has gone or the deadline passed (drop the work)."""
         with self._lock:
-            if self.abandoned or time.monotonic() >= self.deadline:
-                self._inputs = None
+            if self._state == "queued" and time.monotonic() >= self.deadline:
+                self._finish_locked()
+            if self._state != "queued":
                 return None
+            self._state = "running"
             inputs, self._inputs = self._inputs, None
             return inputs
 
-    def abandon(self) -> None:
-        """Called when the caller stops waiting: frees the inputs and cancels a running call."""
+    def finish(self) -> None:
         with self._lock:
-            self.abandoned = True
+            self._finish_locked()
+
+    def _finish_locked(self) -> None:
+        if self._state != "done":
+            self._state = "done"
             self._inputs = None
-        if self.manager is not None:
+            self._release()
+
+    def abandon(self) -> None:
+        """Called when the caller stops waiting: drops queued work, cancels running work."""
+        with self._lock:
+            running = self._state == "running"
+            if self._state == "queued":
+                self._finish_locked()
+        if running and self.manager is not None:
             self.manager.start_cancel()
 
 
@@ -308,7 +326,8 @@ class InferenceQueue:
         self.workers = workers
         self.max_queued = max_queued
         self._pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="infer")
-        self._slots = threading.Semaphore(workers + max_queued)
+        self._lock = threading.Lock()
+        self._admitted = 0
         self._cancellable = _install_per_thread_cancellation()
 
     def run(self, fn: Callable[..., dict], inputs: dict, timeout_s: float,
@@ -318,16 +337,19 @@ class InferenceQueue:
         on_done(callback), e.g. grpc's context.add_callback, registers the job's abandonment to
         run when the RPC ends for any reason (client cancel, deadline, disconnect).
         """
-        if not self._slots.acquire(blocking=False):
+        with self._lock:
+            full = self._admitted >= self.workers + self.max_queued
+            self._admitted += not full
+        if full:
             raise RpcError(grpc.StatusCode.UNAVAILABLE,
                            f"server busy: {self.workers} inferences running and {self.max_queued} "
                            f"waiting (--workers, --max_queued); retry later")
-        job = _Job(inputs, time.monotonic() + timeout_s, self._cancellable)
+        job = _Job(inputs, time.monotonic() + timeout_s, self._cancellable, self._release)
         del inputs
         try:
             future = self._pool.submit(self._work, fn, job)
         except RuntimeError:
-            self._slots.release()
+            job.finish()
             raise RpcError(grpc.StatusCode.UNAVAILABLE, "server is shutting down")
         if on_done is not None and on_done(job.abandon) is False:
             job.abandon()
@@ -354,7 +376,17 @@ class InferenceQueue:
             finally:
                 _thread_cancellation.manager = None
         finally:
-            self._slots.release()
+            job.finish()
+
+    def _release(self) -> None:
+        with self._lock:
+            self._admitted -= 1
+
+    @property
+    def pending(self) -> int:
+        """Requests running or waiting."""
+        with self._lock:
+            return self._admitted
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -721,7 +753,8 @@ def serve(model_base_path: str, port: int = 0, host: str = "127.0.0.1", model_na
           ) -> tuple[grpc.Server, int]:
     """Starts the server (versions present now are loaded before it returns); returns it and its port.
 
-    Stop it with `server.stop(grace)`; the polling thread and pools stop with it.
+    Stop it with `server.stop(grace)`; the polling thread and pools stop with it. `server.predictor`
+    is the PredictionServicer (its `queue` and `budget` show the work in flight).
     """
     base = os.path.abspath(model_base_path)
     if not os.path.isdir(base):
@@ -763,6 +796,7 @@ def serve(model_base_path: str, port: int = 0, host: str = "127.0.0.1", model_na
         return event
 
     server.stop = stop
+    server.predictor = predictor
     log.info("serving model %s (versions %s) on %s:%d", name, manager.versions(), host, bound)
     return server, bound
 

@@ -92,6 +92,23 @@ def test_running_inference_is_cancelled_when_its_caller_leaves():
     queue.shutdown()
 
 
+def test_work_that_cannot_finish_in_time_is_refused_before_it_starts():
+    queue, calls = server.InferenceQueue(workers=1, max_queued=1), []
+
+    def slow(**inputs):
+        calls.append(inputs["x"].shape)
+        time.sleep(0.2)
+        return {}
+
+    queue.run(slow, {"x": np.zeros(100, np.float32)}, 10, key="sig")      # >= 0.5 ms per byte
+    with pytest.raises(server.RpcError) as e:
+        queue.run(slow, {"x": np.zeros(10_000, np.float32)}, 5, key="sig")  # needs >= 15 s
+    assert e.value.code == Code.DEADLINE_EXCEEDED and "not started" in e.value.message
+    queue.run(slow, {"x": np.zeros(10_000, np.float32)}, 5, key="other")  # no estimate yet
+    assert calls == [(100,), (10_000,)]
+    queue.shutdown()
+
+
 def test_in_flight_decoded_bytes_are_bounded():
     budget = server.ByteBudget(100)
     with budget.hold(60):

@@ -111,7 +111,7 @@ def test_two_workers_train_identically_and_resume(data, tmp_path):
 
 def test_mirrored_strategy_on_one_cpu_trains(data, tmp_path):
     root, cache = data
-    from keras_crf_reid.runner.split import make_strategy
+    from keras_crf_reid.distribute import make_strategy
     strategy = make_strategy("mirrored")
     assert isinstance(strategy, tf.distribute.MirroredStrategy)
     store = TrackletStore(load_prid_layout(root), cache)

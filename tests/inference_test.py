@@ -1,5 +1,6 @@
 """Python inference API: tracklet folder -> model input, and load() of every model format."""
 import os
+import shutil
 
 import cv2
 import keras
@@ -90,3 +91,28 @@ def test_load_refuses_bad_paths(tmp_path):
     (tmp_path / "1").mkdir()
     with pytest.raises(contract.SavedModelError, match="complete integer version"):
         inference.load(str(tmp_path))
+
+
+@pytest.mark.parametrize("kind", ["keras", "version"])
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_predict_refuses_non_finite_frames(paths, kind, value):
+    embedder = inference.load(paths[kind])
+    x = np.zeros((2, 4, 128, 64, 5), np.float32)
+    x[1, 2, 3, 4, 0] = value
+    with pytest.raises(ValueError, match="frames contain [01] NaN and [01] Inf values"):
+        embedder.predict(x)
+    with pytest.raises(ValueError, match="frames contain 40960 NaN"):
+        embedder.predict(np.full((1, 1, 128, 64, 5), np.nan, np.float32))
+
+
+def test_load_names_a_truncated_variables_file(paths, tmp_path):
+    version = str(tmp_path / "crf_reid" / "1")
+    shutil.copytree(paths["version"], version)
+    data = os.path.join(version, "variables", "variables.data-00000-of-00001")
+    with open(data, "r+b") as f:
+        f.truncate(os.path.getsize(data) // 2)
+    with pytest.raises(contract.SavedModelError) as e:
+        inference.load(version)
+    message = str(e.value)
+    assert message.startswith(version) and "truncated or corrupt" in message
+    assert os.path.join(version, "variables") in message

@@ -187,7 +187,7 @@ def test_undecodable_request_bytes(served):
         raw = channel.unary_unary("/tensorflow.serving.PredictionService/Predict")
         with pytest.raises(grpc.RpcError) as e:
             raw(b"\xff\xff\xff\x07 not a protobuf", timeout=10)
-    assert e.value.code() == Code.INTERNAL
+    assert e.value.code() == Code.INVALID_ARGUMENT
     assert stub.Predict(request(frames(1, 2)), timeout=30).outputs["embedding"].dtype == tf.float32
 
 

@@ -31,8 +31,8 @@ from keras_crf_reid.datasets import save_splits
 from keras_crf_reid.runner.ablation import Row, split_jobs, table_rows
 from keras_crf_reid.runner.config import ExperimentConfig, replace
 from keras_crf_reid.runner.data import RunData, prepare
-from keras_crf_reid.runner.split import (BASELINE, DISTANCES_FILE, make_strategy, missing_entries,
-                                         read_split, run_split, split_dir)
+from keras_crf_reid.runner.split import (BASELINE, DISTANCES_FILE, missing_entries, read_split,
+                                         run_split, split_dir)
 
 log = logging.getLogger(__name__)
 SETTINGS_FILE = "settings.json"
@@ -243,6 +243,7 @@ def run(cfg: ExperimentConfig) -> dict:
     """Runs (or resumes) the experiment; returns the report's paths and the markdown text."""
     import keras
 
+    from keras_crf_reid.distribute import make_strategy
     from keras_crf_reid.trainer import is_chief
     t0 = time.time()
     if cfg.train.mixed_precision:

@@ -90,15 +90,6 @@ def missing_entries(cfg: ExperimentConfig, data: RunData, split_id: int,
     return [e for e in entries if done is None or e not in done["entries"]]
 
 
-def make_strategy(name: str) -> tf.distribute.Strategy:
-    """default | mirrored (GPUs of one machine) | multi_worker (machines via TF_CONFIG)."""
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    if name == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    return tf.distribute.get_strategy()
-
-
 def train_part(cfg: ExperimentConfig, data: RunData, split_id: int, part: str,
                strategy: tf.distribute.Strategy) -> tuple[keras.Model, dict]:
     """Trains (or resumes, or reloads when finished) one part model on a split's training set."""

@@ -67,6 +67,9 @@ class Embedder:
         if x.ndim != 5 or tuple(x.shape[2:]) != self.frame_shape or 0 in x.shape[:2]:
             raise ValueError(f"frames must be (B>0, T>0, {', '.join(map(str, self.frame_shape))}); "
                              f"got {x.shape} for model {self.source}")
+        if not np.isfinite(x).all():
+            raise ValueError(f"frames contain {int(np.isnan(x).sum())} NaN and {int(np.isinf(x).sum())} "
+                             f"Inf values (model {self.source}); the model's output would be meaningless")
         out = [np.asarray(self._fn(tf.constant(x[i:i + self.batch_size])))
                for i in range(0, len(x), self.batch_size)]
         return np.concatenate(out).astype(np.float32)
@@ -89,10 +92,17 @@ def _keras_embedder(path: str, batch_size: int, group_len: int | None) -> Embedd
 
 def _saved_model_embedder(path: str, batch_size: int, group_len: int | None) -> Embedder:
     version_dir = contract.resolve_version_dir(path)
-    loaded = tf.saved_model.load(version_dir)
+    try:
+        loaded = tf.saved_model.load(version_dir)
+    except (IndexError, ValueError, OSError, tf.errors.OpError) as e:
+        variables = os.path.join(version_dir, "variables")
+        raise contract.SavedModelError(
+            f"{version_dir}: cannot load the SavedModel ({type(e).__name__}: {e}); its variables files "
+            f"under {variables} are probably truncated or corrupt (e.g. a copy that did not finish): "
+            f"copy or export it again") from e
     if contract.SERVING_SIGNATURE not in loaded.signatures:
         raise contract.SavedModelError(f"{version_dir}: SavedModel has no "
-                                     f"{contract.SERVING_SIGNATURE!r} signature")
+                                       f"{contract.SERVING_SIGNATURE!r} signature")
     sig = loaded.signatures[contract.SERVING_SIGNATURE]
     _, inputs = sig.structured_input_signature
     outputs = sig.structured_outputs

@@ -16,7 +16,7 @@ from absl import app, flags
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("strategy", "multi_worker", ["default", "mirrored", "multi_worker"],
-                  "tf.distribute strategy (runner.split.make_strategy).")
+                  "tf.distribute strategy (distribute.make_strategy).")
 flags.DEFINE_string("data_root", None, "Synthetic dataset in the PRID layout.")
 flags.DEFINE_string("cache_dir", None, "Frame+flow cache (built beforehand by the caller).")
 flags.DEFINE_string("model_dir", None, "The chief's checkpoint folder.")
@@ -35,7 +35,7 @@ def task_of(tf_config: str | None) -> tuple[str, int]:
 
 def main(argv):
     del argv
-    from keras_crf_reid.runner.split import make_strategy
+    from keras_crf_reid.distribute import make_strategy
 
     strategy = make_strategy(FLAGS.strategy)  # first: before any other TensorFlow op
     import keras

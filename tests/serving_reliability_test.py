@@ -1,0 +1,248 @@
+"""Development server under abuse: short-deadline floods, garbage bytes, versions completed in place."""
+import logging
+import os
+import shutil
+import threading
+import time
+
+import grpc
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+from keras_crf_reid.serving import export
+from keras_crf_reid.model import ModelConfig, build_crf_model
+from keras_crf_reid.serving import server
+
+TINY = ModelConfig(filters=(4, 4, 4), embed_dim=16, dropout=0.0)
+Code = grpc.StatusCode
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    keras.utils.set_random_seed(1)
+    path = str(tmp_path_factory.mktemp("reliability") / "crf_reid")
+    export.export_saved_model(build_crf_model(TINY), path)
+    return path
+
+
+def predict_request(proto) -> predict_pb2.PredictRequest:
+    req = predict_pb2.PredictRequest()
+    req.model_spec.name = "crf_reid"
+    req.inputs["frames"].CopyFrom(proto)
+    return req
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) / 1024 for line in f if line.startswith("VmRSS:"))
+
+
+# --- the inference queue ---------------------------------------------------------------------
+
+def test_full_queue_answers_unavailable_and_abandoned_work_is_dropped():
+    queue = server.InferenceQueue(workers=1, max_queued=1)
+    release, started, calls = threading.Event(), threading.Event(), []
+
+    def blocking(**inputs):
+        calls.append(sorted(inputs))
+        started.set()
+        release.wait(10)
+        return {"ok": True}
+
+    first = threading.Thread(target=lambda: queue.run(blocking, {"a": np.zeros(1)}, 10))
+    first.start()
+    assert started.wait(10)
+    with pytest.raises(server.RpcError) as e:        # queued behind the first, gives up after 0.2 s
+        queue.run(blocking, {"b": np.zeros(1)}, 0.2)
+    assert e.value.code == Code.DEADLINE_EXCEEDED
+    assert queue.pending == 1                         # its slot is freed at once
+    waiting = threading.Thread(target=lambda: queue.run(blocking, {"c": np.zeros(1)}, 10))
+    waiting.start()
+    time.sleep(0.1)
+    assert queue.pending == 2
+    with pytest.raises(server.RpcError) as e:        # one running, one waiting: full
+        queue.run(blocking, {"d": np.zeros(1)}, 10)
+    assert e.value.code == Code.UNAVAILABLE and "--max_queued" in e.value.message
+    release.set()
+    first.join(10)
+    waiting.join(10)
+    assert calls == [["a"], ["c"]]                    # "b" was abandoned: dropped, never run
+    assert queue.pending == 0
+    queue.shutdown()
+
+
+def test_running_inference_is_cancelled_when_its_caller_leaves():
+    @tf.function(input_signature=[tf.TensorSpec([], tf.int32)])
+    def spin(n):
+        return {"n": tf.while_loop(lambda i: i < n, lambda i: i + 1, [tf.constant(0)])[0]}
+
+    queue = server.InferenceQueue(workers=1, max_queued=0)
+    with pytest.raises(server.RpcError) as e:
+        queue.run(spin, {"n": np.int32(2 ** 31 - 1)}, 0.3)    # minutes of work if not cancelled
+    assert e.value.code == Code.DEADLINE_EXCEEDED
+    for _ in range(100):                                      # the worker is freed
+        if queue.pending == 0:
+            break
+        time.sleep(0.1)
+    assert queue.pending == 0
+    assert int(queue.run(spin, {"n": np.int32(10)}, 10)["n"]) == 10
+    queue.shutdown()
+
+
+def test_work_that_cannot_finish_in_time_is_refused_before_it_starts():
+    queue, calls = server.InferenceQueue(workers=1, max_queued=1), []
+
+    def slow(**inputs):
+        calls.append(inputs["x"].shape)
+        time.sleep(0.2)
+        return {}
+
+    queue.run(slow, {"x": np.zeros(100, np.float32)}, 10, key="sig")      # >= 0.5 ms per byte
+    with pytest.raises(server.RpcError) as e:
+        queue.run(slow, {"x": np.zeros(10_000, np.float32)}, 5, key="sig")  # needs >= 15 s
+    assert e.value.code == Code.DEADLINE_EXCEEDED and "not started" in e.value.message
+    queue.run(slow, {"x": np.zeros(10_000, np.float32)}, 5, key="other")  # no estimate yet
+    assert calls == [(100,), (10_000,)]
+    queue.shutdown()
+
+
+def test_in_flight_decoded_bytes_are_bounded():
+    budget = server.ByteBudget(100)
+    with budget.hold(60):
+        with pytest.raises(server.RpcError) as e:
+            with budget.hold(50):
+                pass
+        assert e.value.code == Code.RESOURCE_EXHAUSTED and "--max_inflight_mb" in e.value.message
+        with budget.hold(40):
+            assert budget.held == 100
+    assert budget.held == 0
+
+
+def test_short_deadline_flood_of_large_decoded_tensors(base):
+    """4 clients x 2 s of 0.3 s-deadline requests that decode to 31 MB each (a few bytes on the wire)."""
+    limits = server.ServerLimits(max_message_mb=64, max_frames=400, workers=2, max_queued=2,
+                                 max_inflight_mb=128)
+    srv, port = server.serve(base, poll_s=0, limits=limits)
+    predictor = srv.predictor
+    flood = predict_request(tf.make_tensor_proto(0.1, tf.float32, shape=[1, 190, 128, 64, 5]))
+    valid = predict_request(tf.make_tensor_proto(np.full((1, 4, 128, 64, 5), 0.1, np.float32)))
+    assert len(flood.SerializeToString()) < 100
+    codes, peak, stop = [], {"pending": 0, "held": 0}, threading.Event()
+    rss_before = rss_mb()
+
+    def client():
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+            for _ in range(200):
+                if stop.is_set():
+                    return
+                try:
+                    stub.Predict(flood, timeout=0.3)
+                    codes.append(Code.OK)
+                except grpc.RpcError as e:
+                    codes.append(e.code())
+
+    def watch():
+        while not stop.is_set():
+            peak["pending"] = max(peak["pending"], predictor.queue.pending)
+            peak["held"] = max(peak["held"], predictor.budget.held)
+            time.sleep(0.005)
+
+    try:
+        threads = [threading.Thread(target=client) for _ in range(4)] + [threading.Thread(target=watch)]
+        for t in threads:
+            t.start()
+        time.sleep(2)
+        stop.set()
+        for t in threads:
+            t.join(30)
+        for _ in range(100):                 # abandoned work is dropped or cancelled promptly
+            if predictor.queue.pending == 0 and predictor.budget.held == 0:
+                break
+            time.sleep(0.05)
+        assert predictor.queue.pending == 0 and predictor.budget.held == 0
+        assert peak["pending"] <= limits.workers + limits.max_queued
+        assert peak["held"] <= limits.max_inflight_mb * server.MB
+        assert rss_mb() - rss_before < 1000
+        assert len(codes) > 4 and set(codes) <= {Code.OK, Code.DEADLINE_EXCEEDED, Code.UNAVAILABLE,
+                                                 Code.RESOURCE_EXHAUSTED, Code.CANCELLED}
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+            out = stub.Predict(valid, timeout=10)
+        assert tf.make_ndarray(out.outputs["embedding"]).shape == (1, 16)
+    finally:
+        srv.stop(0)
+
+
+# --- garbage bytes ---------------------------------------------------------------------------
+
+def test_garbage_bytes_get_invalid_argument_and_one_log_line(base, caplog):
+    srv, port = server.serve(base, poll_s=0, limits=server.ServerLimits(workers=2))
+    identity = dict(request_serializer=lambda b: b, response_deserializer=lambda b: b)
+    try:
+        with caplog.at_level(logging.INFO, logger=server.log.name), \
+                grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            for method in ("/tensorflow.serving.PredictionService/Predict",
+                           "/tensorflow.serving.PredictionService/GetModelMetadata",
+                           "/tensorflow.serving.ModelService/GetModelStatus"):
+                call = channel.unary_unary(method, **identity)
+                for i in range(10):
+                    with pytest.raises(grpc.RpcError) as e:
+                        call(b"\xff\xff\xff\x07 not a protobuf %d" % i, timeout=10)
+                    assert e.value.code() == Code.INVALID_ARGUMENT, (method, e.value.details())
+                    assert "not a valid" in e.value.details()
+            ok = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(
+                predict_request(tf.make_tensor_proto(np.zeros((1, 2, 128, 64, 5), np.float32))), timeout=30)
+        assert ok.model_spec.version.value == 1
+        refused = [r for r in caplog.records if "not a valid protobuf" in r.getMessage()]
+        assert len(refused) == 1, [r.getMessage() for r in refused]
+        assert "\n" not in refused[0].getMessage() and refused[0].exc_info is None
+        assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    finally:
+        srv.stop(0)
+
+
+def test_rate_limited_log_counts_suppressed_lines(caplog):
+    limited = server.RateLimitedLog(logging.getLogger("reid-test"), interval_s=0.2)
+    with caplog.at_level(logging.WARNING, logger="reid-test"):
+        assert limited.warning("a") and not limited.warning("b") and not limited.warning("c")
+        time.sleep(0.25)
+        assert limited.warning("d")
+    assert [r.getMessage() for r in caplog.records] == [
+        "a", "d (2 more suppressed in the last 0 s)"]
+
+
+# --- versions completed in place -------------------------------------------------------------
+
+def test_half_written_version_is_retried_once_completed_in_place(base, tmp_path):
+    models = str(tmp_path / "crf_reid")
+    os.makedirs(models)
+    shutil.copytree(os.path.join(base, "1"), os.path.join(models, "1"))
+    manager = server.ModelManager(models, "crf_reid")
+    manager.poll()
+    version = os.path.join(models, "2")
+    shutil.copytree(os.path.join(base, "1"), version)
+    data = os.path.join(version, "variables", "variables.data-00000-of-00001")
+    shutil.move(data, str(tmp_path / "data"))         # half-written: variables data not there yet
+    manager.poll()
+    assert manager.versions() == [1]                  # version 2 failed; 1 keeps serving
+    assert manager.statuses()[2][0] == server._State.END
+    pb_mtime = os.stat(os.path.join(version, "saved_model.pb")).st_mtime_ns
+    manager.poll()                                    # unchanged folder: not reloaded
+    assert manager.versions() == [1]
+    shutil.move(str(tmp_path / "data"), data)         # completed in place, saved_model.pb untouched
+    assert os.stat(os.path.join(version, "saved_model.pb")).st_mtime_ns == pb_mtime
+    manager.poll()
+    assert manager.versions() == [2]
+    assert manager.statuses()[2][0] == server._State.AVAILABLE
+
+
+def test_folder_signature_changes_with_any_file(tmp_path):
+    (tmp_path / "variables").mkdir()
+    (tmp_path / "saved_model.pb").write_bytes(b"x")
+    before = server.folder_signature(str(tmp_path))
+    (tmp_path / "variables" / "variables.index").write_bytes(b"y")
+    assert server.folder_signature(str(tmp_path)) != before

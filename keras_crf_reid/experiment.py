@@ -86,12 +86,17 @@ def config_from_flags(f) -> ExperimentConfig:
     except ValueError:
         raise ValueError(f"--loss_weights must be three numbers W1,W2,W3, got {f.loss_weights}")
     model = ModelConfig(variant=f.variant, filters=ints("filters", f.filters),
-                        embed_dim=f.embed_dim, dropout=f.dropout)
-    pairs = PairConfig(seq_len=f.seq_len, batch_size=f.batch_size, augment=f.augment, seed=f.seed)
+                        embed_dim=f.embed_dim, dropout=f.dropout, flow_norm=f.flow_norm,
+                        batch_norm=f.batch_norm)
+    pairs = PairConfig(seq_len=f.seq_len, batch_size=f.batch_size, augment=f.augment, seed=f.seed,
+                       min_crop_scale=f.min_crop_scale, color_jitter=f.color_jitter,
+                       random_erase=f.random_erase)
     train = TrainConfig(steps=f.steps, optimizer=f.optimizer, learning_rate=f.learning_rate,
                         momentum=f.momentum, clipnorm=f.clipnorm, margin=f.margin,
                         weights=LossWeights(*w), ckpt_every=f.ckpt_every, eval_every=f.eval_every,
-                        on_nan=f.on_nan, mixed_precision=f.mixed_precision, jit_compile=f.jit_compile)
+                        on_nan=f.on_nan, mixed_precision=f.mixed_precision, jit_compile=f.jit_compile,
+                        lr_schedule=f.lr_schedule, warmup_steps=f.warmup_steps,
+                        weight_decay=f.weight_decay, log_every=f.log_every)
     return ExperimentConfig(
         dataset=f.dataset, data_root=f.data_root, data_dir=f.data_dir, cache_dir=f.cache_dir,
         num_ids=f.num_ids, synthetic_seed=f.synthetic_seed, min_len=f.min_len,

@@ -60,6 +60,21 @@ flags.DEFINE_string("model_base_path", "", "SavedModel base path (default saved_
 flags.DEFINE_bool("baseline", True, "Also report the colour-histogram baseline per split.")
 flags.DEFINE_bool("progress", True, "Show progress bars.")
 
+# recipe options (issue 11)
+flags.DEFINE_enum("flow_norm", "fixed", ["fixed", "frame_std"], "Flow channels: fixed +-8 px "
+                  "scale (paper) or per-frame, per-channel standardisation inside the model.")
+flags.DEFINE_bool("batch_norm", False, "BatchNormalization after each conv, before pooling.")
+flags.DEFINE_enum("lr_schedule", "constant", ["constant", "cosine", "step"],
+                  "Learning-rate decay over --steps (step: x0.1 at 50% and 75%).")
+flags.DEFINE_integer("warmup_steps", 0, "Steps of linear learning-rate warmup.")
+flags.DEFINE_float("weight_decay", 0.0, "Decoupled weight decay of the optimizer.")
+flags.DEFINE_float("min_crop_scale", 0.8, "Smallest random crop (relative size) when --augment.")
+flags.DEFINE_float("color_jitter", 0.0, "Colour jitter strength per training sequence (0: off).")
+flags.DEFINE_float("random_erase", 0.0, "Probability of erasing one rectangle per training sequence.")
+flags.DEFINE_integer("log_every", 100, "Steps between loss summaries (and log lines without "
+                     "--progress).")
+flags.DEFINE_bool("tta", False, "Test-time augmentation: average mirrored and cropped views.")
+
 
 def resolve_flagfile_argv(argv: list[str]) -> list[str]:
     """Rewrites `--flagfile=NAME` to pipelines/NAME when NAME is not a path that exists."""

@@ -33,6 +33,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_crf_reid import fusion  # noqa: F401  (registers the fusion layers for loading)
+from keras_crf_reid import tta  # noqa: F401  (registers the test-time augmentation layers)
 from keras_crf_reid.model import ModelConfig, build_crf_model
 from keras_crf_reid.preprocess import to_model_input
 

@@ -11,11 +11,12 @@ from keras_crf_reid.datasets.base import (DatasetError, ReidDataset, Split, Trac
                                           require_dir, save_splits, validate_frames)
 from keras_crf_reid.datasets.ilidsvid import load_ilidsvid
 from keras_crf_reid.datasets.mars import load_mars
-from keras_crf_reid.datasets.prid2011 import load_prid2011, load_prid_layout
+from keras_crf_reid.datasets.prid2011 import load_prid2011, load_prid2011_178, load_prid_layout
 from keras_crf_reid.datasets.splits import check_splits, get_splits, make_random_splits
 
 DATASETS: dict[str, Callable[..., ReidDataset]] = {
     "prid2011": load_prid2011,
+    "prid2011_178": load_prid2011_178,
     "ilidsvid": load_ilidsvid,
     "mars": load_mars,
     "prid_layout": load_prid_layout,
@@ -34,6 +35,6 @@ def get_dataset(name: str, root: str, **kwargs) -> ReidDataset:
 
 __all__ = [
     "DATASETS", "DatasetError", "ReidDataset", "Split", "Tracklet", "check_splits", "get_dataset",
-    "get_splits", "load_ilidsvid", "load_mars", "load_prid2011", "load_prid_layout",
-    "load_splits", "make_random_splits", "save_splits", "validate_frames",
+    "get_splits", "load_ilidsvid", "load_mars", "load_prid2011", "load_prid2011_178",
+    "load_prid_layout", "load_splits", "make_random_splits", "save_splits", "validate_frames",
 ]

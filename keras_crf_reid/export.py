@@ -290,7 +290,8 @@ def _main(argv) -> None:
             model = load_keras_model(f.keras_model)
         else:
             config = ModelConfig(variant=f.variant, filters=tuple(int(x) for x in f.filters),
-                                 embed_dim=f.embed_dim, dropout=0.0)
+                                 embed_dim=f.embed_dim, dropout=0.0, flow_norm=f.flow_norm,
+                                 batch_norm=f.batch_norm)
             model = restore_checkpoint(f.checkpoint, config)
         path = export_saved_model(model, f.model_base_path, f.version, f.overwrite)
     except (ValueError, OSError) as e:
@@ -310,6 +311,9 @@ def main() -> None:
                       "CRF variant of the --checkpoint model.")
     flags.DEFINE_list("filters", ["16", "32", "32"], "Conv filters of the --checkpoint model.")
     flags.DEFINE_integer("embed_dim", 128, "Embedding size of the --checkpoint model.")
+    flags.DEFINE_enum("flow_norm", "fixed", ["fixed", "frame_std"],
+                      "Flow normalisation of the --checkpoint model.")
+    flags.DEFINE_bool("batch_norm", False, "Whether the --checkpoint model has batch normalisation.")
     flags.DEFINE_string("model_base_path", None, "Base directory; the export goes to <base>/<version>.")
     flags.DEFINE_integer("version", None, "Version number (default: latest existing + 1).", lower_bound=0)
     flags.DEFINE_bool("overwrite", False, "Atomically replace an existing version.")

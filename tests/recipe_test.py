@@ -239,3 +239,16 @@ def test_flags_map_to_the_configs():
         **{name: flags.FLAGS[name].default for name in flags.FLAGS}))
     assert defaults.model == ModelConfig() and defaults.pairs == PairConfig()
     assert defaults.train == TrainConfig()
+
+
+def test_checkpoint_of_a_variant_restores_with_its_config(tmp_path):
+    from keras_crf_reid.export import restore_checkpoint
+    config = ModelConfig(flow_norm="frame_std", batch_norm=True, **TINY)
+    model = build_crf_model(config)
+    x = _x()
+    model(x, training=True)  # moves the batch-norm statistics away from their initial values
+    prefix = tf.train.Checkpoint(model=model).save(str(tmp_path / "ckpt"))
+    restored = restore_checkpoint(prefix, config)
+    assert restored.layers[1].name == "flow_norm"
+    np.testing.assert_allclose(restored(x, training=False).numpy(), model(x, training=False).numpy(),
+                               atol=1e-6)

@@ -307,7 +307,7 @@ class Trainer:
     def _log_line(self, step: int, running: dict[str, float], steps_per_s: float) -> str:
         """One line for batch logs: step, running losses, speed, learning rate and ETA."""
         eta = (self.config.steps - step) / steps_per_s if steps_per_s > 0 else float("inf")
-        lr = self.optimizer.learning_rate
+        lr = tf.convert_to_tensor(self.optimizer.learning_rate)
         losses = " ".join(f"{k} {v:.4f}" for k, v in running.items())
         return (f"train {self.config.part} step {step}/{self.config.steps}: {losses} | "
                 f"{steps_per_s:.2f} steps/s | lr {float(lr):.3g} | ETA {_duration(eta)}")

@@ -7,6 +7,9 @@ For a sequence of frames I_1..I_T (T variable):
 Variants ("cnn", "rnn", "cnn_rnn") output x_C, x_R or x_F, for the paper's ablation.
 Every model takes full 128x64 frames; a body-part model (upper or lower half, for the
 local-global fusion) crops its rows inside, so callers never crop by hand.
+Named options beyond the paper (off by default): `flow_norm="frame_std"` standardises the two
+flow channels of every frame inside the model (FlowStandardize, the first layer), and
+`batch_norm=True` adds BatchNormalization after each convolution, before pooling.
 
 The CNN is applied to every frame by folding time into the batch axis with a reshape (not
 Keras TimeDistributed, which is slow and wrong for a None time axis in graph mode on Keras 3.15).
@@ -22,6 +25,9 @@ from keras_crf_reid.options import option
 from keras_crf_reid.geometry import FRAME_HEIGHT, FRAME_WIDTH, NUM_CHANNELS, PARTS, part_height, part_rows
 
 VARIANTS = ("cnn", "rnn", "cnn_rnn")
+FLOW_NORMS = ("fixed", "frame_std")
+FLOW_CHANNELS = slice(3, 5)  # preprocess.to_model_input: YUV in 0..2, flow (x, y) in 3..4
+_FLOW_EPS = 1e-3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,12 +40,20 @@ class ModelConfig:
     kernel_size: int = option(5, "Conv kernel size.")
     embed_dim: int = option(128, "Embedding size.")
     dropout: float = option(0.5, "Dropout before the CNN's dense layer.")
+    flow_norm: str = option("fixed", "Flow channels: fixed +-8 px scale (paper) or per-frame, "
+                            "per-channel standardisation inside the model.", choices=FLOW_NORMS)
+    batch_norm: bool = option(False, "BatchNormalization after each conv, before pooling (a "
+                              "variant; not in the paper).")
     part: str = option("full", "Body part the model sees (the runner sets it per part model).",
                        cli=False, results=False)
 
     def __post_init__(self):
         if self.variant not in VARIANTS:
             raise ValueError(f"--variant must be one of {', '.join(VARIANTS)}, got {self.variant!r}")
+        if self.flow_norm not in FLOW_NORMS:
+            raise ValueError(f"--flow_norm must be one of {FLOW_NORMS}, got {self.flow_norm!r}")
+        if not isinstance(self.batch_norm, bool):
+            raise ValueError(f"--batch_norm must be a bool, got {self.batch_norm!r}")
         if not self.filters or any(int(f) <= 0 for f in self.filters):
             raise ValueError(f"--filters must be positive integers, got {self.filters!r}")
         if self.kernel_size < 1:
@@ -84,16 +98,20 @@ class CropRows(keras.layers.Layer):
 class FrameEncoder(keras.layers.Layer):
     """Applies the per-frame CNN to (batch, T, H, W, C), giving f_t of shape (batch, T, D)."""
 
-    def __init__(self, filters=(16, 32, 32), kernel_size=5, embed_dim=128, dropout=0.5, **kwargs):
+    def __init__(self, filters=(16, 32, 32), kernel_size=5, embed_dim=128, dropout=0.5,
+                 batch_norm=False, **kwargs):
         super().__init__(**kwargs)
         self.filters = tuple(int(f) for f in filters)
         self.kernel_size = int(kernel_size)
         self.embed_dim = int(embed_dim)
         self.dropout_rate = float(dropout)
+        self.batch_norm = bool(batch_norm)
         # One attribute per conv (not a list): tf.train.Checkpoint only follows attributes.
         for i, f in enumerate(self.filters):
             setattr(self, f"conv{i + 1}",
                     keras.layers.Conv2D(f, self.kernel_size, padding="same", name=f"conv{i + 1}"))
+            if self.batch_norm:
+                setattr(self, f"bn{i + 1}", keras.layers.BatchNormalization(name=f"bn{i + 1}"))
         self.pool = keras.layers.MaxPooling2D(2)
         self.dropout = keras.layers.Dropout(self.dropout_rate)
         self.dense = keras.layers.Dense(self.embed_dim, name="fc")
@@ -105,8 +123,10 @@ class FrameEncoder(keras.layers.Layer):
     def build(self, input_shape):
         _, _, h, w, c = input_shape
         shape = (None, h, w, c)
-        for conv in self.convs:
+        for i, conv in enumerate(self.convs):
             conv.build(shape)
+            if self.batch_norm:
+                getattr(self, f"bn{i + 1}").build(shape[:3] + (conv.filters,))
             h, w = h // 2, w // 2
             shape = (None, h, w, conv.filters)
         self._flat_dim = h * w * self.filters[-1]
@@ -116,8 +136,11 @@ class FrameEncoder(keras.layers.Layer):
         shape = ops.shape(x)
         b, t = shape[0], shape[1]
         y = ops.reshape(x, (-1,) + tuple(x.shape[2:]))
-        for conv in self.convs:
-            y = ops.relu(self.pool(conv(y)))
+        for i, conv in enumerate(self.convs):
+            y = conv(y)
+            if self.batch_norm:
+                y = getattr(self, f"bn{i + 1}")(y, training=training)
+            y = ops.relu(self.pool(y))
         y = ops.reshape(y, (-1, self._flat_dim))
         y = self.dense(self.dropout(y, training=training))
         return ops.reshape(y, (b, t, self.embed_dim))
@@ -127,7 +150,30 @@ class FrameEncoder(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,
-                "embed_dim": self.embed_dim, "dropout": self.dropout_rate}
+                "embed_dim": self.embed_dim, "dropout": self.dropout_rate,
+                "batch_norm": self.batch_norm}
+
+
+@keras.saving.register_keras_serializable("keras_crf_reid")
+class FlowStandardize(keras.layers.Layer):
+    """Standardises the flow channels of every frame of (batch, T, H, W, 5) frames.
+
+    Each flow channel of each frame gets zero mean and unit standard deviation over its pixels
+    (as McLaughlin et al. do), so motion is on the scale of the already standardised YUV
+    channels instead of a fixed +-8 px range; the colour channels pass through unchanged. It is
+    a layer of the model, so training, evaluation, export and serving all apply it.
+    """
+
+    def call(self, x):
+        flow = x[..., FLOW_CHANNELS]
+        mean = ops.mean(flow, axis=(-3, -2), keepdims=True)
+        std = ops.std(flow, axis=(-3, -2), keepdims=True)
+        flow = (flow - mean) / ops.maximum(std, _FLOW_EPS)
+        return ops.concatenate([x[..., :FLOW_CHANNELS.start], flow, x[..., FLOW_CHANNELS.stop:]],
+                               axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
 
 
 @keras.saving.register_keras_serializable("keras_crf_reid")
@@ -175,9 +221,11 @@ def build_crf_model(config: ModelConfig = ModelConfig(), name: str = "crf") -> k
     frames = keras.Input((None, FRAME_HEIGHT, FRAME_WIDTH, NUM_CHANNELS), name="frames")
     x = frames
     if config.part != "full":
-        x = CropRows(*part_rows(config.part), name=f"crop_{config.part}")(frames)
+        x = CropRows(*part_rows(config.part), name=f"crop_{config.part}")(x)
+    if config.flow_norm == "frame_std":
+        x = FlowStandardize(name="flow_norm")(x)
     f = FrameEncoder(config.filters, config.kernel_size, config.embed_dim, config.dropout,
-                     name="frame_cnn")(x)
+                     batch_norm=config.batch_norm, name="frame_cnn")(x)
     parts = []
     if config.variant in ("cnn", "cnn_rnn"):
         parts.append(TemporalMean(name="x_c")(f))

@@ -20,12 +20,14 @@ from typing import Callable
 
 import keras
 import tensorflow as tf
+from keras import ops
 from tqdm import tqdm
 
 from keras_crf_reid.losses import LossWeights, crf_loss
 from keras_crf_reid.options import option
 
 log = logging.getLogger(__name__)
+LR_SCHEDULES = ("constant", "cosine", "step")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -46,17 +48,30 @@ class TrainConfig:
                                   flag="loss_weights")
     ckpt_every: int = option(200, "Checkpoint every N steps (0: only at the end).", results=False)
     max_to_keep: int = option(3, "Checkpoints kept per model.", results=False)
-    log_every: int = option(10, "Update the running losses and TensorBoard every N steps.",
-                           results=False)
+    log_every: int = option(100, "Steps between TensorBoard loss summaries and, without a "
+                           "progress bar, one printed log line.", results=False)
     eval_every: int = option(0, "Evaluate on the test split every N steps (0: at the end only).",
                             results=False)
     on_nan: str = option("stop", "Non-finite loss: stop, or skip the batch.", choices=("stop", "skip"))
     mixed_precision: bool = option(False, "mixed_float16 compute (GPU).")
     jit_compile: bool = option(False, "XLA-compile the training step.")
+    lr_schedule: str = option("constant", "Learning-rate decay over --steps: constant, cosine to "
+                              "0, or step (x0.1 at 50% and 75%).",
+                              choices=("constant", "cosine", "step"))
+    warmup_steps: int = option(0, "Steps of linear learning-rate warmup before the schedule.")
+    weight_decay: float = option(0.0, "Decoupled weight decay of the optimizer (0: none).")
 
     def __post_init__(self):
         if self.optimizer not in ("sgd", "adam"):
             raise ValueError(f"--optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"--lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        if self.warmup_steps < 0:
+            raise ValueError(f"--warmup_steps must be >= 0, got {self.warmup_steps}")
+        if self.weight_decay < 0:
+            raise ValueError(f"--weight_decay must be >= 0, got {self.weight_decay}")
+        if self.log_every < 1:
+            raise ValueError(f"--log_every must be >= 1, got {self.log_every}")
         if self.on_nan not in ("stop", "skip"):
             raise ValueError(f"--on_nan must be 'stop' or 'skip', got {self.on_nan!r}")
         if self.steps < 0:
@@ -91,11 +106,57 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     return task_type == "chief" or (task_type == "worker" and task_id == 0 and "chief" not in cluster)
 
 
+@keras.saving.register_keras_serializable("keras_crf_reid")
+class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warmup over `warmup_steps`, then constant, cosine or step decay up to `total_steps`.
+
+    A function of the optimizer's iteration count only, so a restored optimizer (its iterations
+    are checkpointed with it) resumes at exactly the learning rate it had reached. Step decay
+    multiplies by 0.1 at 50% and again at 75% of `total_steps`; cosine decays to 0 at
+    `total_steps`. Decay is measured over the whole run, warmup included.
+    """
+
+    def __init__(self, learning_rate: float, total_steps: int, schedule: str = "constant",
+                 warmup_steps: int = 0):
+        if schedule not in LR_SCHEDULES:
+            raise ValueError(f"--lr_schedule must be one of {LR_SCHEDULES}, got {schedule!r}")
+        self.learning_rate = float(learning_rate)
+        self.total_steps = int(total_steps)
+        self.schedule = schedule
+        self.warmup_steps = int(warmup_steps)
+
+    def __call__(self, step):
+        step = ops.cast(step, "float32")
+        lr = ops.convert_to_tensor(self.learning_rate, "float32")
+        total = float(max(self.total_steps, 1))
+        if self.schedule == "cosine":
+            frac = ops.minimum(step / total, 1.0)
+            lr = lr * 0.5 * (1.0 + ops.cos(math.pi * frac))
+        elif self.schedule == "step":
+            lr = lr * ops.where(step >= 0.5 * total, 0.1, 1.0) * ops.where(step >= 0.75 * total, 0.1, 1.0)
+        if self.warmup_steps > 0:
+            lr = lr * ops.minimum((step + 1.0) / float(self.warmup_steps), 1.0)
+        return lr
+
+    def get_config(self) -> dict:
+        return {"learning_rate": self.learning_rate, "total_steps": self.total_steps,
+                "schedule": self.schedule, "warmup_steps": self.warmup_steps}
+
+
+def learning_rate(config: TrainConfig):
+    """The optimizer's learning rate: a float when constant (the paper's), else a WarmupDecay."""
+    if config.lr_schedule == "constant" and config.warmup_steps == 0:
+        return config.learning_rate
+    return WarmupDecay(config.learning_rate, config.steps, config.lr_schedule, config.warmup_steps)
+
+
 def make_optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:
+    lr = learning_rate(config)
+    decay = {"weight_decay": config.weight_decay} if config.weight_decay else {}
     if config.optimizer == "sgd":
-        opt = keras.optimizers.SGD(config.learning_rate, momentum=config.momentum)
+        opt = keras.optimizers.SGD(lr, momentum=config.momentum, **decay)
     else:
-        opt = keras.optimizers.Adam(config.learning_rate)
+        opt = keras.optimizers.Adam(lr, **decay)
     if config.mixed_precision:
         opt = keras.optimizers.LossScaleOptimizer(opt)
     return opt
@@ -224,6 +285,9 @@ class Trainer:
                 bar.update(1)
                 if step % cfg.log_every == 0 or step == cfg.steps:
                     bar.set_postfix({k: f"{v:.3f}" for k, v in running.items()})
+                    if not progress and self.is_chief:
+                        print(self._log_line(step, running, (step - n0) / max(time.time() - t0, 1e-9)),
+                              flush=True)
                     with writer.as_default(step=step):
                         for k, v in running.items():
                             tf.summary.scalar(f"loss/{k}", v)
@@ -255,6 +319,22 @@ class Trainer:
         running["steps_per_s"] = (self.current_step - n0) / max(time.time() - t0, 1e-9)
         return running
 
+    def _log_line(self, step: int, running: dict[str, float], steps_per_s: float) -> str:
+        """One line for batch logs: step, running losses, speed, learning rate and ETA."""
+        eta = (self.config.steps - step) / steps_per_s if steps_per_s > 0 else float("inf")
+        lr = tf.convert_to_tensor(self.optimizer.learning_rate)
+        losses = " ".join(f"{k} {v:.4f}" for k, v in running.items())
+        return (f"train {self.model.name} step {step}/{self.config.steps}: {losses} | "
+                f"{steps_per_s:.2f} steps/s | lr {float(lr):.3g} | ETA {_duration(eta)}")
+
     @property
     def interrupted(self) -> bool:
         return self._stop_signal is not None
+
+
+def _duration(seconds: float) -> str:
+    """H:MM:SS for a finite duration, "?" otherwise."""
+    if not math.isfinite(seconds):
+        return "?"
+    s = int(round(seconds))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"

@@ -6,7 +6,8 @@ import shutil
 
 import pytest
 
-from keras_crf_reid.datasets import DatasetError, get_dataset, load_prid2011, load_prid_layout
+from keras_crf_reid.datasets import (DatasetError, get_dataset, get_splits, load_prid2011,
+                                     load_prid2011_178, load_prid_layout)
 from tests.fixtures import make_prid_fixture, write_image
 
 REAL_PETS = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "realdata",
@@ -45,14 +46,37 @@ def test_prid_cam_folders_directly_in_root(tmp_path):
     assert len(load_prid_layout(str(direct)).tracklets) == 4
 
 
-def test_prid2011_protocol_filters_ids_above_200_and_short_sequences(tmp_path):
-    base = make_prid_fixture(
+@pytest.fixture
+def protocol_fixture(tmp_path):
+    """Ids 1-4 and 200 within the protocol's 200, 201 and 250 outside; person 3 is short in
+    cam_b, person 4 only in cam_a, person 250 only in cam_b."""
+    return make_prid_fixture(
         str(tmp_path), num_frames=21, person_ids=[1, 2, 3, 4, 200, 201, 250],
-        lengths={("cam_b", 3): 20, ("cam_a", 200): 30},
-        only_in={4: "cam_a", 250: "cam_b"})
-    ds = load_prid2011(base)
+        lengths={("cam_b", 3): 20, ("cam_a", 200): 30}, only_in={4: "cam_a", 250: "cam_b"})
+
+
+def test_prid2011_is_the_papers_protocol_every_person_of_both_cameras(protocol_fixture):
+    base = protocol_fixture
+    ds = get_dataset("prid2011", base)
     assert ds.name == "prid2011"
-    assert ds.pids == [1, 2, 200]
+    assert ds.pids == [1, 2, 3, 200]
+    assert _summary(ds) == [(1, 0, 21), (1, 1, 21), (2, 0, 21), (2, 1, 21), (3, 0, 21), (3, 1, 20),
+                            (200, 0, 30), (200, 1, 21)]
+    cam_a4 = os.path.join(base, "multi_shot", "cam_a", "person_0004")
+    assert set(ds.skipped) == {cam_a4} and "no folder in" in ds.skipped[cam_a4]
+    # half of the persons train, half test (100 / 100 on the real data)
+    for split in get_splits(ds, num_splits=3, seed=0):
+        train = {ds.tracklets[i].pid for i in split.train}
+        test = {ds.tracklets[i].pid for i in split.query}
+        assert len(train) == len(test) == 2 and not train & test
+        assert test == {ds.tracklets[i].pid for i in split.gallery}
+
+
+def test_prid2011_178_keeps_persons_with_21_frames(protocol_fixture):
+    base = protocol_fixture
+    ds = get_dataset("prid2011_178", base)
+    assert ds.name == "prid2011_178"
+    assert ds.pids == [1, 2, 200] == load_prid2011_178(base).pids
     assert _summary(ds) == [(1, 0, 21), (1, 1, 21), (2, 0, 21), (2, 1, 21), (200, 0, 30), (200, 1, 21)]
     cam_b3 = os.path.join(base, "multi_shot", "cam_b", "person_0003")
     assert "20 frames < min_len 21" in ds.skipped[cam_b3]
@@ -117,7 +141,8 @@ def test_no_person_in_both_cameras_raises(tmp_path):
 def test_all_persons_too_short_raises(tmp_path):
     base = make_prid_fixture(str(tmp_path), num_ids=2, num_frames=5)
     with pytest.raises(DatasetError, match="at least 21 frames"):
-        load_prid2011(base)
+        load_prid2011_178(base)
+    assert len(load_prid2011(base).pids) == 2
 
 
 def test_person_in_one_camera_is_dropped_and_warned(tmp_path, caplog):

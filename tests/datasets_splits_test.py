@@ -93,9 +93,10 @@ def test_get_splits_prefers_fixed_splits(tmp_path):
 
 
 def test_registry(tmp_path, prid):
-    assert set(DATASETS) == {"prid2011", "ilidsvid", "mars", "prid_layout", "synthetic"}
+    assert set(DATASETS) == {"prid2011", "prid2011_178", "ilidsvid", "mars", "prid_layout",
+                             "synthetic"}
     with pytest.raises(ValueError, match="unknown dataset 'market'; known datasets: ilidsvid, mars, "
-                                         "prid2011, prid_layout, synthetic"):
+                                         "prid2011, prid2011_178, prid_layout, synthetic"):
         get_dataset("market", str(tmp_path))
     missing = str(tmp_path / "missing")
     with pytest.raises(DatasetError, match=f"^{missing}: dataset root does not exist$"):

@@ -24,7 +24,7 @@ def _run(args, tmp_path, timeout=300):
 @pytest.mark.slow
 def test_prid_flagfile_train_evaluate_export(tmp_path):
     root = make_prid_fixture(str(tmp_path / "data"), num_ids=8, num_frames=22,
-                             lengths={("cam_b", 8): 12})  # person 8 too short for the protocol
+                             lengths={("cam_b", 8): 12})  # 12 frames: kept by the paper's protocol
     out = tmp_path / "runs"
     common = ["--flagfile=prid.flags", f"--data_root={root}", f"--cache_dir={tmp_path}/cache",
               f"--output_dir={out}", "--splits=0", *TINY]
@@ -39,8 +39,8 @@ def test_prid_flagfile_train_evaluate_export(tmp_path):
     for name in ("cmc.png", "ranked_split0.png", "results.md", "flags.json", "per_split.json"):
         assert os.path.getsize(out / "prid2011" / name) > 100, name
     splits = json.load(open(out / "prid2011" / "splits.json"))["splits"]
-    # person 8 is dropped by the >= 21 frames rule: 7 persons, split into train and test ids
-    assert len(splits) == 10 and len(splits[0]["query"]) + len(splits[0]["train"]) // 2 == 7
+    # the paper's protocol keeps every person of both cameras, short ones too: 8 persons, 4 + 4
+    assert len(splits) == 10 and len(splits[0]["query"]) == len(splits[0]["train"]) // 2 == 4
     # the exported fusion SavedModel gives the Keras model's embeddings
     import keras
     from keras_crf_reid import fusion, model  # noqa: F401  (registers the custom layers)

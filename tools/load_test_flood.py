@@ -112,7 +112,7 @@ def main(argv) -> None:
     with tempfile.TemporaryDirectory(prefix="load-test-flood-") as tmp:
         base = FLAGS.model_base_path
         if base is None:
-            from keras_crf_reid.export import export_saved_model
+            from keras_crf_reid.serving.export import export_saved_model
             from keras_crf_reid.model import ModelConfig, build_crf_model
 
             base = os.path.join(tmp, "crf_reid")

@@ -12,11 +12,12 @@ from keras_crf_reid.datasets.base import (ReidDataset, Split, Tracklet, load_spl
                                           require_dir, save_splits)
 from keras_crf_reid.datasets.ilidsvid import load_ilidsvid
 from keras_crf_reid.datasets.mars import load_mars
-from keras_crf_reid.datasets.prid2011 import load_prid2011, load_prid_layout
+from keras_crf_reid.datasets.prid2011 import load_prid2011, load_prid2011_178, load_prid_layout
 from keras_crf_reid.datasets.splits import check_splits, get_splits, make_random_splits
 
 DATASETS: dict[str, Callable[..., ReidDataset]] = {
     "prid2011": load_prid2011,
+    "prid2011_178": load_prid2011_178,
     "ilidsvid": load_ilidsvid,
     "mars": load_mars,
     "prid_layout": load_prid_layout,
@@ -34,7 +35,7 @@ def get_dataset(name: str, root: str, **kwargs) -> ReidDataset:
 
 
 __all__ = [
-    "BadImageError", "DATASETS", "DatasetError", "list_images", "ReidDataset", "Split", "Tracklet", "check_splits", "get_dataset",
-    "get_splits", "load_ilidsvid", "load_mars", "load_prid2011", "load_prid_layout",
-    "load_splits", "make_random_splits", "save_splits",
+    "BadImageError", "DATASETS", "DatasetError", "ReidDataset", "Split", "Tracklet", "check_splits",
+    "get_dataset", "get_splits", "list_images", "load_ilidsvid", "load_mars", "load_prid2011",
+    "load_prid2011_178", "load_prid_layout", "load_splits", "make_random_splits", "save_splits",
 ]

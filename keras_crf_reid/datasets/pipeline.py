@@ -6,11 +6,14 @@ pairs (one identity, two different cameras), half negative pairs (two identities
 cameras); each side is a window of `seq_len` consecutive frames at a random start (shorter
 tracklets are looped, see preprocess.loop_indices). Augmentation is drawn per sequence and
 applied identically to all its frames: a random crop (scale and translation) resized back to
-the input size, and a horizontal mirror that also negates horizontal flow.
+the input size, and a horizontal mirror that also negates horizontal flow. Optional (off by
+default): colour jitter (brightness, contrast, saturation, hue) and random erasing of one
+rectangle, drawn from the same per-batch generator so the stream stays deterministic.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -34,6 +37,10 @@ class PairConfig:
     seed: int = option(0, "Seed of weight initialisation and pair sampling.")
     stream: int = option(0, "Input pipeline of a distributed run (0: the single stream).", cli=False,
                          results=False)
+    color_jitter: float = option(0.0, "Colour jitter strength j per training sequence: "
+                                 "brightness/contrast/saturation x U(1-j, 1+j), hue +-0.1j turn.")
+    random_erase: float = option(0.0, "Probability of erasing one random rectangle (all "
+                                 "channels 0) of each training sequence.")
 
     def __post_init__(self):
         if self.batch_size < 2 or self.batch_size % 2:
@@ -43,6 +50,10 @@ class PairConfig:
             raise ValueError(f"--seq_len must be >= 1, got {self.seq_len}")
         if not 0.1 <= self.min_crop_scale <= 1.0:
             raise ValueError(f"--min_crop_scale must be in [0.1, 1], got {self.min_crop_scale}")
+        if not 0.0 <= self.color_jitter < 1.0:
+            raise ValueError(f"--color_jitter must be in [0, 1), got {self.color_jitter}")
+        if not 0.0 <= self.random_erase <= 1.0:
+            raise ValueError(f"--random_erase must be a probability in [0, 1], got {self.random_erase}")
 
 
 class PairSampler:
@@ -113,12 +124,76 @@ class PairSampler:
             y0 = x0 = np.zeros(n)
             flip = np.zeros(n, bool)
         boxes = np.stack([y0, x0, y0 + h, x0 + w], 1).astype(np.float32)
-        return {"index": idx, "start": starts, "label": label, "class": classes,
-                "boxes": boxes.reshape(cfg.batch_size, 2, 4), "flip": flip.reshape(cfg.batch_size, 2)}
+        out = {"index": idx, "start": starts, "label": label, "class": classes,
+               "boxes": boxes.reshape(cfg.batch_size, 2, 4), "flip": flip.reshape(cfg.batch_size, 2)}
+        # Drawn after everything above, and only when enabled, so the default stream is unchanged.
+        if cfg.color_jitter > 0:
+            out["jitter"] = _draw_jitter(rng, n, cfg.color_jitter).reshape(cfg.batch_size, 2, 4)
+        if cfg.random_erase > 0:
+            out["erase"] = _draw_erase(rng, n, cfg.random_erase).reshape(cfg.batch_size, 2, 4)
+        return out
 
 
-def _augment(rgb: tf.Tensor, flow: tf.Tensor, boxes: tf.Tensor, flip: tf.Tensor) -> tf.Tensor:
-    """rgb (N, L, H, W, 3) uint8, flow (N, L, H, W, 2), boxes (N, 4), flip (N,) -> (N, L, H, W, 5)."""
+ERASE_AREA = (0.02, 0.4)  # fraction of the frame erased (Zhong et al., random erasing)
+ERASE_ASPECT = (0.3, 1 / 0.3)  # height / width of the rectangle in pixels
+
+
+def _draw_jitter(rng: np.random.Generator, n: int, strength: float) -> np.ndarray:
+    """(n, 4) float32: brightness, contrast and saturation factors, hue shift (turns)."""
+    factors = rng.uniform(1.0 - strength, 1.0 + strength, (n, 3))
+    hue = rng.uniform(-0.1 * strength, 0.1 * strength, (n, 1))
+    return np.concatenate([factors, hue], 1).astype(np.float32)
+
+
+def _draw_erase(rng: np.random.Generator, n: int, prob: float) -> np.ndarray:
+    """(n, 4) float32 boxes (y0, x0, y1, x1) relative to the frame; empty where not erased."""
+    area = rng.uniform(*ERASE_AREA, n)
+    aspect = np.exp(rng.uniform(math.log(ERASE_ASPECT[0]), math.log(ERASE_ASPECT[1]), n))
+    h = np.minimum(np.sqrt(area * aspect * FRAME_WIDTH / FRAME_HEIGHT), 1.0)
+    w = np.minimum(area / h, 1.0)
+    y0 = rng.uniform(0, 1, n) * (1 - h)
+    x0 = rng.uniform(0, 1, n) * (1 - w)
+    on = rng.random(n) < prob
+    boxes = np.stack([y0, x0, y0 + h, x0 + w], 1) * on[:, None]
+    return boxes.astype(np.float32)
+
+
+def _color_jitter(rgb: tf.Tensor, jitter: tf.Tensor) -> tf.Tensor:
+    """rgb (M, H, W, 3) in [0, 1], jitter (M, 4) -> jittered rgb in [0, 1].
+
+    Brightness scales, contrast scales around the frame's mean grey level, saturation scales
+    HSV saturation, hue rotates it. Note that to_model_input standardises each YUV channel per
+    frame, which cancels pure brightness/contrast/saturation scaling except where it clips;
+    the hue rotation mixes U and V and survives it.
+    """
+    b, c, s, h = (jitter[:, k, None, None, None] for k in range(4))
+    rgb = tf.clip_by_value(rgb * b, 0.0, 1.0)
+    grey = tf.reduce_mean(tf.image.rgb_to_grayscale(rgb), axis=[1, 2, 3], keepdims=True)
+    rgb = tf.clip_by_value((rgb - grey) * c + grey, 0.0, 1.0)
+    hsv = tf.image.rgb_to_hsv(rgb)
+    hue = tf.math.floormod(hsv[..., :1] + h, 1.0)
+    sat = tf.clip_by_value(hsv[..., 1:2] * s, 0.0, 1.0)
+    return tf.image.hsv_to_rgb(tf.concat([hue, sat, hsv[..., 2:]], -1))
+
+
+def _erase(x: tf.Tensor, boxes: tf.Tensor) -> tf.Tensor:
+    """Zeroes, in x (M, H, W, C), the pixels whose centres lie inside each frame's box (M, 4)."""
+    height, width = x.shape[1], x.shape[2]
+    ys = (tf.range(height, dtype=tf.float32) + 0.5) / height
+    xs = (tf.range(width, dtype=tf.float32) + 0.5) / width
+    in_y = (ys[None] >= boxes[:, 0:1]) & (ys[None] < boxes[:, 2:3])
+    in_x = (xs[None] >= boxes[:, 1:2]) & (xs[None] < boxes[:, 3:4])
+    inside = in_y[:, :, None] & in_x[:, None, :]
+    return tf.where(inside[..., None], tf.zeros_like(x), x)
+
+
+def _augment(rgb: tf.Tensor, flow: tf.Tensor, boxes: tf.Tensor, flip: tf.Tensor,
+             jitter: tf.Tensor | None = None, erase: tf.Tensor | None = None) -> tf.Tensor:
+    """rgb (N, L, H, W, 3) uint8, flow (N, L, H, W, 2), boxes (N, 4), flip (N,) -> (N, L, H, W, 5).
+
+    Optional per-sequence jitter (N, 4) (see _color_jitter) and erase boxes (N, 4), applied
+    identically to every frame of a sequence; erasing zeroes all channels of the model input.
+    """
     shape = tf.shape(rgb)
     n, length = shape[0], shape[1]
     size = [FRAME_HEIGHT, FRAME_WIDTH]
@@ -128,6 +203,8 @@ def _augment(rgb: tf.Tensor, flow: tf.Tensor, boxes: tf.Tensor, flip: tf.Tensor)
     sample = tf.where(flip_f[:, None], tf.gather(frame_boxes, [0, 3, 2, 1], axis=1), frame_boxes)
     ind = tf.range(n * length)
     rgb_out = tf.image.crop_and_resize(tf.reshape(rgb, [n * length, *size, 3]), sample, ind, size) / 255.0
+    if jitter is not None:
+        rgb_out = _color_jitter(rgb_out, tf.repeat(jitter, length, axis=0))
     flow_out = tf.image.crop_and_resize(
         tf.reshape(tf.cast(flow, tf.float32), [n * length, *size, 2]), sample, ind, size)
     # Zooming into a crop of relative size (h, w) magnifies displacements by (1/h, 1/w);
@@ -135,7 +212,10 @@ def _augment(rgb: tf.Tensor, flow: tf.Tensor, boxes: tf.Tensor, flip: tf.Tensor)
     zoom = tf.stack([tf.where(flip_f, -1.0, 1.0) / (frame_boxes[:, 3] - frame_boxes[:, 1]),
                      1.0 / (frame_boxes[:, 2] - frame_boxes[:, 0])], -1)
     flow_out = tf.clip_by_value(flow_out * zoom[:, None, None, :], -1.0, 1.0)
-    return tf.reshape(to_model_input(rgb_out, flow_out), [n, length, *size, 5])
+    x = to_model_input(rgb_out, flow_out)
+    if erase is not None:
+        x = _erase(x, tf.repeat(erase, length, axis=0))
+    return tf.reshape(x, [n, length, *size, 5])
 
 
 def pair_dataset(store: TrackletStore, train: Sequence[int], config: PairConfig,
@@ -159,16 +239,19 @@ def pair_dataset(store: TrackletStore, train: Sequence[int], config: PairConfig,
                 idx = loop_indices(int(sampler.lengths[i]), cfg.seq_len, int(spec["start"][k, s]))
                 rgb[k, s], flow[k, s] = store.window(i, idx)
         return (rgb, flow, spec["boxes"], spec["flip"], spec["label"],
-                spec["class"][:, 0], spec["class"][:, 1])
+                spec["class"][:, 0], spec["class"][:, 1]) + tuple(spec[k] for k in extras)
+
+    extras = [k for k, on in (("jitter", cfg.color_jitter > 0), ("erase", cfg.random_erase > 0)) if on]
 
     def to_batch(b):
-        rgb, flow, boxes, flip, label, ca, cb = tf.numpy_function(
-            load, [b], [tf.uint8, tf.float32, tf.float32, tf.bool, tf.float32, tf.int64, tf.int64],
-            stateful=False)
+        rgb, flow, boxes, flip, label, ca, cb, *more = tf.numpy_function(
+            load, [b], [tf.uint8, tf.float32, tf.float32, tf.bool, tf.float32, tf.int64, tf.int64]
+            + [tf.float32] * len(extras), stateful=False)
         bs, n = cfg.batch_size, cfg.batch_size * 2
         rgb = tf.reshape(rgb, [n, cfg.seq_len, FRAME_HEIGHT, FRAME_WIDTH, 3])
         flow = tf.reshape(flow, [n, cfg.seq_len, FRAME_HEIGHT, FRAME_WIDTH, 2])
-        x = _augment(rgb, flow, tf.reshape(boxes, [n, 4]), tf.reshape(flip, [n]))
+        opt = {k: tf.reshape(v, [n, 4]) for k, v in zip(extras, more)}
+        x = _augment(rgb, flow, tf.reshape(boxes, [n, 4]), tf.reshape(flip, [n]), **opt)
         x = tf.reshape(x, [bs, 2, cfg.seq_len, FRAME_HEIGHT, FRAME_WIDTH, 5])
         targets = {"label": tf.reshape(label, [bs]), "class_a": tf.reshape(ca, [bs]),
                    "class_b": tf.reshape(cb, [bs])}

@@ -1,8 +1,10 @@
 """PRID-2011 multi-shot and any folder in its layout: cam_a|cam_b/person_XXXX/NNNN.png.
 
-The literature protocol (Wang et al. ECCV'14, followed by later video re-id papers) keeps the
-persons among the first 200 ids that are seen by both cameras with at least 21 frames in each:
-178 persons on the real data. Probe = cam_a (camid 0), gallery = cam_b (camid 1).
+Two protocols, both probe = cam_a (camid 0), gallery = cam_b (camid 1), random 50/50 splits:
+  prid2011      the paper's (McLaughlin et al. and the CRF paper): the 200 persons seen by both
+                cameras (ids 1..200), whatever their length; 100 for training, 100 for testing.
+  prid2011_178  the one of Wang et al. ECCV'14, followed by DVR and torchreid: of those, the
+                persons with at least 21 frames in each camera (178 persons on the real data).
 """
 from __future__ import annotations
 
@@ -58,9 +60,19 @@ def load_prid_layout(root: str, min_len: int = 1, max_person_id: int | None = No
     return dataset
 
 
-def load_prid2011(root: str, min_len: int = 21, max_person_id: int = 200) -> ReidDataset:
-    """PRID-2011 multi-shot under the standard protocol (178 persons on the real data).
+PAPER_PERSONS = 200  # ids 1..200 are the persons seen by both cameras
+MIN_LEN_178 = 21  # the DVR / torchreid minimum length (178 persons)
+
+
+def load_prid2011(root: str, min_len: int = 1, max_person_id: int = PAPER_PERSONS) -> ReidDataset:
+    """PRID-2011 multi-shot under the paper's protocol: the 200 persons seen by both cameras.
 
     `root` may be the prid_2011 folder, its multi_shot folder, or a folder holding cam_a/cam_b.
     """
     return load_prid_layout(root, min_len=min_len, max_person_id=max_person_id, name="prid2011")
+
+
+def load_prid2011_178(root: str, min_len: int = MIN_LEN_178,
+                      max_person_id: int = PAPER_PERSONS) -> ReidDataset:
+    """PRID-2011 multi-shot under the DVR / torchreid protocol: >= 21 frames, 178 persons."""
+    return load_prid_layout(root, min_len=min_len, max_person_id=max_person_id, name="prid2011_178")

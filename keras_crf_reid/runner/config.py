@@ -68,6 +68,8 @@ class EvalConfig:
 
     seq_len: int = option(GROUP_LEN, "Frames per evaluation group (also recorded in the export).",
                           flag="eval_seq_len")
+    tta: bool = option(False, "Test-time augmentation: average the embeddings of mirrored and "
+                       "cropped views (evaluation and the exported model alike).")
     baseline: bool = option(True, "Also report the colour-histogram baseline per split.")
     ranked_queries: int = option(5, "Queries shown in the ranked-results figure.", results=False)
     ranked_top_k: int = option(5, "Gallery ranks shown per query in that figure.", results=False)

@@ -32,7 +32,7 @@ from keras_crf_reid.runner.ablation import Row, split_jobs, table_rows
 from keras_crf_reid.runner.config import ExperimentConfig, replace
 from keras_crf_reid.runner.data import RunData, prepare
 from keras_crf_reid.runner.split import (BASELINE, DISTANCES_FILE, missing_entries, read_split,
-                                         run_split, split_dir)
+                                         run_split, scored_model, split_dir)
 
 log = logging.getLogger(__name__)
 SETTINGS_FILE = "settings.json"
@@ -229,8 +229,8 @@ def export_final(cfg: ExperimentConfig, split_id: int) -> dict:
     entry = final_model_entry(cfg)
     if entry is None:
         return {}
-    model = restore_checkpoint(os.path.join(split_dir(cfg, split_id), entry, "ckpt"), cfg.model,
-                               entry)
+    model = scored_model(cfg, restore_checkpoint(
+        os.path.join(split_dir(cfg, split_id), entry, "ckpt"), cfg.model, entry))
     out = {"keras_model": os.path.join(cfg.run_dir, "model.keras")}
     model.save(out["keras_model"])
     if cfg.run.export:

@@ -34,6 +34,7 @@ from keras_crf_reid.losses import LossWeights
 from keras_crf_reid.runner.config import ExperimentConfig
 from keras_crf_reid.runner.data import RunData
 from keras_crf_reid.trainer import Trainer
+from keras_crf_reid.tta import build_tta_model
 
 BASELINE = "baseline"
 METRICS_FILE = "metrics.json"
@@ -90,6 +91,11 @@ def missing_entries(cfg: ExperimentConfig, data: RunData, split_id: int,
     return [e for e in entries if done is None or e not in done["entries"]]
 
 
+def scored_model(cfg: ExperimentConfig, model: keras.Model) -> keras.Model:
+    """The model that is evaluated and exported: wrapped in test-time augmentation with --tta."""
+    return build_tta_model(model) if cfg.eval.tta else model
+
+
 def train_part(cfg: ExperimentConfig, data: RunData, split_id: int, part: str,
                strategy: tf.distribute.Strategy) -> tuple[keras.Model, dict]:
     """Trains (or resumes, or reloads when finished) one part model on a split's training set."""
@@ -102,7 +108,7 @@ def train_part(cfg: ExperimentConfig, data: RunData, split_id: int, part: str,
     sampler = PairSampler(data.store, split.train, pairs)
     trainer = Trainer(model, sampler.num_classes, cfg.train,
                       os.path.join(split_dir(cfg, split_id), part), strategy)
-    embed = compiled_embedder(model)
+    embed = compiled_embedder(scored_model(cfg, model))
 
     def split_eval(step: int) -> dict:
         metrics = evaluate_split(embed, data.store, split, cfg.eval.seq_len)
@@ -178,7 +184,7 @@ def run_split(cfg: ExperimentConfig, data: RunData, split_id: int, entries: Sequ
             else:
                 model = part_model(entry)
             done["entries"][entry], distances[entry] = evaluate_split(
-                compiled_embedder(model), data.store, split, cfg.eval.seq_len,
+                compiled_embedder(scored_model(cfg, model)), data.store, split, cfg.eval.seq_len,
                 progress=cfg.run.progress, with_distances=True)
         done["seconds"] = float(done.get("seconds", 0.0)) + time.time() - t_entry
         done["num_query"], done["num_gallery"] = len(split.query), len(split.gallery)

@@ -1,0 +1,116 @@
+"""Test-time augmentation wrapper: view definitions, averaging, save/load, export and load().embed."""
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_crf_reid
+from keras_crf_reid.serving import contract, export, inference
+from keras_crf_reid.fusion import build_fusion_model
+from keras_crf_reid.model import ModelConfig, build_crf_model
+from keras_crf_reid.datasets.preprocess import to_model_input
+from keras_crf_reid.tta import DEFAULT_VIEWS, VIEWS, TTAViews, build_tta_model, crop_window
+from tests.inference_test import write_tracklet
+
+TINY = ModelConfig(filters=(4, 4, 4), embed_dim=16, dropout=0.0)
+
+
+def _raw(b=2, t=3, seed=0):
+    rng = np.random.default_rng(seed)
+    rgb = rng.integers(0, 256, (b, t, 128, 64, 3), dtype=np.uint8)
+    flow = rng.uniform(-0.3, 0.3, (b, t, 128, 64, 2)).astype(np.float32)
+    return rgb, flow
+
+
+@pytest.fixture(scope="module")
+def model():
+    keras.utils.set_random_seed(5)
+    return build_crf_model(TINY)
+
+
+def test_mirror_flips_width_and_negates_horizontal_flow():
+    rgb, flow = _raw()
+    x = to_model_input(rgb, flow).numpy()
+    out = TTAViews(("mirror",))(x).numpy()
+    np.testing.assert_array_equal(out[..., :3], x[:, :, :, ::-1, :3])
+    np.testing.assert_array_equal(out[..., 3], -x[:, :, :, ::-1, 3])
+    np.testing.assert_array_equal(out[..., 4], x[:, :, :, ::-1, 4])
+    # the same as preparing the mirrored raw frames and their mirrored motion
+    want = to_model_input(rgb[:, :, :, ::-1], flow[:, :, :, ::-1] * np.float32([-1, 1])).numpy()
+    np.testing.assert_allclose(out, want, atol=1e-5)
+
+
+@pytest.mark.parametrize("view", ["crop_center", "crop_top_left", "mirror_crop_bottom_right"])
+def test_crop_view_equals_preparing_the_cropped_frames(view):
+    """A crop of model input equals to_model_input of the cropped, resized raw frames, with flow
+    magnified by the zoom (as training augmentation does)."""
+    rgb, flow = _raw(1, 2)
+    row0, col0, rows, cols = crop_window(view, 128, 64, 0.9)
+    assert (rows, cols) == (115, 58)
+    assert (row0, col0) == {"crop_center": (6, 3), "crop_top_left": (0, 0),
+                            "mirror_crop_bottom_right": (13, 6)}[view]
+    crop = lambda a: tf.image.resize(
+        a[0, :, row0:row0 + rows, col0:col0 + cols].astype(np.float32), (128, 64)).numpy()[None]
+    small_rgb = crop(rgb) / 255.0
+    small_flow = np.clip(crop(flow) * np.float32([64 / cols, 128 / rows]), -1, 1)
+    if view.startswith("mirror"):
+        small_rgb, small_flow = small_rgb[:, :, :, ::-1], small_flow[:, :, :, ::-1] * np.float32([-1, 1])
+    want = to_model_input(small_rgb, small_flow).numpy()
+    got = TTAViews((view,), 0.9)(to_model_input(rgb, flow)).numpy()
+    np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+def test_embedding_is_the_mean_of_the_view_embeddings(model):
+    x = to_model_input(*_raw()).numpy()
+    views = ("identity", "mirror", "crop_center", "crop_top_right")
+    tta = build_tta_model(model, views)
+    by_hand = np.mean([model(TTAViews((v,))(x), training=False).numpy() for v in views], axis=0)
+    got = tta(x, training=False).numpy()
+    np.testing.assert_allclose(got, by_hand, atol=1e-5)
+    assert not np.allclose(got, model(x, training=False).numpy(), atol=1e-4)
+    # identity alone is the model itself
+    np.testing.assert_allclose(build_tta_model(model, ("identity",))(x).numpy(),
+                               model(x, training=False).numpy(), atol=1e-6)
+
+
+def test_wraps_a_fusion_model(model):
+    keras.utils.set_random_seed(6)
+    parts = {p: build_crf_model(ModelConfig(filters=(4, 4, 4), embed_dim=16, dropout=0.0, part=p),
+                                name=f"crf_{p}") for p in ("upper", "lower")}
+    fusion = build_fusion_model({**parts, "full": model})
+    x = to_model_input(*_raw(1, 2)).numpy()
+    tta = build_tta_model(fusion)
+    by_hand = np.mean([fusion(TTAViews((v,))(x)).numpy() for v in DEFAULT_VIEWS], axis=0)
+    np.testing.assert_allclose(tta(x).numpy(), by_hand, atol=1e-5)
+
+
+def test_bad_views_are_refused(model):
+    with pytest.raises(ValueError, match="TTA views"):
+        build_tta_model(model, ("identity", "rotate"))
+    with pytest.raises(ValueError, match="repeat"):
+        build_tta_model(model, ("mirror", "mirror"))
+    with pytest.raises(ValueError, match="crop_scale"):
+        build_tta_model(model, crop_scale=0.0)
+    assert set(DEFAULT_VIEWS) <= set(VIEWS)
+
+
+def test_keras_file_export_and_load_embed_agree(model, tmp_path):
+    tta = build_tta_model(model)
+    folder = write_tracklet(tmp_path / "person", 9)
+    groups = inference.tracklet_input(folder)
+    want = tta(groups, training=False).numpy().mean(axis=0)
+
+    path = str(tmp_path / "tta.keras")
+    tta.save(path)
+    reloaded = keras.saving.load_model(path, compile=False)
+    assert [l.name for l in reloaded.layers if l.name.startswith("tta")] == ["tta_views", "tta_mean"]
+    np.testing.assert_allclose(reloaded(groups).numpy().mean(axis=0), want, atol=1e-5)
+
+    base = str(tmp_path / "crf_tta")
+    export.export_saved_model(tta, base)
+    served = contract.load_saved_model(base).signatures["serving_default"](frames=tf.constant(groups))
+    assert set(served) == {"embedding"}
+    np.testing.assert_allclose(served["embedding"].numpy().mean(axis=0), want, atol=1e-5)
+    for source in (base, path):
+        embedder = keras_crf_reid.load(source)
+        np.testing.assert_allclose(embedder.embed(folder), want, atol=1e-5)

@@ -139,3 +139,45 @@ def test_cli_exports_keras_file(model, tmp_path):
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
     assert '"export_dir"' in done.stdout and contract.list_versions(base) == [3]
+
+
+def test_export_records_group_len_used_by_load(model, tmp_path):
+    path = export.export_saved_model(model, str(tmp_path / "g"), group_len=8)
+    loaded = tf.saved_model.load(path)
+    assert contract.INFO_SIGNATURE in loaded.signatures
+    info = loaded.signatures[contract.INFO_SIGNATURE]()
+    assert int(info[contract.GROUP_LEN_OUTPUT][0]) == 8
+    assert int(info[contract.EMBED_DIM_OUTPUT][0]) == model.output_shape[-1]
+    assert contract.group_len_of(loaded) == 8
+    from keras_crf_reid.serving import inference
+    assert inference.load(str(tmp_path / "g")).group_len == 8
+    assert inference.load(str(tmp_path / "g"), group_len=4).group_len == 4
+    with pytest.raises(ValueError, match="group_len"):
+        export.export_saved_model(model, str(tmp_path / "bad"), group_len=0)
+
+
+@pytest.mark.parametrize("part", ["upper", "fusion"])
+def test_cli_exports_a_part_or_fusion_checkpoint(tmp_path, part):
+    """A trainer-style checkpoint of an upper-body model (or the fusion) exports by --part alone."""
+    import keras
+    from keras_crf_reid.checkpoints import build_model
+    keras.utils.set_random_seed(4)
+    trained = build_model(TINY, part)
+    optimizer = keras.optimizers.Adam()
+    optimizer.build(trained.trainable_variables)
+    tf.train.Checkpoint(model=trained, optimizer=optimizer).save(str(tmp_path / "ckpt" / "ckpt"))
+    base = str(tmp_path / "sm")
+    flags = [f"--filters={','.join(map(str, TINY.filters))}", f"--embed_dim={TINY.embed_dim}"]
+    cmd = [sys.executable, "-m", "keras_crf_reid.serving.export", f"--checkpoint={tmp_path / 'ckpt'}",
+           f"--part={part}", *flags, f"--model_base_path={base}", "--group_len=8"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=180, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert '"group_len": 8' in done.stdout
+    x = np.random.default_rng(5).normal(size=(2, 3, 128, 64, 5)).astype(np.float32)
+    served = tf.saved_model.load(os.path.join(base, "1")).signatures["serving_default"]
+    np.testing.assert_allclose(served(frames=tf.constant(x))["embedding"].numpy(),
+                               trained(x, training=False).numpy(), atol=1e-5)
+    other = "--part=fusion" if part == "upper" else "--part=full"
+    wrong = subprocess.run(cmd[:-2] + [f"--model_base_path={base}2", other], capture_output=True,
+                           text=True, timeout=180, cwd=ROOT)
+    assert wrong.returncode == 2 and "checkpoint does not hold the weights" in wrong.stderr

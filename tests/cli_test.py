@@ -1,0 +1,62 @@
+"""Flags generated from the config dataclasses: one flag per setting, defaults from one place."""
+import dataclasses
+
+import pytest
+from absl import flags
+
+from keras_crf_reid import cli
+from keras_crf_reid.runner.config import ExperimentConfig, config_from_flags, define_flags
+
+
+@pytest.fixture()
+def fv():
+    values = flags.FlagValues()
+    define_flags(values)
+    return values
+
+
+def test_defaults_come_from_the_dataclasses(fv):
+    fv(["prog"])
+    assert config_from_flags(fv) == ExperimentConfig()
+    assert fv["steps"].default == ExperimentConfig().train.steps
+    assert fv["eval_seq_len"].default == ExperimentConfig().eval.seq_len
+    assert fv["loss_weights"].default == ["1.0", "1.0", "1.0"]
+
+
+def test_flags_override_nested_fields(fv):
+    fv(["prog", "--seq_len=4", "--variant=cnn", "--filters=4,8", "--loss_weights=1,0.5,0.5",
+        "--splits=1,3", "--min_len=5", "--eval_seq_len=8", "--name=x"])
+    cfg = config_from_flags(fv)
+    assert cfg.pairs.seq_len == 4 and cfg.model.variant == "cnn" and cfg.model.filters == (4, 8)
+    assert dataclasses.astuple(cfg.train.weights) == (1.0, 0.5, 0.5)
+    assert cfg.data.splits == (1, 3) and cfg.data.min_len == 5 and cfg.eval.seq_len == 8
+    assert cfg.run.name == "x"
+
+
+def test_internal_fields_have_no_flag(fv):
+    assert "part" not in fv and "stream" not in fv
+    names = [cli.flag_name(f) for _, f, _ in cli._leaves(ExperimentConfig)]
+    assert len(names) == len(set(names)), "two settings share a flag name"
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--filters=4,x"], "--filters must be a comma-separated list of int"),
+    (["--loss_weights=1,1"], "--loss_weights must be 3 numbers"),
+    (["--learning_rate=nan"], "--learning_rate must be a finite number"),
+    (["--eval_seq_len=0"], "--eval_seq_len must be >= 1"),
+    (["--fusion_steps=-1"], "--fusion_steps must be >= 0"),
+    (["--embed_dim=0"], "--embed_dim must be >= 1"),
+    (["--clipnorm=0"], "--clipnorm must be a finite number > 0"),
+    (["--ckpt_every=-1"], "--ckpt_every must be >= 0"),
+    (["--name=../x"], "--name must be a plain folder name"),
+])
+def test_bad_values_name_the_flag(fv, args, message):
+    fv(["prog", *args])
+    with pytest.raises(ValueError, match=message):
+        config_from_flags(fv)
+
+
+def test_results_key_leaves_out_paths_and_cadence():
+    key = ExperimentConfig().results_key()
+    assert "learning_rate" in key and "seq_len" in key and "eval_seq_len" in key
+    assert not {"name", "output_dir", "cache_dir", "ckpt_every", "progress", "splits"} & set(key)

@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from keras_crf_reid.serving.client import ReidClient  # noqa: E402
-from keras_crf_reid.serving.server import spawn  # noqa: E402
+from loadtest import rss_mb, spawn_server  # noqa: E402  (tools/, beside this script)
 
 flags.DEFINE_string("model_base_path", None, "Serve this export instead of a fresh default-config model.")
 flags.DEFINE_integer("clients", 8, "Concurrent clients.", lower_bound=1, upper_bound=64)
@@ -38,14 +38,6 @@ flags.DEFINE_float("max_rss_growth_mb", 150.0, "Fail if the server's RSS grows m
                    "during the load (after a 5-request warm-up).", lower_bound=0)
 FLAGS = flags.FLAGS
 
-
-def rss_mb(pid: int) -> float:
-    """Resident set size of a process in MB (Linux /proc)."""
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    raise RuntimeError(f"/proc/{pid}/status has no VmRSS line")
 
 
 def invalid_input(i: int, good: np.ndarray) -> np.ndarray:
@@ -104,15 +96,7 @@ def main(argv) -> None:
     if len(argv) > 1:
         raise SystemExit(f"unexpected arguments: {argv[1:]}")
     with tempfile.TemporaryDirectory(prefix="load-test-") as tmp:
-        base = FLAGS.model_base_path
-        if base is None:
-            from keras_crf_reid.serving.export import export_saved_model
-            from keras_crf_reid.model import ModelConfig, build_crf_model
-
-            base = os.path.join(tmp, "crf_reid")
-            export_saved_model(build_crf_model(ModelConfig()), base)
-        name = os.path.basename(os.path.abspath(base))
-        proc, port = spawn(base, f"--workers={FLAGS.workers}", "--poll_s=0")
+        proc, port, name = spawn_server(tmp, FLAGS.model_base_path, FLAGS.workers)
         target = f"127.0.0.1:{port}"
         try:
             x = np.random.default_rng(0).normal(size=(1, FLAGS.frames, 128, 64, 5)).astype(np.float32)

@@ -85,6 +85,7 @@ def test_evaluation_root_that_is_the_training_root_is_refused(tmp_path, folders)
         with pytest.raises(ValueError, match=r"--eval_data_root .* (is|overlaps) the training "
                                              r"folder --data_root"):
             prepare(data_config(tmp_path, a, root, train_fraction=1.0), progress=False)
+    assert not os.path.exists(tmp_path / "cache")  # refused before any flow is computed
     with pytest.raises(ValueError, match=r"--eval_data_root .*--data_root"):  # pooled training
         prepare(data_config(tmp_path, f"{b},{a}", a, train_fraction=1.0), progress=False)
     import shutil

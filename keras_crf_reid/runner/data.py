@@ -202,10 +202,20 @@ def cross_dataset_splits(train: ReidDataset, evaluation: ReidDataset, num_splits
 def prepare(cfg: DataConfig, progress: bool = True) -> RunData:
     """Dataset, flow-cached store, all splits and data fingerprint of a data config."""
     dataset = load_dataset(cfg, progress)
+    evaluation = None
+    if cfg.eval_data_root:  # checked before any flow is computed
+        evaluation = load_eval_dataset(cfg, progress)
+        check_eval_roots(dataset, evaluation)
     store = TrackletStore(dataset, cfg.cache_dir, on_bad_image=cfg.on_bad_image).build(
         progress=progress)
-    if cfg.eval_data_root:
-        return _prepare_cross(cfg, dataset, store, progress)
+    if evaluation is not None:
+        eval_store = TrackletStore(evaluation, cfg.cache_dir,
+                                   on_bad_image=cfg.on_bad_image).build(progress=progress)
+        joined = join_datasets(dataset, evaluation)
+        splits = cross_dataset_splits(dataset, evaluation, cfg.num_splits, cfg.split_seed,
+                                      cfg.train_fraction)
+        return RunData(joined, JoinedStore(joined, store, eval_store), splits,
+                       data_fingerprint(joined), evaluation)
     if cfg.train_fraction != 0.5:
         if dataset.fixed_splits:
             raise ValueError(f"--train_fraction: {dataset.name} has fixed splits; the fraction "
@@ -215,16 +225,3 @@ def prepare(cfg: DataConfig, progress: bool = True) -> RunData:
     else:
         splits = datasets.get_splits(dataset, cfg.num_splits, cfg.split_seed)
     return RunData(dataset, store, splits, data_fingerprint(dataset))
-
-
-def _prepare_cross(cfg: DataConfig, train: ReidDataset, train_store: TrackletStore,
-                   progress: bool) -> RunData:
-    evaluation = load_eval_dataset(cfg, progress)
-    check_eval_roots(train, evaluation)
-    eval_store = TrackletStore(evaluation, cfg.cache_dir, on_bad_image=cfg.on_bad_image).build(
-        progress=progress)
-    joined = join_datasets(train, evaluation)
-    splits = cross_dataset_splits(train, evaluation, cfg.num_splits, cfg.split_seed,
-                                  cfg.train_fraction)
-    return RunData(joined, JoinedStore(joined, train_store, eval_store), splits,
-                   data_fingerprint(joined), evaluation)

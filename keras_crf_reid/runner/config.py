@@ -50,6 +50,14 @@ class DataConfig:
     splits: tuple[int, ...] = option((), "Split indices to run (default: all --num_splits).",
                                      results=False)
     split_seed: int = option(0, "Seed of the random identity splits.")
+    train_fraction: float = option(0.5, "Share of the identities trained on per random split; "
+                                   "1.0 trains on all of them and needs --eval_data_root.")
+    eval_dataset: str = option("", "Reader of --eval_data_root (default: --dataset).",
+                               choices=("",) + tuple(sorted(DATASETS)))
+    eval_data_root: str = option("", "Evaluate on this separate dataset folder of unseen people "
+                                 "(comma-separated folders are pooled): its probe/gallery "
+                                 "cameras are query and gallery; every identity of --data_root "
+                                 "(or --train_fraction of them) trains. Empty: split --data_root.")
 
     def __post_init__(self):
         if self.num_ids < 2:
@@ -60,6 +68,14 @@ class DataConfig:
             raise ValueError(f"--num_splits must be >= 1, got {self.num_splits}")
         if any(s < 0 for s in self.splits):
             raise ValueError(f"--splits must be split indices >= 0, got {list(self.splits)}")
+        if not 0.0 < self.train_fraction <= 1.0:
+            raise ValueError(f"--train_fraction must be in (0, 1], got {self.train_fraction}")
+        if self.train_fraction == 1.0 and not self.eval_data_root:
+            raise ValueError("--train_fraction=1.0 trains on every identity of --data_root and "
+                             "leaves none to test: give a separate --eval_data_root")
+        if self.eval_dataset and not self.eval_data_root:
+            raise ValueError(f"--eval_dataset={self.eval_dataset} needs --eval_data_root (the "
+                             f"folder of the evaluation people)")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,4 +1,11 @@
-"""A run's data: read (or generate) the dataset, pool folders, cache frames and flow, make splits."""
+"""A run's data: read (or generate) the dataset, pool folders, cache frames and flow, make splits.
+
+With --eval_data_root the run trains on one dataset and tests on another: the two are joined
+into one dataset (training tracklets first, then the evaluation tracklets with their person ids
+moved above the training ones) over a store that reads each part from its own cache, so every
+split is an ordinary `Split` of indices and the per-split runner, baseline and plots need not
+know that two folders are involved.
+"""
 from __future__ import annotations
 
 import dataclasses
@@ -6,9 +13,12 @@ import hashlib
 import json
 import os
 
+import numpy as np
+
 from keras_crf_reid import datasets
-from keras_crf_reid.datasets import ReidDataset, Split
+from keras_crf_reid.datasets import DatasetError, ReidDataset, Split
 from keras_crf_reid.datasets.store import TrackletStore
+from keras_crf_reid.metrics import JUNK_PID
 from keras_crf_reid.runner.config import DataConfig
 
 
@@ -20,6 +30,7 @@ class RunData:
     store: TrackletStore
     splits: list[Split]
     fingerprint: str
+    eval_dataset: ReidDataset | None = None
 
     def split_digest(self, split_id: int) -> str:
         """Hash of the identities of split `split_id` (a resumed split must have the same)."""
@@ -86,10 +97,131 @@ def data_fingerprint(dataset: ReidDataset) -> str:
     return h.hexdigest()[:16]
 
 
+def _roots(dataset: ReidDataset) -> list[str]:
+    return [os.path.realpath(r) for r in dataset.root.split(",") if r]
+
+
+def check_eval_roots(train: ReidDataset, evaluation: ReidDataset) -> None:
+    """Refuses an evaluation set that is (part of) the training set: same, nested or same files."""
+    for e in _roots(evaluation):
+        for t in _roots(train):
+            if e == t or os.path.commonpath([e, t]) in (e, t):
+                how = "is" if e == t else "overlaps"
+                raise ValueError(f"--eval_data_root {e} {how} the training folder --data_root {t}; "
+                                 f"evaluate on a separate folder of unseen people (or leave "
+                                 f"--eval_data_root empty to split --data_root)")
+    if data_fingerprint(train) == data_fingerprint(evaluation):
+        raise ValueError(f"--eval_data_root {evaluation.root} holds the same frames as --data_root "
+                         f"{train.root} (a copy); evaluate on a separate folder of unseen people")
+
+
+def load_eval_dataset(cfg: DataConfig, progress: bool = True) -> ReidDataset:
+    """The --eval_data_root dataset, read with --eval_dataset (default: --dataset)."""
+    return load_dataset(dataclasses.replace(cfg, dataset=cfg.eval_dataset or cfg.dataset,
+                                            data_root=cfg.eval_data_root), progress)
+
+
+def eval_protocol(dataset: ReidDataset) -> tuple[list[int], list[int]]:
+    """Query and gallery tracklet indices of an evaluation dataset: its probe and gallery
+    cameras, or for a dataset with fixed splits (MARS) the query and gallery of the first."""
+    if dataset.probe_cam is None or dataset.gallery_cam is None:
+        if not dataset.fixed_splits:
+            raise DatasetError(f"{dataset.root}: {dataset.name!r} has neither a probe/gallery "
+                               f"camera protocol nor fixed splits to evaluate on")
+        s = dataset.fixed_splits[0]
+        return list(s.query), list(s.gallery)
+    cams = [t.camid for t in dataset.tracklets]
+    return ([i for i, c in enumerate(cams) if c == dataset.probe_cam],
+            [i for i, c in enumerate(cams) if c == dataset.gallery_cam])
+
+
+def pid_offset(train: ReidDataset) -> int:
+    """A power of ten above every training person id: evaluation id p becomes offset + p."""
+    return 10 ** len(str(max(train.pids + [0])))
+
+
+def join_datasets(train: ReidDataset, evaluation: ReidDataset) -> ReidDataset:
+    """Training tracklets, then evaluation tracklets with person ids moved past the training ones
+    (junk ids stay junk), so no evaluation person can share an identity with a training one."""
+    offset = pid_offset(train)
+    moved = [t if t.pid == JUNK_PID else dataclasses.replace(t, pid=offset + t.pid)
+             for t in evaluation.tracklets]
+    return ReidDataset(name=f"{train.name}-to-{evaluation.name}",
+                       root=f"{train.root} (train), {evaluation.root} (eval)",
+                       tracklets=list(train.tracklets) + moved,
+                       probe_cam=evaluation.probe_cam, gallery_cam=evaluation.gallery_cam,
+                       skipped={**train.skipped, **evaluation.skipped})
+
+
+class JoinedStore(TrackletStore):
+    """The store of a joined dataset: index i < len(first) reads `first`, the rest `second`,
+    each from its own cache (the same cache a run on either dataset alone uses)."""
+
+    def __init__(self, dataset: ReidDataset, first: TrackletStore, second: TrackletStore):
+        super().__init__(dataset, None)
+        self.parts = (first, second)
+
+    def _part(self, i: int) -> tuple[TrackletStore, int]:
+        n = len(self.parts[0])
+        if not 0 <= i < len(self):
+            raise IndexError(f"tracklet index {i} out of range of {len(self)}")
+        return (self.parts[0], i) if i < n else (self.parts[1], i - n)
+
+    def build(self, workers: int = 2, progress: bool = True) -> "JoinedStore":
+        for p in self.parts:
+            p.build(workers, progress)
+        return self
+
+    def get(self, i: int):
+        store, j = self._part(i)
+        return store.get(j)
+
+    def lengths(self) -> np.ndarray:
+        return np.concatenate([p.lengths() for p in self.parts])
+
+
+def cross_dataset_splits(train: ReidDataset, evaluation: ReidDataset, num_splits: int, seed: int,
+                         train_fraction: float) -> list[Split]:
+    """Splits of the joined dataset: train on `train_fraction` of the training identities (a
+    seeded random subset per split; all of them, the same in every split, at 1.0), query and
+    gallery are the evaluation dataset's (indices after the training tracklets)."""
+    n = len(train.tracklets)
+    query, gallery = eval_protocol(evaluation)
+    if not query or not gallery:
+        raise DatasetError(f"{evaluation.root}: no query or no gallery tracklet to evaluate on")
+    pids = np.array([p for p in train.pids if p != JUNK_PID], dtype=np.int64)
+    num_train = max(1, int(round(len(pids) * train_fraction)))
+    splits = []
+    for k in range(num_splits):
+        ids = set(np.random.default_rng(seed + k).permutation(pids)[:num_train].tolist())
+        splits.append(Split(tuple(i for i, t in enumerate(train.tracklets) if t.pid in ids),
+                            tuple(n + i for i in query), tuple(n + i for i in gallery)))
+    return splits
+
+
 def prepare(cfg: DataConfig, progress: bool = True) -> RunData:
     """Dataset, flow-cached store, all splits and data fingerprint of a data config."""
     dataset = load_dataset(cfg, progress)
+    evaluation = None
+    if cfg.eval_data_root:  # checked before any flow is computed
+        evaluation = load_eval_dataset(cfg, progress)
+        check_eval_roots(dataset, evaluation)
     store = TrackletStore(dataset, cfg.cache_dir, on_bad_image=cfg.on_bad_image).build(
         progress=progress)
-    splits = datasets.get_splits(dataset, cfg.num_splits, cfg.split_seed)
+    if evaluation is not None:
+        eval_store = TrackletStore(evaluation, cfg.cache_dir,
+                                   on_bad_image=cfg.on_bad_image).build(progress=progress)
+        joined = join_datasets(dataset, evaluation)
+        splits = cross_dataset_splits(dataset, evaluation, cfg.num_splits, cfg.split_seed,
+                                      cfg.train_fraction)
+        return RunData(joined, JoinedStore(joined, store, eval_store), splits,
+                       data_fingerprint(joined), evaluation)
+    if cfg.train_fraction != 0.5:
+        if dataset.fixed_splits:
+            raise ValueError(f"--train_fraction: {dataset.name} has fixed splits; the fraction "
+                             f"only applies to random identity splits or with --eval_data_root")
+        splits = datasets.make_random_splits(dataset, cfg.num_splits, cfg.split_seed,
+                                             cfg.train_fraction)
+    else:
+        splits = datasets.get_splits(dataset, cfg.num_splits, cfg.split_seed)
     return RunData(dataset, store, splits, data_fingerprint(dataset))

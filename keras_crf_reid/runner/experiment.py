@@ -252,6 +252,8 @@ def run(cfg: ExperimentConfig) -> dict:
     strategy = make_strategy(cfg.run.strategy)
     data = prepare(cfg.data, cfg.run.progress)
     print(json.dumps(data.dataset.stats()), flush=True)
+    if data.eval_dataset is not None:
+        print(json.dumps({"evaluation": data.eval_dataset.stats()}), flush=True)
     split_ids = data.split_ids(cfg.data)
     check_settings(cfg)
     chief = is_chief(strategy)  # in a cluster, only the chief writes the run's files
@@ -261,7 +263,8 @@ def run(cfg: ExperimentConfig) -> dict:
         splits_path = os.path.join(cfg.run_dir, "splits.json")
         if not (cfg.run.worker_mode and os.path.exists(splits_path)):
             save_splits(data.splits, splits_path, {"dataset": data.dataset.name,
-                                                   "seed": cfg.data.split_seed})
+                                                   "seed": cfg.data.split_seed,
+                                                   "root": data.dataset.root})
     run_splits(cfg, data, split_ids, strategy, chief)
     if cfg.run.worker_mode or not chief:
         return {"run_dir": cfg.run_dir, "splits": list(split_ids), "seconds": time.time() - t0,

@@ -162,6 +162,12 @@ def make_optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:
     return opt
 
 
+def rng_states(model: keras.Model) -> list:
+    """State variables of the model's random generators (dropout), which `model.weights` omits."""
+    weights = {id(w) for w in model.weights}
+    return [v for v in model.variables if id(v) not in weights]
+
+
 class Trainer:
     """Trains one CRF embedding model plus its identity classifier."""
 
@@ -177,8 +183,12 @@ class Trainer:
             self.optimizer = make_optimizer(config)
             self.optimizer.build(self.variables)
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        # The dropout generators' [seed, counter] go into the checkpoint too: a resumed run
+        # draws the same masks as an uninterrupted one (Keras does not save them with weights).
+        self.rng_states = rng_states(self.model)
         self.ckpt = tf.train.Checkpoint(model=self.model, classifier=self.classifier,
-                                        optimizer=self.optimizer, step=self.step)
+                                        optimizer=self.optimizer, step=self.step,
+                                        rng=list(self.rng_states))
         # Every worker of a cluster must take part in saving; only the chief writes to model_dir,
         # the others to a scratch folder removed after fit (the standard tf.distribute pattern).
         self.is_chief = is_chief(self.strategy)

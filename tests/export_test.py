@@ -71,7 +71,7 @@ def test_versions_overwrite_and_refusal(model, tmp_path):
     base = str(tmp_path / "m")
     assert export.export_saved_model(model, base).endswith(os.sep + "1")
     assert export.export_saved_model(model, base, version=7).endswith(os.sep + "7")
-    assert export.export_saved_model(model, base).endswith(os.sep + "8")
+    assert export.export_saved_model(model, base, group_len=3).endswith(os.sep + "8")
     with pytest.raises(FileExistsError, match="version 7 already exists"):
         export.export_saved_model(model, base, version=7)
     keras.utils.set_random_seed(5)
@@ -83,6 +83,35 @@ def test_versions_overwrite_and_refusal(model, tmp_path):
     np.testing.assert_allclose(got["embedding"].numpy(), other(x).numpy(), atol=1e-5)
     with pytest.raises(ValueError, match="non-negative integer"):
         export.export_saved_model(model, base, version=-1)
+
+
+def test_same_weights_are_not_exported_twice(model, tmp_path):
+    """Re-running a finished command returns the latest version instead of a duplicate."""
+    base = str(tmp_path / "m")
+    first = export.export_saved_model(model, base, group_len=4)
+    assert export.export_saved_model(model, base, group_len=4) == first
+    assert os.listdir(base) == ["1"]
+    assert export.export_saved_model(model, base, group_len=5).endswith(os.sep + "2")
+    keras.utils.set_random_seed(9)
+    assert export.export_saved_model(build_crf_model(TINY), base, group_len=5).endswith(os.sep + "3")
+    # an explicit version is always written
+    assert export.export_saved_model(model, base, version=9, group_len=4).endswith(os.sep + "9")
+    assert contract.list_versions(base) == [1, 2, 3, 9]
+
+
+def test_abandoned_export_folders_are_cleaned(model, tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    dead_pid, alive_pid = int(dead.stdout), os.getppid()
+    base = tmp_path / "m"
+    for name in (f".tmp-1-{dead_pid}", f".old-2-{dead_pid}", f".tmp-3-{alive_pid}",
+                 f".tmp-4-{alive_pid}", "keep-me"):
+        (base / name / "variables").mkdir(parents=True)
+    old = __import__("time").time() - 2 * export.SCRATCH_MAX_AGE_S
+    os.utime(base / f".tmp-4-{alive_pid}", (old, old))
+    export.export_saved_model(model, str(base))
+    # a live writer's recent folder stays; dead writers' and stale ones go
+    assert sorted(os.listdir(base)) == sorted([f".tmp-3-{alive_pid}", "1", "keep-me"])
 
 
 def test_list_versions_ignores_temp_and_files(tmp_path):

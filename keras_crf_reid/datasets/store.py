@@ -17,11 +17,13 @@ from typing import Sequence
 import numpy as np
 from tqdm import tqdm
 
-from keras_crf_reid.datasets.base import DatasetError, ReidDataset, Tracklet
+from keras_crf_reid.datasets.base import ReidDataset, Tracklet
 from keras_crf_reid.datasets.flow import compute_flow
 from keras_crf_reid.datasets.frames import read_frames
+from keras_crf_reid.datasets.validate import EmptyTrackletError
 
 CACHE_VERSION = "v1-dis-medium-clip8"
+EMPTY_REASON = "tracklet has no readable frame"
 log = logging.getLogger(__name__)
 
 
@@ -63,6 +65,10 @@ class TrackletStore:
         self._entries: dict[int, str] = {}
         self._lengths: list[int] | None = None
         self.skipped_frames: list[str] = []
+        # Tracklets found without a readable frame by build() under on_bad_image="skip" (index ->
+        # reason); not cached, so the next build finds them again. runner.data drops them.
+        self.empty: dict[int, str] = {}
+        self._empty_errors: dict[int, EmptyTrackletError] = {}
 
     def __len__(self) -> int:
         return len(self.dataset.tracklets)
@@ -78,15 +84,22 @@ class TrackletStore:
         rgb, skipped = read_frames(t.frames, on_bad_image=self.on_bad_image)
         self.skipped_frames.extend(skipped)
         if len(rgb) == 0:
-            raise DatasetError(f"{os.path.dirname(t.frames[0]) if t.frames else t.key}: "
-                               f"tracklet has no readable frame")
+            raise EmptyTrackletError(f"{os.path.dirname(t.frames[0]) if t.frames else t.key}: "
+                                     f"{EMPTY_REASON}")
         return rgb, compute_flow(rgb)
 
     def _build_one(self, i: int) -> None:
         rgb_path, flow_path = self._paths(i)
         if os.path.exists(rgb_path) and os.path.exists(flow_path):
             return
-        rgb, flow = self._compute(i)
+        try:
+            rgb, flow = self._compute(i)
+        except EmptyTrackletError as e:
+            if self.on_bad_image != "skip":
+                raise
+            self.empty[i] = EMPTY_REASON
+            self._empty_errors[i] = e
+            return
         os.makedirs(self.dir, exist_ok=True)
         for path, arr in ((rgb_path, rgb), (flow_path, flow)):
             tmp = f"{path}.{os.getpid()}.tmp.npy"
@@ -111,6 +124,14 @@ class TrackletStore:
                             len(self.skipped_frames), self.dataset.name)
         return self
 
+    def subset(self, dataset: ReidDataset, keep: Sequence[int]) -> "TrackletStore":
+        """This store over `dataset`, whose tracklets are ours at indices `keep`; same cache."""
+        out = TrackletStore(dataset, None, self.on_bad_image, self.preload)
+        out.dir = self.dir
+        out._entries = {j: self._entries[i] for j, i in enumerate(keep) if i in self._entries}
+        out.skipped_frames = list(self.skipped_frames)
+        return out
+
     def get(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """(rgb uint8 (T, 128, 64, 3), flow float16 (T, 128, 64, 2)) of tracklet i."""
         if i in self._cache:
@@ -120,6 +141,8 @@ class TrackletStore:
         rgb_path, flow_path = self._paths(i)
         if not os.path.exists(rgb_path):
             self._build_one(i)
+            if i in self.empty:
+                raise self._empty_errors[i]
         mode = None if self.preload else "r"
         out = (np.load(rgb_path, mmap_mode=mode), np.load(flow_path, mmap_mode=mode))
         self._cache[i] = out

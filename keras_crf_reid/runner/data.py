@@ -19,6 +19,7 @@ from keras_crf_reid import datasets
 from keras_crf_reid.datasets import DatasetError, ReidDataset, Split
 from keras_crf_reid.datasets.store import TrackletStore
 from keras_crf_reid.metrics import JUNK_PID
+from keras_crf_reid.datasets.validate import drop_tracklets, validate_frames
 from keras_crf_reid.runner.config import DataConfig
 
 
@@ -199,18 +200,42 @@ def cross_dataset_splits(train: ReidDataset, evaluation: ReidDataset, num_splits
     return splits
 
 
+def readable(dataset: ReidDataset, store: TrackletStore) -> tuple[ReidDataset, TrackletStore]:
+    """The dataset and store without the tracklets the store's build found no readable frame in.
+
+    Their persons are dropped too where a camera is left without them; every dropped tracklet
+    and skipped frame is recorded in `dataset.skipped` (the summary's "skipped" count).
+    """
+    dropped_frames = {p for i in store.empty for p in dataset.tracklets[i].frames}
+    dataset, keep = drop_tracklets(dataset, store.empty)
+    dataset.skipped.update({p: "undecodable frame skipped" for p in store.skipped_frames
+                            if p not in dropped_frames and p not in dataset.skipped})
+    return dataset, (store if len(keep) == len(store) else store.subset(dataset, keep))
+
+
+def _cached(dataset: ReidDataset, cfg: DataConfig, progress: bool) -> tuple[ReidDataset, TrackletStore]:
+    """The dataset's frame + flow store, built, without the tracklets no frame of which decodes."""
+    if not cfg.cache_dir:
+        dataset = validate_frames(dataset, cfg.on_bad_image)
+    store = TrackletStore(dataset, cfg.cache_dir, on_bad_image=cfg.on_bad_image).build(
+        progress=progress)
+    return readable(dataset, store)
+
+
 def prepare(cfg: DataConfig, progress: bool = True) -> RunData:
-    """Dataset, flow-cached store, all splits and data fingerprint of a data config."""
+    """Dataset, flow-cached store, all splits and data fingerprint of a data config.
+
+    Unreadable frames are found while the cache is built (once) and their tracklets dropped
+    before the splits are made; without a cache every frame is checked up front instead.
+    """
     dataset = load_dataset(cfg, progress)
     evaluation = None
     if cfg.eval_data_root:  # checked before any flow is computed
         evaluation = load_eval_dataset(cfg, progress)
         check_eval_roots(dataset, evaluation)
-    store = TrackletStore(dataset, cfg.cache_dir, on_bad_image=cfg.on_bad_image).build(
-        progress=progress)
+    dataset, store = _cached(dataset, cfg, progress)
     if evaluation is not None:
-        eval_store = TrackletStore(evaluation, cfg.cache_dir,
-                                   on_bad_image=cfg.on_bad_image).build(progress=progress)
+        evaluation, eval_store = _cached(evaluation, cfg, progress)
         joined = join_datasets(dataset, evaluation)
         splits = cross_dataset_splits(dataset, evaluation, cfg.num_splits, cfg.split_seed,
                                       cfg.train_fraction)

@@ -249,13 +249,13 @@ def run(cfg: ExperimentConfig) -> dict:
     if cfg.train.mixed_precision:
         # Keras reads the policy when layers are built; float32 weights, float16 compute.
         keras.mixed_precision.set_global_policy("mixed_float16")
+    check_settings(cfg)  # before any data is read: a refused resume costs nothing
     strategy = make_strategy(cfg.run.strategy)
     data = prepare(cfg.data, cfg.run.progress)
     print(json.dumps(data.dataset.stats()), flush=True)
     if data.eval_dataset is not None:
         print(json.dumps({"evaluation": data.eval_dataset.stats()}), flush=True)
     split_ids = data.split_ids(cfg.data)
-    check_settings(cfg)
     chief = is_chief(strategy)  # in a cluster, only the chief writes the run's files
     if chief:
         write_atomic(os.path.join(cfg.run_dir, SETTINGS_FILE),

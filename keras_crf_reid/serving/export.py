@@ -5,7 +5,9 @@ Serving skips because it is not an integer) and renamed into place, so a polling
 sees a half-written version. The `embed_raw` signature resizes, converts to YUV and standardises
 in the graph (`preprocess.to_model_input`); optical flow cannot be computed with TF graph ops
 cheaply, so the client computes it (`flow.compute_flow` on the 128x64 frames) and ships it.
-Every export records the frame-group length its model was evaluated with (`model_info`).
+Every export records the frame-group length its model was evaluated with (`model_info`) and a
+digest of its weights (DIGEST_FILE): exporting the same weights again returns the latest version
+instead of a duplicate. Scratch folders left by killed exports are removed at the next export.
 
     python -m keras_crf_reid.serving.export --keras_model=runs/demo/model.keras --model_base_path=saved_models/crf_reid
     python -m keras_crf_reid.serving.export --checkpoint=runs/demo/split_0/upper/ckpt --part=upper --model_base_path=...
@@ -14,11 +16,14 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import sys
+import time
 
 import keras
 import numpy as np
@@ -32,6 +37,13 @@ from keras_crf_reid.serving.contract import (EMBED_DIM_OUTPUT, FLOW_INPUT, GROUP
                                              check_saved_model_dir, list_versions)
 
 log = logging.getLogger(__name__)
+# Digest of what an export serves (weights, graph kind, group length): a re-run of a finished
+# command that would export the same thing returns the latest version instead of a duplicate.
+DIGEST_FILE = os.path.join("assets.extra", "crf_reid_export_digest.txt")
+# Scratch folders of an export: `.tmp-<version>-<pid>` / `.old-<version>-<pid>`.
+SCRATCH_RE = re.compile(r"\.(tmp|old)-\d+-(\d+)\Z")
+# A scratch folder this old is abandoned even if its pid is alive again (pid reuse).
+SCRATCH_MAX_AGE_S = 30 * 60
 
 
 def frame_shape(model: keras.Model) -> tuple[int, int, int]:
@@ -118,6 +130,67 @@ def _replace_dir(new: str, target: str, scratch: str) -> None:
     os.rename(new, target)
 
 
+def export_digest(model: keras.Model, group_len: int) -> str:
+    """sha256 of the model's class, name, input/output shapes, every weight and `group_len`."""
+    h = hashlib.sha256(json.dumps({
+        "class": type(model).__name__, "name": model.name, "group_len": int(group_len),
+        "input_shape": str(model.input_shape), "output_shape": str(model.output_shape)},
+        sort_keys=True).encode())
+    for w in model.weights:
+        value = np.ascontiguousarray(keras.ops.convert_to_numpy(w))
+        h.update(f"{w.path}|{value.dtype}|{value.shape}\n".encode())
+        h.update(value.tobytes())
+    return h.hexdigest()
+
+
+def _read_digest(version_dir: str) -> str | None:
+    try:
+        with open(os.path.join(version_dir, DIGEST_FILE)) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_abandoned(base_path: str, max_age_s: float = SCRATCH_MAX_AGE_S) -> list[str]:
+    """Removes scratch folders of killed exports under base_path; returns the removed paths.
+
+    A `.tmp-*`/`.old-*` folder is abandoned when its writer's pid is gone, or when it is older
+    than `max_age_s` (the pid may have been reused). Those of this process are left alone.
+    """
+    removed = []
+    try:
+        names = os.listdir(base_path)
+    except OSError:
+        return removed
+    now = time.time()
+    for name in names:
+        m = SCRATCH_RE.match(name)
+        if m is None or int(m.group(2)) == os.getpid():
+            continue
+        path = os.path.join(base_path, name)
+        try:
+            age = now - os.lstat(path).st_mtime
+        except OSError:
+            continue
+        if not _pid_alive(int(m.group(2))) or age > max_age_s:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    if removed:
+        log.warning("%s: removed %d abandoned export folder(s): %s", base_path, len(removed),
+                    ", ".join(os.path.basename(p) for p in removed))
+    return removed
+
+
 def export_saved_model(model: keras.Model, base_path: str, version: int | None = None,
                        overwrite: bool = False, group_len: int = GROUP_LEN) -> str:
     """Writes `model` to base_path/<version>/ atomically and returns that directory.
@@ -125,7 +198,9 @@ def export_saved_model(model: keras.Model, base_path: str, version: int | None =
     `group_len` is the frame-group length tracklets are embedded with (the evaluation's
     --eval_seq_len); clients read it back from the `model_info` signature.
 
-    version defaults to the latest existing version + 1 (1 for an empty base path). An existing
+    version defaults to the latest existing version + 1 (1 for an empty base path), except when
+    the latest version already serves the same weights and group length (its recorded
+    `export_digest`): that version is returned and nothing is written. An existing
     version is refused unless overwrite=True, which swaps the new directory in atomically (note
     that a running TF Serving does not reload a version number it already serves: publish a new
     version for that).
@@ -137,8 +212,15 @@ def export_saved_model(model: keras.Model, base_path: str, version: int | None =
     if os.path.exists(base_path) and not os.path.isdir(base_path):
         raise SavedModelError(f"{base_path}: model base path exists and is not a directory")
     os.makedirs(base_path, exist_ok=True)
+    clean_abandoned(base_path)
+    digest = export_digest(model, int(group_len))
     if version is None:
         existing = list_versions(base_path)
+        if existing:
+            latest = os.path.join(base_path, str(existing[-1]))
+            if _read_digest(latest) == digest:
+                log.info("%s already serves these weights; nothing exported", latest)
+                return latest
         version = existing[-1] + 1 if existing else 1
     if isinstance(version, bool) or not isinstance(version, (int, np.integer)) or version < 0:
         raise ValueError(f"version must be a non-negative integer, got {version!r}")
@@ -157,6 +239,8 @@ def export_saved_model(model: keras.Model, base_path: str, version: int | None =
                                                      RAW_SIGNATURE: module.embed_raw,
                                                      INFO_SIGNATURE: module.model_info})
         _write_warmup(tmp, int(group_len), shape)
+        with open(os.path.join(tmp, DIGEST_FILE), "w") as f:
+            f.write(digest + "\n")
         check_saved_model_dir(tmp)
         if os.path.exists(final):
             if not overwrite:

@@ -210,3 +210,10 @@ def test_cli_exports_a_part_or_fusion_checkpoint(tmp_path, part):
     wrong = subprocess.run(cmd[:-2] + [f"--model_base_path={base}2", other], capture_output=True,
                            text=True, timeout=180, cwd=ROOT)
     assert wrong.returncode == 2 and "checkpoint does not hold the weights" in wrong.stderr
+
+
+def test_missing_serving_apis_say_how_to_install(monkeypatch):
+    import sys as _sys
+    monkeypatch.setitem(_sys.modules, "tensorflow_serving.apis", None)
+    with pytest.raises(ImportError, match=r"pip install --no-deps tensorflow-serving-api==2.21.0"):
+        contract.serving_apis()

@@ -28,6 +28,22 @@ EMBED_DIM_OUTPUT = "embed_dim"
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 
 
+SERVING_APIS_MISSING = (
+    "the official TF Serving protos are needed here: pip install --no-deps "
+    "tensorflow-serving-api==2.21.0 (it declares the full `tensorflow` wheel, which would clash "
+    "with tensorflow-cpu; tools/setup_env.sh installs it this way)")
+
+
+def serving_apis():
+    """The `tensorflow_serving.apis` package, or ImportError saying how to install it."""
+    try:
+        import tensorflow_serving.apis as apis
+        from tensorflow_serving.apis import predict_pb2, prediction_log_pb2  # noqa: F401
+    except ImportError as e:
+        raise ImportError(f"{SERVING_APIS_MISSING} ({e})") from e
+    return apis
+
+
 class SavedModelError(ValueError):
     """A path that is not a usable (complete, versioned) SavedModel; the message names it."""
 

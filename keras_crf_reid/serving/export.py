@@ -34,7 +34,7 @@ from keras_crf_reid.geometry import GROUP_LEN
 from keras_crf_reid.serving.contract import (EMBED_DIM_OUTPUT, FLOW_INPUT, GROUP_LEN_OUTPUT,
                                              INFO_SIGNATURE, INPUT_NAME, OUTPUT_NAME, RAW_SIGNATURE,
                                              RGB_INPUT, SERVING_SIGNATURE, WARMUP_FILE, SavedModelError,
-                                             check_saved_model_dir, list_versions)
+                                             check_saved_model_dir, list_versions, serving_apis)
 
 log = logging.getLogger(__name__)
 # Digest of what an export serves (weights, graph kind, group length): a re-run of a finished
@@ -89,8 +89,8 @@ class _ServingModule(tf.Module):
 
 def _warmup_log(group_len: int, h: int, w: int, c: int) -> bytes:
     """One serialized PredictionLog (zeros, constant-encoded so the file stays tiny)."""
-    from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
-
+    apis = serving_apis()
+    predict_pb2, prediction_log_pb2 = apis.predict_pb2, apis.prediction_log_pb2
     request = predict_pb2.PredictRequest()
     request.model_spec.signature_name = SERVING_SIGNATURE
     request.inputs[INPUT_NAME].CopyFrom(

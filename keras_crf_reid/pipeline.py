@@ -7,11 +7,15 @@ cameras); each side is a window of `seq_len` consecutive frames at a random star
 tracklets are looped, see preprocess.loop_indices). Augmentation is drawn per sequence and
 applied identically to all its frames: a random crop (scale and translation) resized back to
 the input size, and a horizontal mirror that also negates horizontal flow.
+
+Every map runs with `num_parallel_calls` (PairConfig.num_parallel_calls; AUTOTUNE = -1 uses
+the machine's cores) and deterministic ordering, so the batches are the same for any
+parallelism; reading a window (JPEG decoding, zlib, see store.py) releases the GIL.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -32,6 +36,7 @@ class PairConfig:
     flip: bool = True
     seed: int = 0
     stream: int = 0  # input pipeline of a distributed run (0: the single-pipeline stream)
+    num_parallel_calls: int = -1  # batches prepared concurrently; -1: tf.data.AUTOTUNE
 
     def __post_init__(self):
         if self.batch_size < 2 or self.batch_size % 2:
@@ -41,6 +46,14 @@ class PairConfig:
             raise ValueError(f"seq_len must be >= 1, got {self.seq_len}")
         if not 0.1 <= self.min_crop_scale <= 1.0:
             raise ValueError(f"min_crop_scale must be in [0.1, 1], got {self.min_crop_scale}")
+        check_parallel_calls(self.num_parallel_calls)
+
+
+def check_parallel_calls(n: int) -> int:
+    """`n` if it is a valid num_parallel_calls (>= 1, or -1 for AUTOTUNE); ValueError otherwise."""
+    if n != tf.data.AUTOTUNE and n < 1:
+        raise ValueError(f"num_parallel_calls must be >= 1 or -1 (AUTOTUNE), got {n}")
+    return n
 
 
 class PairSampler:
@@ -138,11 +151,12 @@ def _augment(rgb: tf.Tensor, flow: tf.Tensor, boxes: tf.Tensor, flip: tf.Tensor)
 
 def pair_dataset(store: TrackletStore, train: Sequence[int], config: PairConfig,
                  num_batches: int | None = None, start_batch: int = 0,
-                 parallel_calls: int = 2) -> tuple[tf.data.Dataset, PairSampler]:
+                 parallel_calls: int | None = None) -> tuple[tf.data.Dataset, PairSampler]:
     """Yields ((seq_a, seq_b), {"label", "class_a", "class_b"}) batches, plus the sampler.
 
     seq_a/seq_b: float32 (B, seq_len, 128, 64, 5); label 1.0 for positive pairs. Batches
     continue from `start_batch` (to resume training at a step) for `num_batches` (None: forever).
+    `parallel_calls` overrides config.num_parallel_calls; the stream does not depend on it.
     """
     sampler = PairSampler(store, train, config)
     cfg = config
@@ -176,7 +190,8 @@ def pair_dataset(store: TrackletStore, train: Sequence[int], config: PairConfig,
     ds = tf.data.Dataset.range(start_batch, stop if stop is not None else np.iinfo(np.int64).max)
     opts = tf.data.Options()
     opts.deterministic = True
-    ds = ds.map(to_batch, num_parallel_calls=parallel_calls).prefetch(2).with_options(opts)
+    calls = check_parallel_calls(cfg.num_parallel_calls if parallel_calls is None else parallel_calls)
+    ds = ds.map(to_batch, num_parallel_calls=calls, deterministic=True).prefetch(2).with_options(opts)
     return ds, sampler
 
 
@@ -200,25 +215,42 @@ def replica_pairs(store: TrackletStore, train: Sequence[int], config: PairConfig
 
 
 def group_dataset(store: TrackletStore, indices: Sequence[int], seq_len: int = 16,
-                  batch_size: int = 32) -> tuple[tf.data.Dataset, np.ndarray]:
+                  batch_size: int = 32,
+                  num_parallel_calls: int = -1) -> tuple[tf.data.Dataset, np.ndarray]:
     """Every frame of each tracklet cut into seq_len-frame groups (preprocess.group_windows).
 
     Returns the dataset of batches (groups float32 (G, seq_len, 128, 64, 5), owner (G,) int64:
-    position in `indices`) and the number of groups per tracklet.
+    position in `indices`) and the number of groups per tracklet. Batches are read and
+    prepared `num_parallel_calls` at a time (-1: AUTOTUNE), in order.
     """
     lengths = store.lengths()
-    plan = [(pos, int(i), w) for pos, i in enumerate(indices)
-            for w in group_windows(int(lengths[i]), seq_len)]
-    counts = np.bincount([p for p, _, _ in plan], minlength=len(indices))
+    owner, track, windows = [], [], []
+    for pos, i in enumerate(indices):
+        w = group_windows(int(lengths[i]), seq_len)
+        owner += [pos] * len(w)
+        track += [int(i)] * len(w)
+        windows.append(w)
+    owner_a = np.asarray(owner, np.int64)
+    windows_a = np.concatenate(windows) if windows else np.zeros((0, seq_len), np.int64)
+    counts = np.bincount(owner_a, minlength=len(indices))
+    num_batches = -(-len(owner_a) // batch_size)
 
-    def gen() -> Iterator:
-        for pos, i, w in plan:
-            rgb, flow = store.window(i, w)
-            yield rgb, flow.astype(np.float32), pos
+    def load(b):
+        sel = range(int(b) * batch_size, min(len(owner_a), (int(b) + 1) * batch_size))
+        rgb = np.empty((len(sel), seq_len, FRAME_HEIGHT, FRAME_WIDTH, 3), np.uint8)
+        flow = np.empty((len(sel), seq_len, FRAME_HEIGHT, FRAME_WIDTH, 2), np.float32)
+        for n, g in enumerate(sel):
+            rgb[n], flow[n] = store.window(track[g], windows_a[g])
+        return rgb, flow, owner_a[sel.start:sel.stop]
 
-    sig = (tf.TensorSpec((seq_len, FRAME_HEIGHT, FRAME_WIDTH, 3), tf.uint8),
-           tf.TensorSpec((seq_len, FRAME_HEIGHT, FRAME_WIDTH, 2), tf.float32),
-           tf.TensorSpec((), tf.int64))
-    ds = tf.data.Dataset.from_generator(gen, output_signature=sig).batch(batch_size)
-    ds = ds.map(lambda r, f, p: (to_model_input(r, f), p), num_parallel_calls=2).prefetch(2)
+    def to_batch(b):
+        rgb, flow, pos = tf.numpy_function(load, [b], [tf.uint8, tf.float32, tf.int64],
+                                           stateful=False)
+        rgb = tf.ensure_shape(rgb, (None, seq_len, FRAME_HEIGHT, FRAME_WIDTH, 3))
+        flow = tf.ensure_shape(flow, (None, seq_len, FRAME_HEIGHT, FRAME_WIDTH, 2))
+        return to_model_input(rgb, flow), tf.ensure_shape(pos, (None,))
+
+    calls = check_parallel_calls(num_parallel_calls)
+    ds = tf.data.Dataset.range(num_batches).map(to_batch, num_parallel_calls=calls,
+                                                deterministic=True).prefetch(2)
     return ds, counts

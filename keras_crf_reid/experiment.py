@@ -87,7 +87,7 @@ def config_from_flags(f) -> ExperimentConfig:
         raise ValueError(f"--loss_weights must be three numbers W1,W2,W3, got {f.loss_weights}")
     model = ModelConfig(variant=f.variant, filters=ints("filters", f.filters),
                         embed_dim=f.embed_dim, dropout=f.dropout)
-    pairs = PairConfig(seq_len=f.seq_len, batch_size=f.batch_size, augment=f.augment, seed=f.seed)
+    pairs = PairConfig(seq_len=f.seq_len, batch_size=f.batch_size, augment=f.augment, seed=f.seed, num_parallel_calls=f.num_parallel_calls)
     train = TrainConfig(steps=f.steps, optimizer=f.optimizer, learning_rate=f.learning_rate,
                         momentum=f.momentum, clipnorm=f.clipnorm, margin=f.margin,
                         weights=LossWeights(*w), ckpt_every=f.ckpt_every, eval_every=f.eval_every,

@@ -76,3 +76,4 @@ def resolve_flagfile_argv(argv: list[str]) -> list[str]:
                 arg = f"--flagfile={cand}"
         out.append(arg)
     return out
+flags.DEFINE_integer("num_parallel_calls", -1, "Batches the input pipelines prepare concurrently (-1: AUTOTUNE, all cores); the batches do not depend on it.")

@@ -2,8 +2,10 @@
 
     python tools/precompute_flow.py --flagfile=pipelines/prid.flags --data_root=/data/prid_2011
 
-Training and evaluation then read the cache (store.TrackletStore) instead of recomputing;
-re-running only computes tracklets that are missing, so an interrupted run can be resumed.
+Training and evaluation then read the cache (store.TrackletStore) instead of recomputing. The
+build streams over the tracklets (one per worker thread in memory), shows a progress bar in
+frames with an ETA, and writes each tracklet atomically: after a kill or a full disk (an error
+naming the entry) re-running keeps the finished tracklets and computes only the missing ones.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from absl import app, flags
 from keras_crf_reid import flags as crf_flags
 from keras_crf_reid.datasets.base import DatasetError
 
-flags.DEFINE_integer("workers", 2, "Threads decoding frames and computing flow.")
+flags.DEFINE_integer("workers", 0, "Threads decoding frames and computing flow (0: all cores).")
 FLAGS = flags.FLAGS
 
 
@@ -30,7 +32,7 @@ def main(argv: list[str]) -> int:
         dataset = load_data(cfg)
         t0 = time.time()
         store = TrackletStore(dataset, cfg.cache_dir, on_bad_image=cfg.on_bad_image)
-        store.build(workers=FLAGS.workers, progress=cfg.progress)
+        store.build(workers=FLAGS.workers or None, progress=cfg.progress)
     except (DatasetError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -20,6 +20,7 @@ from typing import Sequence
 import numpy as np
 import tensorflow as tf
 
+from keras_crf_reid.flow import FLOW_LEVELS
 from keras_crf_reid.frames import FRAME_HEIGHT, FRAME_WIDTH
 from keras_crf_reid.preprocess import group_windows, loop_indices, to_model_input
 from keras_crf_reid.store import TrackletStore
@@ -128,8 +129,12 @@ class PairSampler:
                 "boxes": boxes.reshape(cfg.batch_size, 2, 4), "flip": flip.reshape(cfg.batch_size, 2)}
 
 
-def _augment(rgb: tf.Tensor, flow: tf.Tensor, boxes: tf.Tensor, flip: tf.Tensor) -> tf.Tensor:
-    """rgb (N, L, H, W, 3) uint8, flow (N, L, H, W, 2), boxes (N, 4), flip (N,) -> (N, L, H, W, 5)."""
+def _augment(rgb: tf.Tensor, flow: tf.Tensor, boxes: tf.Tensor, flip: tf.Tensor,
+             flow_scale: float = 1.0) -> tf.Tensor:
+    """rgb (N, L, H, W, 3) uint8, flow (N, L, H, W, 2), boxes (N, 4), flip (N,) -> (N, L, H, W, 5).
+
+    flow * flow_scale is the scaled flow (1 / FLOW_LEVELS for int8 quantised flow).
+    """
     shape = tf.shape(rgb)
     n, length = shape[0], shape[1]
     size = [FRAME_HEIGHT, FRAME_WIDTH]
@@ -144,7 +149,7 @@ def _augment(rgb: tf.Tensor, flow: tf.Tensor, boxes: tf.Tensor, flip: tf.Tensor)
     # Zooming into a crop of relative size (h, w) magnifies displacements by (1/h, 1/w);
     # mirroring negates the horizontal one.
     zoom = tf.stack([tf.where(flip_f, -1.0, 1.0) / (frame_boxes[:, 3] - frame_boxes[:, 1]),
-                     1.0 / (frame_boxes[:, 2] - frame_boxes[:, 0])], -1)
+                     1.0 / (frame_boxes[:, 2] - frame_boxes[:, 0])], -1) * flow_scale
     flow_out = tf.clip_by_value(flow_out * zoom[:, None, None, :], -1.0, 1.0)
     return tf.reshape(to_model_input(rgb_out, flow_out), [n, length, *size, 5])
 
@@ -164,23 +169,23 @@ def pair_dataset(store: TrackletStore, train: Sequence[int], config: PairConfig,
     def load(b):
         spec = sampler.batch(int(b))
         rgb = np.empty((cfg.batch_size, 2, cfg.seq_len, FRAME_HEIGHT, FRAME_WIDTH, 3), np.uint8)
-        flow = np.empty((cfg.batch_size, 2, cfg.seq_len, FRAME_HEIGHT, FRAME_WIDTH, 2), np.float32)
+        flow = np.empty((cfg.batch_size, 2, cfg.seq_len, FRAME_HEIGHT, FRAME_WIDTH, 2), np.int8)
         for k in range(cfg.batch_size):
             for s in range(2):
                 i = int(spec["index"][k, s])
                 idx = loop_indices(int(sampler.lengths[i]), cfg.seq_len, int(spec["start"][k, s]))
-                rgb[k, s], flow[k, s] = store.window(i, idx)
+                rgb[k, s], flow[k, s] = store.window_q(i, idx)
         return (rgb, flow, spec["boxes"], spec["flip"], spec["label"],
                 spec["class"][:, 0], spec["class"][:, 1])
 
     def to_batch(b):
         rgb, flow, boxes, flip, label, ca, cb = tf.numpy_function(
-            load, [b], [tf.uint8, tf.float32, tf.float32, tf.bool, tf.float32, tf.int64, tf.int64],
+            load, [b], [tf.uint8, tf.int8, tf.float32, tf.bool, tf.float32, tf.int64, tf.int64],
             stateful=False)
         bs, n = cfg.batch_size, cfg.batch_size * 2
         rgb = tf.reshape(rgb, [n, cfg.seq_len, FRAME_HEIGHT, FRAME_WIDTH, 3])
         flow = tf.reshape(flow, [n, cfg.seq_len, FRAME_HEIGHT, FRAME_WIDTH, 2])
-        x = _augment(rgb, flow, tf.reshape(boxes, [n, 4]), tf.reshape(flip, [n]))
+        x = _augment(rgb, flow, tf.reshape(boxes, [n, 4]), tf.reshape(flip, [n]), 1.0 / FLOW_LEVELS)
         x = tf.reshape(x, [bs, 2, cfg.seq_len, FRAME_HEIGHT, FRAME_WIDTH, 5])
         targets = {"label": tf.reshape(label, [bs]), "class_a": tf.reshape(ca, [bs]),
                    "class_b": tf.reshape(cb, [bs])}
@@ -238,16 +243,16 @@ def group_dataset(store: TrackletStore, indices: Sequence[int], seq_len: int = 1
     def load(b):
         sel = range(int(b) * batch_size, min(len(owner_a), (int(b) + 1) * batch_size))
         rgb = np.empty((len(sel), seq_len, FRAME_HEIGHT, FRAME_WIDTH, 3), np.uint8)
-        flow = np.empty((len(sel), seq_len, FRAME_HEIGHT, FRAME_WIDTH, 2), np.float32)
+        flow = np.empty((len(sel), seq_len, FRAME_HEIGHT, FRAME_WIDTH, 2), np.int8)
         for n, g in enumerate(sel):
-            rgb[n], flow[n] = store.window(track[g], windows_a[g])
+            rgb[n], flow[n] = store.window_q(track[g], windows_a[g])
         return rgb, flow, owner_a[sel.start:sel.stop]
 
     def to_batch(b):
-        rgb, flow, pos = tf.numpy_function(load, [b], [tf.uint8, tf.float32, tf.int64],
-                                           stateful=False)
+        rgb, q, pos = tf.numpy_function(load, [b], [tf.uint8, tf.int8, tf.int64], stateful=False)
         rgb = tf.ensure_shape(rgb, (None, seq_len, FRAME_HEIGHT, FRAME_WIDTH, 3))
-        flow = tf.ensure_shape(flow, (None, seq_len, FRAME_HEIGHT, FRAME_WIDTH, 2))
+        q = tf.ensure_shape(q, (None, seq_len, FRAME_HEIGHT, FRAME_WIDTH, 2))
+        flow = tf.cast(q, tf.float32) * (1.0 / FLOW_LEVELS)
         return to_model_input(rgb, flow), tf.ensure_shape(pos, (None,))
 
     calls = check_parallel_calls(num_parallel_calls)

@@ -134,13 +134,13 @@ class _Entry:
         return np.frombuffer(raw, np.int8).reshape(FRAME_HEIGHT, FRAME_WIDTH, 2)
 
     def frames(self, idx: Iterable[int]) -> tuple[np.ndarray, np.ndarray]:
-        """(rgb uint8 (N, H, W, 3), flow float32 (N, H, W, 2)) of frames idx."""
+        """(rgb uint8 (N, H, W, 3), int8 quantised flow (N, H, W, 2)) of frames idx."""
         idx = [int(k) for k in idx]
         rgb = np.empty((len(idx), FRAME_HEIGHT, FRAME_WIDTH, 3), np.uint8)
         flow = np.empty((len(idx), FRAME_HEIGHT, FRAME_WIDTH, 2), np.int8)
         for n, k in enumerate(idx):
             rgb[n], flow[n] = self.rgb(k), self.flow_q(k)
-        return rgb, dequantize_flow(flow)
+        return rgb, flow
 
 
 def write_entry(path: str, chunks: Iterable[bytes]) -> None:
@@ -297,7 +297,8 @@ class TrackletStore:
             rgb, q = self._compute(i)
             return rgb, dequantize_flow(q)
         entry = self._entry(i)
-        return entry.frames(range(entry.length))
+        rgb, q = entry.frames(range(entry.length))
+        return rgb, dequantize_flow(q)
 
     def lengths(self) -> np.ndarray:
         """Number of usable frames of every tracklet (from the entry headers when cached)."""
@@ -310,9 +311,17 @@ class TrackletStore:
 
     def window(self, i: int, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Frames at indices `idx` (taken modulo the length) of tracklet i: (rgb, float32 flow)."""
+        rgb, q = self.window_q(i, idx)
+        return rgb, dequantize_flow(q)
+
+    def window_q(self, i: int, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """As `window`, with the flow still quantised (int8; flow.dequantize_flow gives floats).
+
+        The pipelines take this form: a quarter of the bytes, dequantised inside the graph.
+        """
         if self.dir is None:
-            rgb, flow = self.get(i)
+            rgb, q = self._compute(i)
             idx = np.asarray(idx) % len(rgb)
-            return rgb[idx], flow[idx]
+            return rgb[idx], q[idx]
         entry = self._entry(i)
         return entry.frames(np.asarray(idx) % entry.length)

@@ -4,7 +4,9 @@ Generates a small synthetic dataset in a temporary folder, builds its frame cach
 `cache_bytes_per_frame`), then times pair batches in subprocesses pinned to 1, 2, ... cores
 (`os.sched_setaffinity` before TensorFlow starts, TF intra/inter-op threads and OpenCV threads
 set to the same count): `pairs_per_s_by_cores` is the best of --rounds alternating rounds,
-`scaling` the ratio of the largest to the smallest core count. The cached rate reads the
+`scaling` the ratio of the largest to the smallest core count. `cores_busy_by_cores` (process
+CPU seconds per wall second) shows how much of the pinned cores the pipeline actually got: on
+a loaded machine it stays below the core count and the scaling with it. The cached rate reads the
 compact cache; the uncached rate (on the largest core count) decodes frames and computes DIS
 flow on every access. Compared with the training step's consumption (--train_pairs_per_s, from
 bench_train.py), the cached pipeline should deliver at least 3x what training consumes.
@@ -55,7 +57,8 @@ def _rate(ds, batches: int, max_seconds: float, warmup: int = 2) -> dict:
     secs, cpu = time.perf_counter() - t0, time.process_time() - c0
     return {"batches": n, "warmup_s": round(first, 3),
             "pairs_per_s": round(n * FLAGS.batch_size / secs, 2),
-            "cpu_s_per_pair": round(cpu / (n * FLAGS.batch_size), 4)}
+            "cpu_s_per_pair": round(cpu / (n * FLAGS.batch_size), 4),
+            "cores_busy": round(cpu / secs, 2), "loadavg_1m": round(os.getloadavg()[0], 2)}
 
 
 def _child() -> dict:
@@ -133,6 +136,7 @@ def main(argv):
         out["pairs_per_s_by_cores"] = {str(c): best[c]["pairs_per_s"] for c in cores}
         out["all_rounds_pairs_per_s"] = {str(c): [m["pairs_per_s"] for m in r] for c, r in runs.items()}
         out["cpu_s_per_pair_by_cores"] = {str(c): best[c]["cpu_s_per_pair"] for c in cores}
+        out["cores_busy_by_cores"] = {str(c): best[c]["cores_busy"] for c in cores}
         if len(cores) > 1:
             out["scaling"] = round(best[cores[-1]]["pairs_per_s"] / best[cores[0]]["pairs_per_s"], 2)
         out["cached"] = best[cores[-1]]

@@ -6,7 +6,8 @@ Generates a small synthetic dataset in a temporary folder, builds its frame cach
 set to the same count): `pairs_per_s_by_cores` is the best of --rounds alternating rounds,
 `scaling` the ratio of the largest to the smallest core count. `cores_busy_by_cores` (process
 CPU seconds per wall second) shows how much of the pinned cores the pipeline actually got: on
-a loaded machine it stays below the core count and the scaling with it. The cached rate reads the
+a loaded machine it stays below the core count and the scaling with it; `free_cores_probe` is
+what busy-looping processes pinned to the same cores got just before. The cached rate reads the
 compact cache; the uncached rate (on the largest core count) decodes frames and computes DIS
 flow on every access. Compared with the training step's consumption (--train_pairs_per_s, from
 bench_train.py), the cached pipeline should deliver at least 3x what training consumes.
@@ -59,6 +60,23 @@ def _rate(ds, batches: int, max_seconds: float, warmup: int = 2) -> dict:
             "pairs_per_s": round(n * FLAGS.batch_size / secs, 2),
             "cpu_s_per_pair": round(cpu / (n * FLAGS.batch_size), 4),
             "cores_busy": round(cpu / secs, 2), "loadavg_1m": round(os.getloadavg()[0], 2)}
+
+
+def _spin(cpu: int, seconds: float = 1.5) -> float:
+    """Busy-loops pinned to `cpu`; returns the share of that core this process obtained."""
+    os.sched_setaffinity(0, [cpu])
+    t0, c0 = time.perf_counter(), time.process_time()
+    while time.perf_counter() - t0 < seconds:
+        sum(range(10000))
+    return (time.process_time() - c0) / (time.perf_counter() - t0)
+
+
+def free_cores(n: int) -> float:
+    """Cores of the first n allowed CPUs that a CPU-bound job actually gets now (load probe)."""
+    import multiprocessing
+    cpus = sorted(os.sched_getaffinity(0))[:n]
+    with multiprocessing.get_context("spawn").Pool(len(cpus)) as pool:
+        return round(sum(pool.map(_spin, cpus)), 2)
 
 
 def _child() -> dict:
@@ -128,6 +146,7 @@ def main(argv):
         size = sum(os.path.getsize(os.path.join(store.dir, f)) for f in os.listdir(store.dir))
         out["cache_bytes_per_frame"] = round(size / int(store.lengths().sum()))
 
+        out["free_cores_probe"] = {str(c): free_cores(c) for c in cores}
         runs: dict[int, list[dict]] = {c: [] for c in cores}
         for _ in range(max(1, FLAGS.rounds)):
             for c in cores:

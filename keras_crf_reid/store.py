@@ -2,14 +2,17 @@
 
 Each tracklet is one file `<cache_dir>/<dataset name>-<fingerprint>/<tracklet key>-<digest>.crf`
 holding, for every frame, the colour frame as a JPEG (quality JPEG_QUALITY, no chroma
-subsampling) and the flow quantised to int8 (flow.quantize_flow) and zlib-compressed. That is
-about 12 KB per frame on the synthetic data (raw RGB uint8 + float16 flow took 57 KB), so
-MARS's 1.19M frames fit in about 15 GB. Precision: the dequantised flow is within half a
-quantisation step (0.5 / FLOW_LEVELS of the clipped range, 0.031 px) of the float flow; colour
-carries JPEG q90 error (mean absolute error about 3 grey levels on the synthetic frames).
-Uncached stores quantise flow the same way, so cached and uncached flow are identical.
+subsampling) and the flow quantised to int8 (flow.quantize_flow, 16 KB, stored raw so reading
+it costs nothing but the copy). An entry never exceeds MAX_FRAME_BYTES (22 KB) per frame: a
+frame whose JPEG does not fit the rest of the budget is re-encoded at lower quality (rare: 5 KB
+is typical at q90 on the noisy synthetic frames, less on real, smoother ones). Raw RGB uint8 +
+float16 flow took 57 KB per frame, so MARS's 1.19M frames need about 25 GB instead of 68 GB.
+Precision: the dequantised flow is within half a quantisation step (0.5 / FLOW_LEVELS of the
+clipped range, 0.031 px) of the float flow; colour carries the JPEG error (mean absolute error
+about 3 levels at q90 on the synthetic frames, most of it their camera noise). Uncached stores
+quantise flow the same way, so cached and uncached flow are identical.
 
-Building streams over the tracklets with a thread pool (frame decoding, DIS flow, JPEG and zlib
+Building streams over the tracklets with a thread pool (frame decoding, DIS flow and JPEG
 release the GIL): each worker holds one tracklet at a time. Every entry is written to a temp
 name and renamed, so a killed build never leaves a half-written entry and the next build only
 computes the missing ones; a full disk raises CacheError naming the entry. Reads memory-map
@@ -27,7 +30,6 @@ import os
 import re
 import shutil
 import threading
-import zlib
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from typing import Iterable, Sequence
 
@@ -39,12 +41,18 @@ from keras_crf_reid.datasets.base import DatasetError, ReidDataset, Tracklet
 from keras_crf_reid.flow import compute_flow, dequantize_flow, quantize_flow
 from keras_crf_reid.frames import FRAME_HEIGHT, FRAME_WIDTH, read_frames
 
-CACHE_VERSION = "v2-dis-medium-clip8-int8zlib-jpeg90"
+CACHE_VERSION = "v2-dis-medium-clip8-int8-jpeg90"
 JPEG_QUALITY = 90
+MAX_FRAME_BYTES = 22 * 1024
 ENTRY_SUFFIX = ".crf"
 _MAGIC = b"CRFCACHE"
 _FORMAT = 2
-_HEAD = len(_MAGIC) + 4 * 8  # magic, then int64 format, frames, height, width
+_HEAD = len(_MAGIC) + 5 * 8  # magic, then int64 format, frames, height, width, flow offset
+_ALIGN = 64
+# JPEG settings tried in order until a frame fits its share of MAX_FRAME_BYTES.
+_JPEG_LADDER = [(JPEG_QUALITY, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444), (80, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444),
+                (70, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_420), (50, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_420),
+                (25, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_420), (5, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_420)]
 _TMP = re.compile(r"\.(\d+)\.\d+\.tmp$")
 log = logging.getLogger(__name__)
 
@@ -76,27 +84,37 @@ def _fingerprint(tracklets: Sequence[Tracklet]) -> str:
     return h.hexdigest()[:12]
 
 
+def _jpeg(frame: np.ndarray, budget: int) -> bytes:
+    """The best-quality JPEG of an RGB frame (first of _JPEG_LADDER) within `budget` bytes."""
+    bgr = cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
+    for quality, sampling in _JPEG_LADDER:
+        ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality,
+                                             cv2.IMWRITE_JPEG_SAMPLING_FACTOR, sampling])
+        if not ok:
+            raise CacheError(f"cannot JPEG-encode a {frame.shape} frame")
+        if len(buf) <= budget:
+            break
+    return buf.tobytes()
+
+
 def encode_entry(rgb: np.ndarray, flow_q: np.ndarray) -> list[bytes]:
     """RGB uint8 (T, H, W, 3) and int8 flow (T, H, W, 2) -> the byte chunks of one entry file.
 
-    Layout: magic, int64 [format, T, H, W], 2T + 1 int64 offsets (JPEG of frame k from
-    offset k to k + 1, flow of frame k from T + k to T + k + 1; the last is the file size),
-    then the T JPEGs and the T zlib-compressed int8 flow fields.
+    Layout: magic, int64 [format, T, H, W, flow offset], T + 1 int64 offsets (the JPEG of
+    frame k runs from offset k to k + 1), the T JPEGs, zero padding to a multiple of 64, then
+    the int8 flow (T, H, W, 2). At most MAX_FRAME_BYTES per frame in all.
     """
     t, h, w = rgb.shape[:3]
-    params = [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY,
-              cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444]
-    jpegs = []
-    for frame in rgb:
-        ok, buf = cv2.imencode(".jpg", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), params)
-        if not ok:
-            raise CacheError(f"cannot JPEG-encode a {frame.shape} frame")
-        jpegs.append(buf.tobytes())
-    flows = [zlib.compress(np.ascontiguousarray(f).tobytes(), 1) for f in flow_q]
-    start = _HEAD + 8 * (2 * t + 1)
-    offsets = start + np.concatenate([[0], np.cumsum([len(b) for b in jpegs + flows])])
-    head = _MAGIC + np.array([_FORMAT, t, h, w], "<i8").tobytes() + offsets.astype("<i8").tobytes()
-    return [head] + jpegs + flows
+    overhead = _HEAD + 8 * (t + 1) + _ALIGN + flow_q[0].nbytes * t
+    budget = (MAX_FRAME_BYTES * t - overhead) // t
+    jpegs = [_jpeg(frame, budget) for frame in rgb]
+    start = _HEAD + 8 * (t + 1)
+    offsets = start + np.concatenate([[0], np.cumsum([len(b) for b in jpegs])])
+    flow_at = -(-int(offsets[-1]) // _ALIGN) * _ALIGN
+    head = (_MAGIC + np.array([_FORMAT, t, h, w, flow_at], "<i8").tobytes()
+            + offsets.astype("<i8").tobytes())
+    pad = b"\0" * (flow_at - int(offsets[-1]))
+    return [head, *jpegs, pad, np.ascontiguousarray(flow_q, np.int8).tobytes()]
 
 
 class _Entry:
@@ -111,16 +129,17 @@ class _Entry:
             raise bad(str(e)) from e
         if len(self.buf) < _HEAD or bytes(self.buf[:len(_MAGIC)]) != _MAGIC:
             raise bad("wrong magic: written by another program or truncated")
-        fmt, t, h, w = (int(v) for v in self.buf[len(_MAGIC):_HEAD].view("<i8"))
+        fmt, t, h, w, flow_at = (int(v) for v in self.buf[len(_MAGIC):_HEAD].view("<i8"))
         if fmt != _FORMAT or (h, w) != (FRAME_HEIGHT, FRAME_WIDTH) or t < 1:
             raise bad(f"format {fmt}, {t} frames of {h}x{w}; expected format {_FORMAT}, "
                       f"{FRAME_HEIGHT}x{FRAME_WIDTH}")
-        end = _HEAD + 8 * (2 * t + 1)
-        if len(self.buf) < end:
-            raise bad("truncated header")
+        end = _HEAD + 8 * (t + 1)
+        if len(self.buf) != flow_at + t * h * w * 2 or flow_at < end:
+            raise bad(f"size {len(self.buf)} does not match its header")
         self.offsets = [int(v) for v in self.buf[_HEAD:end].view("<i8")]
-        if self.offsets[-1] != len(self.buf) or np.any(np.diff(self.offsets) <= 0):
-            raise bad(f"offsets do not match the file size {len(self.buf)}")
+        if self.offsets[-1] > flow_at or np.any(np.diff(self.offsets) <= 0):
+            raise bad("JPEG offsets out of order")
+        self.flow = self.buf[flow_at:].view(np.int8).reshape(t, h, w, 2)
         self.length = t
 
     def rgb(self, k: int) -> np.ndarray:
@@ -128,19 +147,15 @@ class _Entry:
         img = cv2.imdecode(np.asarray(self.buf[o[k]:o[k + 1]]), cv2.IMREAD_COLOR)
         return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
-    def flow_q(self, k: int) -> np.ndarray:
-        o = self.offsets[self.length:]
-        raw = zlib.decompress(self.buf[o[k]:o[k + 1]])
-        return np.frombuffer(raw, np.int8).reshape(FRAME_HEIGHT, FRAME_WIDTH, 2)
-
-    def frames(self, idx: Iterable[int]) -> tuple[np.ndarray, np.ndarray]:
+    def frames(self, idx: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         """(rgb uint8 (N, H, W, 3), int8 quantised flow (N, H, W, 2)) of frames idx."""
-        idx = [int(k) for k in idx]
+        idx = np.asarray(idx, np.int64)
         rgb = np.empty((len(idx), FRAME_HEIGHT, FRAME_WIDTH, 3), np.uint8)
-        flow = np.empty((len(idx), FRAME_HEIGHT, FRAME_WIDTH, 2), np.int8)
-        for n, k in enumerate(idx):
-            rgb[n], flow[n] = self.rgb(k), self.flow_q(k)
-        return rgb, flow
+        for n, k in enumerate(idx.tolist()):
+            rgb[n] = self.rgb(k)
+        if len(idx) and np.all(np.diff(idx) == 1):
+            return rgb, np.array(self.flow[idx[0]:idx[-1] + 1])
+        return rgb, np.array(self.flow[idx])
 
 
 def write_entry(path: str, chunks: Iterable[bytes]) -> None:
@@ -297,7 +312,7 @@ class TrackletStore:
             rgb, q = self._compute(i)
             return rgb, dequantize_flow(q)
         entry = self._entry(i)
-        rgb, q = entry.frames(range(entry.length))
+        rgb, q = entry.frames(np.arange(entry.length))
         return rgb, dequantize_flow(q)
 
     def lengths(self) -> np.ndarray:

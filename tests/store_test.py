@@ -91,6 +91,12 @@ def test_cache_is_compact(dataset, tmp_path):
     cached = TrackletStore(dataset, str(tmp_path)).build(progress=False)
     size = sum(os.path.getsize(os.path.join(cached.dir, f)) for f in os.listdir(cached.dir))
     assert size / cached.lengths().sum() <= 22 * 1024
+    # even pure noise (JPEG's worst case) stays within the budget, at a lower JPEG quality
+    rng = np.random.default_rng(0)
+    for t in (1, 5):
+        noise = rng.integers(0, 256, (t, 128, 64, 3), dtype=np.uint8)
+        chunks = store_mod.encode_entry(noise, np.zeros((t, 128, 64, 2), np.int8))
+        assert sum(map(len, chunks)) <= t * store_mod.MAX_FRAME_BYTES
 
 
 def test_new_cache_version_gets_a_new_folder(dataset, tmp_path, monkeypatch):

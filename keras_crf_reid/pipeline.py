@@ -10,7 +10,7 @@ the input size, and a horizontal mirror that also negates horizontal flow.
 
 Every map runs with `num_parallel_calls` (PairConfig.num_parallel_calls; AUTOTUNE = -1 uses
 the machine's cores) and deterministic ordering, so the batches are the same for any
-parallelism; reading a window (JPEG decoding, zlib, see store.py) releases the GIL.
+parallelism; reading a window (JPEG decoding, see store.py) releases the GIL.
 """
 from __future__ import annotations
 

@@ -15,8 +15,10 @@ quantise flow the same way, so cached and uncached flow are identical.
 Building streams over the tracklets with a thread pool (frame decoding, DIS flow and JPEG
 release the GIL): each worker holds one tracklet at a time. Every entry is written to a temp
 name and renamed, so a killed build never leaves a half-written entry and the next build only
-computes the missing ones; a full disk raises CacheError naming the entry. Reads memory-map
-the entry and decode only the frames a window needs, so datasets larger than RAM work.
+computes the missing ones; a full disk raises CacheError naming the entry. A window is read
+with two positioned reads (its JPEGs, its flow) and only its frames are decoded, so datasets
+larger than RAM work and pages once read are not held in the process's memory; the store keeps
+only each entry's header (8 bytes per frame).
 CACHE_VERSION is part of the folder name, so a cache of another format gets a new folder and is
 rebuilt; each file also starts with a magic and a format number that are checked on open.
 Without a cache_dir the store decodes and computes flow on every access (slow; for benchmarks).
@@ -118,44 +120,60 @@ def encode_entry(rgb: np.ndarray, flow_q: np.ndarray) -> list[bytes]:
 
 
 class _Entry:
-    """A memory-mapped, validated entry file; decodes single frames on demand."""
+    """The validated header of an entry file; reads and decodes frames on demand.
+
+    Frames are read with positioned reads (one for the JPEGs and one for the flow of a window)
+    rather than a memory map, so pages read once do not stay counted in the process's memory.
+    """
 
     def __init__(self, path: str):
         def bad(why: str) -> CacheError:
             return CacheError(f"{path}: not a usable frame cache entry ({why})")
+        self.path = path
         try:
-            self.buf = np.memmap(path, np.uint8, "r")
-        except (OSError, ValueError) as e:
+            with open(path, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                head = f.read(_HEAD)
+                if len(head) < _HEAD or head[:len(_MAGIC)] != _MAGIC:
+                    raise bad("wrong magic: written by another program or truncated")
+                fmt, t, h, w, flow_at = (int(v) for v in np.frombuffer(head, "<i8", offset=len(_MAGIC)))
+                if fmt != _FORMAT or (h, w) != (FRAME_HEIGHT, FRAME_WIDTH) or t < 1:
+                    raise bad(f"format {fmt}, {t} frames of {h}x{w}; expected format {_FORMAT}, "
+                              f"{FRAME_HEIGHT}x{FRAME_WIDTH}")
+                end = _HEAD + 8 * (t + 1)
+                if size != flow_at + t * h * w * 2 or flow_at < end:
+                    raise bad(f"size {size} does not match its header")
+                self.offsets = np.frombuffer(f.read(8 * (t + 1)), "<i8").astype(np.int64)
+        except OSError as e:
             raise bad(str(e)) from e
-        if len(self.buf) < _HEAD or bytes(self.buf[:len(_MAGIC)]) != _MAGIC:
-            raise bad("wrong magic: written by another program or truncated")
-        fmt, t, h, w, flow_at = (int(v) for v in self.buf[len(_MAGIC):_HEAD].view("<i8"))
-        if fmt != _FORMAT or (h, w) != (FRAME_HEIGHT, FRAME_WIDTH) or t < 1:
-            raise bad(f"format {fmt}, {t} frames of {h}x{w}; expected format {_FORMAT}, "
-                      f"{FRAME_HEIGHT}x{FRAME_WIDTH}")
-        end = _HEAD + 8 * (t + 1)
-        if len(self.buf) != flow_at + t * h * w * 2 or flow_at < end:
-            raise bad(f"size {len(self.buf)} does not match its header")
-        self.offsets = [int(v) for v in self.buf[_HEAD:end].view("<i8")]
         if self.offsets[-1] > flow_at or np.any(np.diff(self.offsets) <= 0):
             raise bad("JPEG offsets out of order")
-        self.flow = self.buf[flow_at:].view(np.int8).reshape(t, h, w, 2)
+        self.flow_at = flow_at
         self.length = t
-
-    def rgb(self, k: int) -> np.ndarray:
-        o = self.offsets
-        img = cv2.imdecode(np.asarray(self.buf[o[k]:o[k + 1]]), cv2.IMREAD_COLOR)
-        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
     def frames(self, idx: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         """(rgb uint8 (N, H, W, 3), int8 quantised flow (N, H, W, 2)) of frames idx."""
         idx = np.asarray(idx, np.int64)
         rgb = np.empty((len(idx), FRAME_HEIGHT, FRAME_WIDTH, 3), np.uint8)
+        if not len(idx):
+            return rgb, np.empty((0, FRAME_HEIGHT, FRAME_WIDTH, 2), np.int8)
+        lo, hi = int(idx.min()), int(idx.max()) + 1
+        step = FRAME_HEIGHT * FRAME_WIDTH * 2
+        o = self.offsets
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            jpegs = os.pread(fd, int(o[hi] - o[lo]), int(o[lo]))
+            flow = os.pread(fd, (hi - lo) * step, self.flow_at + lo * step)
+        finally:
+            os.close(fd)
+        if len(jpegs) != o[hi] - o[lo] or len(flow) != (hi - lo) * step:
+            raise CacheError(f"{self.path}: short read (file truncated since it was opened)")
+        buf = np.frombuffer(jpegs, np.uint8)
         for n, k in enumerate(idx.tolist()):
-            rgb[n] = self.rgb(k)
-        if len(idx) and np.all(np.diff(idx) == 1):
-            return rgb, np.array(self.flow[idx[0]:idx[-1] + 1])
-        return rgb, np.array(self.flow[idx])
+            img = cv2.imdecode(buf[o[k] - o[lo]:o[k + 1] - o[lo]], cv2.IMREAD_COLOR)
+            cv2.cvtColor(img, cv2.COLOR_BGR2RGB, dst=rgb[n])
+        flow_q = np.frombuffer(flow, np.int8).reshape(hi - lo, FRAME_HEIGHT, FRAME_WIDTH, 2)
+        return rgb, flow_q[idx - lo]
 
 
 def write_entry(path: str, chunks: Iterable[bytes]) -> None:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU figures in one command: the matmul peak, the training step and the embedding with
+# GPU figures in one command: the float32 and float16 matmul peaks, the training step and the embedding with
 # --mixed_precision and --jit_compile each on and off, and the input pipeline pinned to
 # 1..16 cores; one JSON object per line on stdout (progress and logs on stderr).
 #
@@ -12,7 +12,8 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
 export PYTHONPATH=${PYTHONPATH:-.}
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader >&2 || true
-$PY tools/bench_peak.py
+$PY tools/bench_peak.py --sizes=2048,4096,8192
+$PY tools/bench_peak.py --sizes=2048,4096,8192 --dtype=float16
 for mp in nomixed_precision mixed_precision; do
   for jit in nojit_compile jit_compile; do
     $PY tools/bench_train.py --$mp --$jit --pipeline

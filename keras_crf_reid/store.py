@@ -6,7 +6,7 @@ subsampling) and the flow quantised to int8 (flow.quantize_flow, 16 KB, stored r
 it costs nothing but the copy). An entry never exceeds MAX_FRAME_BYTES (22 KB) per frame: a
 frame whose JPEG does not fit the rest of the budget is re-encoded at lower quality (rare: 5 KB
 is typical at q90 on the noisy synthetic frames, less on real, smoother ones). Raw RGB uint8 +
-float16 flow took 57 KB per frame, so MARS's 1.19M frames need about 25 GB instead of 68 GB.
+float16 flow took 57 KB per frame, so MARS's 1.19M frames need about 24 GB instead of 68 GB.
 Precision: the dequantised flow is within half a quantisation step (0.5 / FLOW_LEVELS of the
 clipped range, 0.031 px) of the float flow; colour carries the JPEG error (mean absolute error
 about 3 levels at q90 on the synthetic frames, most of it their camera noise). Uncached stores

@@ -2,7 +2,7 @@
 
 For each --sizes (frames), generates a MARS-layout dataset (datasets/mars_synthetic.py), then
 runs each stage in its own subprocess and records its wall time and peak RSS (ru_maxrss of that
-child, from os.wait4):
+child, from os.wait4), and its CPU seconds (less disturbed by other load than wall time):
   read      datasets.mars.load_mars (info .mat files, name lists, image listing)
   cache     TrackletStore.build on all cores (decode, DIS flow, JPEG + int8 flow entries)
   train     --steps training steps of a tiny model (filters 8,8,8, embedding 32, --seq_len
@@ -84,7 +84,10 @@ def run_stage(stage: str, root: str, work: str, steps: int = 200, seq_len: int =
 
 
 def _timed_child(argv: list[str]) -> dict:
-    """Runs argv; returns its last JSON line plus wall_s and peak_rss_mb (os.wait4 rusage)."""
+    """Runs argv; returns its last JSON line plus wall_s, cpu_s and peak_rss_mb (os.wait4 rusage).
+
+    CPU seconds (user + system) are what load on a shared machine disturbs least.
+    """
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         t0 = time.perf_counter()
         proc = subprocess.Popen(argv, stdout=out, stderr=err, text=True)
@@ -96,7 +99,8 @@ def _timed_child(argv: list[str]) -> dict:
         if proc.returncode:
             raise RuntimeError(f"{' '.join(argv[1:4])} failed:\n{err.read()[-3000:]}")
         result = json.loads(out.read().strip().splitlines()[-1])
-    return {**result, "wall_s": round(wall, 2), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}
+    return {**result, "wall_s": round(wall, 2), "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
+            "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}
 
 
 def _fit(xs, ys) -> float | None:
@@ -142,8 +146,10 @@ def main(argv):
         growth = {}
         for stage in FLAGS.stages:
             t = [r[stage]["wall_s"] for r in rows]
+            c = [r[stage]["cpu_s"] for r in rows]
             m = [r[stage]["peak_rss_mb"] for r in rows]
-            growth[stage] = {"time_exponent": _fit(frames, t), "rss_exponent": _fit(frames, m)}
+            growth[stage] = {"time_exponent": _fit(frames, t), "cpu_exponent": _fit(frames, c),
+                             "rss_exponent": _fit(frames, m)}
             if len(rows) > 1:
                 growth[stage]["rss_mb_per_1k_frames"] = round(
                     float(np.polyfit(np.asarray(frames) / 1000, m, 1)[0]), 2)

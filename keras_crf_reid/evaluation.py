@@ -28,9 +28,10 @@ def compiled_embedder(model: keras.Model) -> Callable:
 
 
 def embed_tracklets(embed: Callable, store: TrackletStore, indices: Sequence[int],
-                    seq_len: int = GROUP_LEN, batch_size: int = 32, progress: bool = False) -> np.ndarray:
+                    seq_len: int = GROUP_LEN, batch_size: int = 32, progress: bool = False,
+                    num_parallel_calls: int = -1) -> np.ndarray:
     """(len(indices), D) features: the mean embedding of each tracklet's frame groups."""
-    ds, counts = group_dataset(store, indices, seq_len, batch_size)
+    ds, counts = group_dataset(store, indices, seq_len, batch_size, num_parallel_calls)
     sums = None
     bar = tqdm(total=int(counts.sum()), desc="embed", unit="group", disable=not progress)
     for x, owner in ds:
@@ -60,13 +61,16 @@ def score_distances(dist: np.ndarray, store: TrackletStore, split: Split, max_ra
 
 
 def evaluate_split(embed: Callable, store: TrackletStore, split: Split, seq_len: int = GROUP_LEN,
-                   batch_size: int = 32, progress: bool = False, with_distances: bool = False):
+                   batch_size: int = 32, progress: bool = False, with_distances: bool = False,
+                   num_parallel_calls: int = -1):
     """Embeds the query and gallery tracklets of a split and scores them.
 
     Returns the metrics dict, or (metrics, float32 distance matrix) with `with_distances`.
+    `num_parallel_calls`: evaluation batches prepared concurrently (-1: AUTOTUNE).
     """
     indices = sorted(set(split.query) | set(split.gallery))
-    feats = embed_tracklets(embed, store, indices, seq_len, batch_size, progress)
+    feats = embed_tracklets(embed, store, indices, seq_len, batch_size, progress,
+                            num_parallel_calls)
     dist = split_distances(dict(zip(indices, feats)), split)
     metrics = score_distances(dist, store, split)
     return (metrics, dist.astype(np.float32)) if with_distances else metrics

@@ -2,8 +2,10 @@
 
     python -m keras_crf_reid.precompute_flow --flagfile=pipelines/prid.flags --data_root=/data/prid_2011
 
-Training and evaluation then read the cache (store.TrackletStore) instead of recomputing;
-re-running only computes tracklets that are missing, so an interrupted run can be resumed.
+Training and evaluation then read the cache (store.TrackletStore) instead of recomputing. The
+build streams over the tracklets (one per worker thread in memory), shows a progress bar in
+frames with an ETA, and writes each tracklet atomically: after a kill or a full disk (an error
+naming the entry) re-running keeps the finished tracklets and computes only the missing ones.
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from keras_crf_reid import cli
 from keras_crf_reid.runner import config
 
 config.define_flags()
-flags.DEFINE_integer("cache_workers", 2, "Threads decoding frames and computing flow.")
+flags.DEFINE_integer("cache_workers", 0, "Threads decoding frames and computing flow (0: all cores).")
 FLAGS = flags.FLAGS
 
 
@@ -32,7 +34,7 @@ def main(argv: list[str]) -> int:
         dataset = load_dataset(cfg, FLAGS.progress)
         t0 = time.time()
         store = TrackletStore(dataset, cfg.cache_dir, on_bad_image=cfg.on_bad_image)
-        store.build(workers=FLAGS.cache_workers, progress=FLAGS.progress)
+        store.build(workers=FLAGS.cache_workers or None, progress=FLAGS.progress)
     except (DatasetError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return cli.EXIT_USAGE

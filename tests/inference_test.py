@@ -9,7 +9,7 @@ import pytest
 
 from keras_crf_reid.serving import contract, export, inference
 from keras_crf_reid.datasets.base import DatasetError
-from keras_crf_reid.datasets.flow import compute_flow
+from keras_crf_reid.datasets.flow import model_flow
 from keras_crf_reid.datasets.frames import read_frames
 from keras_crf_reid.model import ModelConfig, build_crf_model
 from keras_crf_reid.datasets.preprocess import to_model_input
@@ -47,7 +47,7 @@ def test_tracklet_input_groups(tmp_path):
     x = inference.tracklet_input(folder)
     assert x.shape == (2, 16, 128, 64, 5) and x.dtype == np.float32
     rgb, _ = read_frames(sorted(os.path.join(folder, n) for n in os.listdir(folder)))
-    full = to_model_input(rgb, compute_flow(rgb)).numpy()
+    full = to_model_input(rgb, model_flow(rgb)).numpy()
     np.testing.assert_array_equal(x[0], full[:16])
     np.testing.assert_array_equal(x[1], full[4:20])
 

@@ -6,7 +6,7 @@ import tensorflow as tf
 from keras_crf_reid.datasets.prid2011 import load_prid_layout
 from keras_crf_reid.datasets.synthetic import generate_synthetic
 from keras_crf_reid.datasets.pipeline import PairConfig, PairSampler, _augment, group_dataset, pair_dataset
-from keras_crf_reid.datasets.preprocess import group_windows, loop_indices
+from keras_crf_reid.datasets.preprocess import group_windows, loop_indices, to_model_input
 from keras_crf_reid.datasets.store import TrackletStore
 
 
@@ -48,6 +48,33 @@ def test_deterministic_and_resumable(store):
     np.testing.assert_array_equal(first[2], resumed[0])
     other = next(iter(pair_dataset(store, range(len(store)), PairConfig(4, 4, seed=8), 1)[0]))
     assert not np.array_equal(other[0][0].numpy(), first[0])
+
+
+def test_stream_does_not_depend_on_parallelism(store):
+    """The resumable stream is the same for 1, 3 and AUTOTUNE parallel calls, from any start."""
+    def stream(calls, start=0, n=4):
+        cfg = PairConfig(seq_len=3, batch_size=4, seed=11, num_parallel_calls=calls)
+        return [(a.numpy(), b.numpy(), y["label"].numpy()) for (a, b), y in
+                pair_dataset(store, range(len(store)), cfg, num_batches=n, start_batch=start)[0]]
+    serial = stream(1)
+    for other in (stream(3), stream(tf.data.AUTOTUNE), stream(tf.data.AUTOTUNE, 2, 2)):
+        for got, want in zip(other, serial[-len(other):]):
+            for g, w in zip(got, want):
+                np.testing.assert_array_equal(g, w)
+    with pytest.raises(ValueError, match="num_parallel_calls"):
+        PairConfig(num_parallel_calls=0)
+
+
+def test_group_dataset_same_for_any_parallelism(store):
+    idx = list(range(len(store)))
+    runs = [[(x.numpy(), o.numpy()) for x, o in group_dataset(store, idx, 4, 3, calls)[0]]
+            for calls in (1, tf.data.AUTOTUNE)]
+    assert len(runs[0]) == len(runs[1]) > 1
+    for (x1, o1), (x2, o2) in zip(*runs):
+        np.testing.assert_array_equal(x1, x2)
+        np.testing.assert_array_equal(o1, o2)
+    first = store.window(0, group_windows(int(store.lengths()[0]), 4)[0])
+    np.testing.assert_allclose(runs[0][0][0][0], to_model_input(*first).numpy(), atol=1e-5)
 
 
 def test_windows_are_consecutive_and_short_tracklets_loop(store):

@@ -1,4 +1,5 @@
-"""Frame/flow cache: computed once, atomic entries, same content as uncached, bad frames."""
+"""Frame/flow cache: computed once, compact, atomic entries, resumable, stale and full-disk cases."""
+import errno
 import os
 
 import numpy as np
@@ -7,7 +8,10 @@ import pytest
 from keras_crf_reid.datasets.base import DatasetError, ReidDataset, Tracklet
 from keras_crf_reid.datasets.prid2011 import load_prid_layout
 from keras_crf_reid.datasets.synthetic import generate_synthetic
-from keras_crf_reid.datasets.store import TrackletStore
+from keras_crf_reid.datasets import store as store_mod
+from keras_crf_reid.datasets.flow import FLOW_LEVELS, compute_flow, dequantize_flow, quantize_flow
+from keras_crf_reid.datasets.frames import read_frames
+from keras_crf_reid.datasets.store import CacheError, TrackletStore
 
 
 @pytest.fixture(scope="module")
@@ -22,11 +26,12 @@ def test_cache_matches_uncached_and_is_reused(dataset, tmp_path):
     plain = TrackletStore(dataset, None)
     for i in range(len(dataset.tracklets)):
         (r1, f1), (r2, f2) = cached.get(i), plain.get(i)
-        np.testing.assert_array_equal(r1, r2)
-        np.testing.assert_array_equal(f1, f2)
-        assert r1.shape[1:] == (128, 64, 3) and f1.shape[1:] == (128, 64, 2) and f1.dtype == np.float16
+        np.testing.assert_array_equal(f1, f2)  # same quantisation, zlib is lossless
+        assert r1.shape == r2.shape and f1.shape[1:] == (128, 64, 2) and f1.dtype == np.float32
+        err = np.abs(r1.astype(np.int16) - r2)
+        assert err.mean() < 5 and np.percentile(err, 99) < 30  # JPEG q90 of noisy frames
     files = sorted(os.listdir(cached.dir))
-    assert len(files) == 2 * len(dataset.tracklets) and not any("tmp" in f for f in files)
+    assert len(files) == len(dataset.tracklets) and all(f.endswith(".crf") for f in files)
     mtimes = [os.path.getmtime(os.path.join(cached.dir, f)) for f in files]
     TrackletStore(dataset, str(tmp_path)).build(progress=False)
     assert mtimes == [os.path.getmtime(os.path.join(cached.dir, f)) for f in files]
@@ -68,3 +73,103 @@ def test_bad_frames_skipped_or_failed(tmp_path, dataset):
     only_bad = ReidDataset("y", str(tmp_path), [Tracklet(1, 0, (str(broken),))])
     with pytest.raises(DatasetError, match="no readable frame"):
         TrackletStore(only_bad, str(tmp_path / "c3")).get(0)
+
+
+def test_quantised_flow_within_half_a_step(dataset, tmp_path):
+    half = 0.5 / FLOW_LEVELS + 1e-6
+    values = np.linspace(-1.2, 1.2, 2001, dtype=np.float32)
+    assert np.abs(dequantize_flow(quantize_flow(values)) - np.clip(values, -1, 1)).max() <= half
+    cached = TrackletStore(dataset, str(tmp_path)).build(progress=False)
+    for i, t in enumerate(dataset.tracklets):
+        exact = compute_flow(read_frames(t.frames)[0]).astype(np.float32)
+        _, flow = cached.window(i, np.arange(len(exact)))
+        assert np.abs(flow - exact).max() <= half
+        assert np.abs(flow - exact).max() > 0  # it is quantised
+
+
+def test_cache_is_compact(dataset, tmp_path):
+    cached = TrackletStore(dataset, str(tmp_path)).build(progress=False)
+    size = sum(os.path.getsize(os.path.join(cached.dir, f)) for f in os.listdir(cached.dir))
+    assert size / cached.lengths().sum() <= 22 * 1024
+    # even pure noise (JPEG's worst case) stays within the budget, at a lower JPEG quality
+    rng = np.random.default_rng(0)
+    for t in (1, 5):
+        noise = rng.integers(0, 256, (t, 128, 64, 3), dtype=np.uint8)
+        chunks = store_mod.encode_entry(noise, np.zeros((t, 128, 64, 2), np.int8))
+        assert sum(map(len, chunks)) <= t * store_mod.MAX_FRAME_BYTES
+
+
+def test_new_cache_version_gets_a_new_folder(dataset, tmp_path, monkeypatch):
+    current = TrackletStore(dataset, str(tmp_path)).dir
+    monkeypatch.setattr(store_mod, "CACHE_VERSION", "v1-dis-medium-clip8")
+    assert TrackletStore(dataset, str(tmp_path)).dir != current
+
+
+def test_foreign_or_truncated_entry_is_rebuilt_not_misread(dataset, tmp_path):
+    store = TrackletStore(dataset, str(tmp_path)).build(progress=False)
+    good = store.get(0)
+    path = store.path(0)
+    np.save(str(tmp_path / "v1.npy"), np.zeros((3, 128, 64, 3), np.uint8))  # a v1-style array
+    with open(path, "rb") as f:
+        truncated = f.read()[:-100]
+    for content in ((tmp_path / "v1.npy").read_bytes(), truncated, b""):
+        with open(path, "wb") as f:
+            f.write(content)
+        again = TrackletStore(dataset, str(tmp_path)).get(0)
+        np.testing.assert_array_equal(again[0], good[0])
+        np.testing.assert_array_equal(again[1], good[1])
+    with pytest.raises(CacheError, match="not a usable"):
+        store_mod._Entry(os.path.join(str(tmp_path), "missing.crf"))
+
+
+def test_build_resumes_after_an_interrupted_run(dataset, tmp_path, monkeypatch):
+    calls = []
+    real = TrackletStore._compute
+
+    def failing(self, i):
+        if len(calls) == 2:
+            raise KeyboardInterrupt("killed")
+        calls.append(i)
+        return real(self, i)
+
+    monkeypatch.setattr(TrackletStore, "_compute", failing)
+    with pytest.raises(KeyboardInterrupt):
+        TrackletStore(dataset, str(tmp_path)).build(workers=1, progress=False)
+    store = TrackletStore(dataset, str(tmp_path))
+    kept = sorted(os.listdir(store.dir))
+    assert len(kept) == 2 and all(f.endswith(".crf") for f in kept)
+    # a temp file of a killed process (pid that no longer exists) is cleaned up
+    stale = os.path.join(store.dir, "x.crf.999999999.1.tmp")
+    open(stale, "wb").close()
+    mtimes = {f: os.stat(os.path.join(store.dir, f)).st_mtime_ns for f in kept}
+    monkeypatch.setattr(TrackletStore, "_compute", real)
+    computed = []
+    monkeypatch.setattr(TrackletStore, "_compute", lambda self, i: computed.append(i) or real(self, i))
+    store.build(workers=2, progress=False)
+    assert sorted(computed) == sorted(set(range(len(dataset.tracklets))) - set(calls))
+    assert {f: os.stat(os.path.join(store.dir, f)).st_mtime_ns for f in kept} == mtimes
+    assert not os.path.exists(stale) and len(os.listdir(store.dir)) == len(dataset.tracklets)
+
+
+def test_disk_full_names_the_entry_and_leaves_nothing_half_written(dataset, tmp_path, monkeypatch):
+    real_replace = os.replace
+
+    def full(src, dst):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(store_mod.os, "replace", full)
+    store = TrackletStore(dataset, str(tmp_path))
+    with pytest.raises(CacheError, match="no space left") as e:
+        store.build(workers=1, progress=False)
+    assert store.dir in str(e.value) and ".crf" in str(e.value) and "--cache_dir" in str(e.value)
+    assert os.listdir(store.dir) == []  # the temp file was removed
+    monkeypatch.setattr(store_mod.os, "replace", real_replace)
+
+    def fills_up(rgb, q):
+        yield b"x" * 100  # part of the entry reaches the temp file, then the disk is full
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(store_mod, "encode_entry", fills_up)
+    with pytest.raises(CacheError, match="no space left"):
+        store.build(workers=1, progress=False)
+    assert os.listdir(store.dir) == []

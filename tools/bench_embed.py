@@ -20,6 +20,7 @@ flags.DEFINE_enum("variant", "cnn_rnn", ["cnn", "rnn", "cnn_rnn"], "Model varian
 flags.DEFINE_integer("calls", 8, "Timed calls per batch size.")
 flags.DEFINE_float("max_seconds", 10.0, "Time budget per batch size (at least one call).")
 flags.DEFINE_bool("jit_compile", False, "XLA-compile the embedding function.")
+flags.DEFINE_bool("mixed_precision", False, "mixed_float16 policy (float16 compute; for GPUs).")
 flags.DEFINE_float("peak_gflops", 0.0, "Matmul peak to compare against (0: sample it here).")
 
 
@@ -35,6 +36,8 @@ def main(argv):
     from keras_crf_reid.model import ModelConfig, build_crf_model
 
     keras.utils.set_random_seed(0)
+    if FLAGS.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
     cfg = ModelConfig(variant=FLAGS.variant)
     model = build_crf_model(cfg)
     embed = tf.function(lambda x: model(x, training=False), jit_compile=FLAGS.jit_compile or None)
@@ -57,7 +60,7 @@ def main(argv):
     best = max(rows, key=lambda r: r[key])
     print(json.dumps({
         "benchmark": "embed", "seq_len": t, "variant": cfg.variant,
-        "jit_compile": FLAGS.jit_compile,
+        "jit_compile": FLAGS.jit_compile, "mixed_precision": FLAGS.mixed_precision,
         "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default"),
         "gflop_per_seq": round(crf_forward_flops(cfg, t) / 1e9, 3), "by_batch": rows,
         "best_batch": best["batch"], "fraction_of_peak": best["fraction_of_peak"],

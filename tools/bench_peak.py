@@ -15,6 +15,8 @@ FLAGS = flags.FLAGS
 flags.DEFINE_list("sizes", ["1024", "2048", "4096"], "Square matmul sizes to time.")
 flags.DEFINE_integer("chain", 4, "Matmuls chained in one tf.function call.")
 flags.DEFINE_integer("repeats", 5, "Timed calls per size; the fastest counts.")
+flags.DEFINE_enum("dtype", "float32", ["float32", "float16", "bfloat16"],
+                  "Matmul precision (float16: the tensor-core peak for --mixed_precision on GPUs).")
 
 
 def main(argv):
@@ -24,10 +26,11 @@ def main(argv):
     from keras_crf_reid.flops import measure_matmul_gflops
 
     apply_thread_flags()
-    by_size = {int(n): round(measure_matmul_gflops(int(n), FLAGS.chain, FLAGS.repeats), 1)
+    by_size = {int(n): round(measure_matmul_gflops(int(n), FLAGS.chain, FLAGS.repeats,
+                                                   FLAGS.dtype), 1)
                for n in FLAGS.sizes}
     print(json.dumps({
-        "benchmark": "peak", "dtype": "float32", "gflops_by_size": by_size,
+        "benchmark": "peak", "dtype": FLAGS.dtype, "gflops_by_size": by_size,
         "peak_gflops": max(by_size.values()), "cpus": os.cpu_count(), "tensorflow": tf.__version__,
         "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default"),
         "loadavg_1m": round(os.getloadavg()[0], 2),

@@ -9,6 +9,10 @@ channel 1 vertical (positive = downwards).
 
 Frame t (t >= 1) gets the flow of the pair (t-1, t); frame 0 gets the flow of pair (0, 1), so
 all frames carry motion. A single-frame tracklet gets zero flow.
+
+For the on-disk cache (store.py) flow is quantised to int8: q = round(flow * FLOW_LEVELS), so
+the step is 1 / FLOW_LEVELS of the clipped range (FLOW_CLIP / FLOW_LEVELS = 0.063 px) and the
+dequantised flow is within half a step (0.031 px) of the float flow.
 """
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ import cv2
 import numpy as np
 
 FLOW_CLIP = 8.0
+FLOW_LEVELS = 127  # int8 levels per unit of scaled flow: [-1, 1] -> [-127, 127]
 
 
 def _dis() -> "cv2.DISOpticalFlow":
@@ -38,3 +43,22 @@ def compute_flow(frames: np.ndarray) -> np.ndarray:
         out[i] = np.clip(f / FLOW_CLIP, -1.0, 1.0)
     out[0] = out[1]
     return out
+
+
+def quantize_flow(flow: np.ndarray) -> np.ndarray:
+    """Scaled flow in [-1, 1] (any float dtype) -> int8 in [-FLOW_LEVELS, FLOW_LEVELS]."""
+    q = np.rint(np.clip(np.asarray(flow, np.float32), -1.0, 1.0) * FLOW_LEVELS)
+    return q.astype(np.int8)
+
+
+def dequantize_flow(q: np.ndarray) -> np.ndarray:
+    """int8 quantised flow -> float32 in [-1, 1], within 0.5 / FLOW_LEVELS of the original."""
+    return np.asarray(q, np.float32) * np.float32(1.0 / FLOW_LEVELS)
+
+
+def model_flow(frames: np.ndarray) -> np.ndarray:
+    """The flow the model is fed for RGB uint8 frames (T, H, W, 3): `compute_flow` rounded to
+    the cache's int8 levels, float32 (T, H, W, 2). Frames embedded straight from their files
+    (serving.inference) thus get exactly the flow that training and evaluation read from the
+    cache."""
+    return dequantize_flow(quantize_flow(compute_flow(frames)))

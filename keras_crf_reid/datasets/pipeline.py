@@ -9,16 +9,22 @@ applied identically to all its frames: a random crop (scale and translation) res
 the input size, and a horizontal mirror that also negates horizontal flow. Optional (off by
 default): colour jitter (brightness, contrast, saturation, hue) and random erasing of one
 rectangle, drawn from the same per-batch generator so the stream stays deterministic.
+
+
+Every map runs with `num_parallel_calls` (PairConfig.num_parallel_calls; AUTOTUNE = -1 uses
+the machine's cores) and deterministic ordering, so the batches are the same for any
+parallelism; reading a window (JPEG decoding, see store.py) releases the GIL.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 import tensorflow as tf
 
+from keras_crf_reid.datasets.flow import FLOW_LEVELS
 from keras_crf_reid.options import option
 from keras_crf_reid.geometry import FRAME_HEIGHT, FRAME_WIDTH
 from keras_crf_reid.datasets.preprocess import group_windows, loop_indices, to_model_input
@@ -41,6 +47,8 @@ class PairConfig:
                                  "brightness/contrast/saturation x U(1-j, 1+j), hue +-0.1j turn.")
     random_erase: float = option(0.0, "Probability of erasing one random rectangle (all "
                                  "channels 0) of each training sequence.")
+    num_parallel_calls: int = option(-1, "Batches prepared concurrently by every pipeline map "
+                                     "(-1: tf.data.AUTOTUNE, the machine's cores).", results=False)
 
     def __post_init__(self):
         if self.batch_size < 2 or self.batch_size % 2:
@@ -54,6 +62,14 @@ class PairConfig:
             raise ValueError(f"--color_jitter must be in [0, 1), got {self.color_jitter}")
         if not 0.0 <= self.random_erase <= 1.0:
             raise ValueError(f"--random_erase must be a probability in [0, 1], got {self.random_erase}")
+        check_parallel_calls(self.num_parallel_calls)
+
+
+def check_parallel_calls(n: int) -> int:
+    """`n` if it is a valid num_parallel_calls (>= 1, or -1 for AUTOTUNE); ValueError otherwise."""
+    if n != tf.data.AUTOTUNE and n < 1:
+        raise ValueError(f"--num_parallel_calls must be >= 1 or -1 (AUTOTUNE), got {n}")
+    return n
 
 
 class PairSampler:
@@ -188,11 +204,14 @@ def _erase(x: tf.Tensor, boxes: tf.Tensor) -> tf.Tensor:
 
 
 def _augment(rgb: tf.Tensor, flow: tf.Tensor, boxes: tf.Tensor, flip: tf.Tensor,
-             jitter: tf.Tensor | None = None, erase: tf.Tensor | None = None) -> tf.Tensor:
+             flow_scale: float = 1.0, jitter: tf.Tensor | None = None,
+             erase: tf.Tensor | None = None) -> tf.Tensor:
     """rgb (N, L, H, W, 3) uint8, flow (N, L, H, W, 2), boxes (N, 4), flip (N,) -> (N, L, H, W, 5).
 
-    Optional per-sequence jitter (N, 4) (see _color_jitter) and erase boxes (N, 4), applied
-    identically to every frame of a sequence; erasing zeroes all channels of the model input.
+    flow * flow_scale is the scaled flow (1 / FLOW_LEVELS for int8 quantised flow). Optional
+    per-sequence jitter (N, 4) (see _color_jitter) and erase boxes (N, 4), applied
+    identically to every frame of a
+    sequence; erasing zeroes all channels of the model input.
     """
     shape = tf.shape(rgb)
     n, length = shape[0], shape[1]
@@ -210,7 +229,7 @@ def _augment(rgb: tf.Tensor, flow: tf.Tensor, boxes: tf.Tensor, flip: tf.Tensor,
     # Zooming into a crop of relative size (h, w) magnifies displacements by (1/h, 1/w);
     # mirroring negates the horizontal one.
     zoom = tf.stack([tf.where(flip_f, -1.0, 1.0) / (frame_boxes[:, 3] - frame_boxes[:, 1]),
-                     1.0 / (frame_boxes[:, 2] - frame_boxes[:, 0])], -1)
+                     1.0 / (frame_boxes[:, 2] - frame_boxes[:, 0])], -1) * flow_scale
     flow_out = tf.clip_by_value(flow_out * zoom[:, None, None, :], -1.0, 1.0)
     x = to_model_input(rgb_out, flow_out)
     if erase is not None:
@@ -220,11 +239,12 @@ def _augment(rgb: tf.Tensor, flow: tf.Tensor, boxes: tf.Tensor, flip: tf.Tensor,
 
 def pair_dataset(store: TrackletStore, train: Sequence[int], config: PairConfig,
                  num_batches: int | None = None, start_batch: int = 0,
-                 parallel_calls: int = 2) -> tuple[tf.data.Dataset, PairSampler]:
+                 parallel_calls: int | None = None) -> tuple[tf.data.Dataset, PairSampler]:
     """Yields ((seq_a, seq_b), {"label", "class_a", "class_b"}) batches, plus the sampler.
 
     seq_a/seq_b: float32 (B, seq_len, 128, 64, 5); label 1.0 for positive pairs. Batches
     continue from `start_batch` (to resume training at a step) for `num_batches` (None: forever).
+    `parallel_calls` overrides config.num_parallel_calls; the stream does not depend on it.
     """
     sampler = PairSampler(store, train, config)
     cfg = config
@@ -232,12 +252,12 @@ def pair_dataset(store: TrackletStore, train: Sequence[int], config: PairConfig,
     def load(b):
         spec = sampler.batch(int(b))
         rgb = np.empty((cfg.batch_size, 2, cfg.seq_len, FRAME_HEIGHT, FRAME_WIDTH, 3), np.uint8)
-        flow = np.empty((cfg.batch_size, 2, cfg.seq_len, FRAME_HEIGHT, FRAME_WIDTH, 2), np.float32)
+        flow = np.empty((cfg.batch_size, 2, cfg.seq_len, FRAME_HEIGHT, FRAME_WIDTH, 2), np.int8)
         for k in range(cfg.batch_size):
             for s in range(2):
                 i = int(spec["index"][k, s])
                 idx = loop_indices(int(sampler.lengths[i]), cfg.seq_len, int(spec["start"][k, s]))
-                rgb[k, s], flow[k, s] = store.window(i, idx)
+                rgb[k, s], flow[k, s] = store.window_q(i, idx)
         return (rgb, flow, spec["boxes"], spec["flip"], spec["label"],
                 spec["class"][:, 0], spec["class"][:, 1]) + tuple(spec[k] for k in extras)
 
@@ -245,13 +265,14 @@ def pair_dataset(store: TrackletStore, train: Sequence[int], config: PairConfig,
 
     def to_batch(b):
         rgb, flow, boxes, flip, label, ca, cb, *more = tf.numpy_function(
-            load, [b], [tf.uint8, tf.float32, tf.float32, tf.bool, tf.float32, tf.int64, tf.int64]
+            load, [b], [tf.uint8, tf.int8, tf.float32, tf.bool, tf.float32, tf.int64, tf.int64]
             + [tf.float32] * len(extras), stateful=False)
         bs, n = cfg.batch_size, cfg.batch_size * 2
         rgb = tf.reshape(rgb, [n, cfg.seq_len, FRAME_HEIGHT, FRAME_WIDTH, 3])
         flow = tf.reshape(flow, [n, cfg.seq_len, FRAME_HEIGHT, FRAME_WIDTH, 2])
         opt = {k: tf.reshape(v, [n, 4]) for k, v in zip(extras, more)}
-        x = _augment(rgb, flow, tf.reshape(boxes, [n, 4]), tf.reshape(flip, [n]), **opt)
+        x = _augment(rgb, flow, tf.reshape(boxes, [n, 4]), tf.reshape(flip, [n]), 1.0 / FLOW_LEVELS,
+                     **opt)
         x = tf.reshape(x, [bs, 2, cfg.seq_len, FRAME_HEIGHT, FRAME_WIDTH, 5])
         targets = {"label": tf.reshape(label, [bs]), "class_a": tf.reshape(ca, [bs]),
                    "class_b": tf.reshape(cb, [bs])}
@@ -261,7 +282,8 @@ def pair_dataset(store: TrackletStore, train: Sequence[int], config: PairConfig,
     ds = tf.data.Dataset.range(start_batch, stop if stop is not None else np.iinfo(np.int64).max)
     opts = tf.data.Options()
     opts.deterministic = True
-    ds = ds.map(to_batch, num_parallel_calls=parallel_calls).prefetch(2).with_options(opts)
+    calls = check_parallel_calls(cfg.num_parallel_calls if parallel_calls is None else parallel_calls)
+    ds = ds.map(to_batch, num_parallel_calls=calls, deterministic=True).prefetch(2).with_options(opts)
     return ds, sampler
 
 
@@ -285,25 +307,42 @@ def replica_pairs(store: TrackletStore, train: Sequence[int], config: PairConfig
 
 
 def group_dataset(store: TrackletStore, indices: Sequence[int], seq_len: int = 16,
-                  batch_size: int = 32) -> tuple[tf.data.Dataset, np.ndarray]:
+                  batch_size: int = 32,
+                  num_parallel_calls: int = -1) -> tuple[tf.data.Dataset, np.ndarray]:
     """Every frame of each tracklet cut into seq_len-frame groups (preprocess.group_windows).
 
     Returns the dataset of batches (groups float32 (G, seq_len, 128, 64, 5), owner (G,) int64:
-    position in `indices`) and the number of groups per tracklet.
+    position in `indices`) and the number of groups per tracklet. Batches are read and
+    prepared `num_parallel_calls` at a time (-1: AUTOTUNE), in order.
     """
     lengths = store.lengths()
-    plan = [(pos, int(i), w) for pos, i in enumerate(indices)
-            for w in group_windows(int(lengths[i]), seq_len)]
-    counts = np.bincount([p for p, _, _ in plan], minlength=len(indices))
+    owner, track, windows = [], [], []
+    for pos, i in enumerate(indices):
+        w = group_windows(int(lengths[i]), seq_len)
+        owner += [pos] * len(w)
+        track += [int(i)] * len(w)
+        windows.append(w)
+    owner_a = np.asarray(owner, np.int64)
+    windows_a = np.concatenate(windows) if windows else np.zeros((0, seq_len), np.int64)
+    counts = np.bincount(owner_a, minlength=len(indices))
+    num_batches = -(-len(owner_a) // batch_size)
 
-    def gen() -> Iterator:
-        for pos, i, w in plan:
-            rgb, flow = store.window(i, w)
-            yield rgb, flow.astype(np.float32), pos
+    def load(b):
+        sel = range(int(b) * batch_size, min(len(owner_a), (int(b) + 1) * batch_size))
+        rgb = np.empty((len(sel), seq_len, FRAME_HEIGHT, FRAME_WIDTH, 3), np.uint8)
+        flow = np.empty((len(sel), seq_len, FRAME_HEIGHT, FRAME_WIDTH, 2), np.int8)
+        for n, g in enumerate(sel):
+            rgb[n], flow[n] = store.window_q(track[g], windows_a[g])
+        return rgb, flow, owner_a[sel.start:sel.stop]
 
-    sig = (tf.TensorSpec((seq_len, FRAME_HEIGHT, FRAME_WIDTH, 3), tf.uint8),
-           tf.TensorSpec((seq_len, FRAME_HEIGHT, FRAME_WIDTH, 2), tf.float32),
-           tf.TensorSpec((), tf.int64))
-    ds = tf.data.Dataset.from_generator(gen, output_signature=sig).batch(batch_size)
-    ds = ds.map(lambda r, f, p: (to_model_input(r, f), p), num_parallel_calls=2).prefetch(2)
+    def to_batch(b):
+        rgb, q, pos = tf.numpy_function(load, [b], [tf.uint8, tf.int8, tf.int64], stateful=False)
+        rgb = tf.ensure_shape(rgb, (None, seq_len, FRAME_HEIGHT, FRAME_WIDTH, 3))
+        q = tf.ensure_shape(q, (None, seq_len, FRAME_HEIGHT, FRAME_WIDTH, 2))
+        flow = tf.cast(q, tf.float32) * (1.0 / FLOW_LEVELS)
+        return to_model_input(rgb, flow), tf.ensure_shape(pos, (None,))
+
+    calls = check_parallel_calls(num_parallel_calls)
+    ds = tf.data.Dataset.range(num_batches).map(to_batch, num_parallel_calls=calls,
+                                                deterministic=True).prefetch(2)
     return ds, counts

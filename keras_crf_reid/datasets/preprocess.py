@@ -19,7 +19,7 @@ def to_model_input(rgb, flow) -> tf.Tensor:
     flow is passed through as stored (already scaled to [-1, 1]).
     """
     if isinstance(flow, np.ndarray) and flow.dtype != np.float32:
-        flow = flow.astype(np.float32)  # cached flow is float16; cast here, not in the graph
+        flow = flow.astype(np.float32)  # compute_flow returns float16; cast here, not in the graph
     rgb = tf.convert_to_tensor(rgb)
     if rgb.dtype == tf.uint8:
         rgb = tf.cast(rgb, tf.float32) / 255.0

@@ -458,12 +458,15 @@ def _camera(img: np.ndarray, seq: _Sequence, light: np.ndarray,
 
 
 def render_sequence(seed: int, pid: int, cam: str, min_len: int = 8,
-                    max_len: int = 48) -> np.ndarray:
-    """Frames of one tracklet as uint8 RGB (T, 128, 64, 3); deterministic in its arguments."""
+                    max_len: int = 48, variant: int = 0) -> np.ndarray:
+    """Frames of one tracklet as uint8 RGB (T, 128, 64, 3); deterministic in its arguments.
+
+    `variant` > 0 gives another walk of the same person in the same camera (several tracks).
+    """
     if cam not in CAMERAS:
         raise ValueError(f"cam must be one of {CAMERAS}, got {cam!r}")
     ident = _identity(seed, pid)
-    rng = np.random.default_rng([seed, pid, 1 + CAMERAS.index(cam)])
+    rng = np.random.default_rng([seed, pid, 1 + CAMERAS.index(cam)] + ([variant] if variant else []))
     seq = _sequence(rng, ident, cam, min_len, max_len)
     scene = _scene(seed, cam)
     light = _light(seq)

@@ -115,7 +115,9 @@ def run_splits(cfg: ExperimentConfig, data: RunData, split_ids: Sequence[int], s
         for s in pending:
             run_one_split(cfg, data, s, strategy, write=chief)
         return
-    wcfg = replace(cfg, run={"progress": False})
+    # each process's pipelines use its share of the cores, not all of them (AUTOTUNE)
+    parallel = cfg.pairs.num_parallel_calls if cfg.pairs.num_parallel_calls > 0 else threads
+    wcfg = replace(cfg, run={"progress": False}, pairs={"num_parallel_calls": parallel})
     failed = {}
     ctx = multiprocessing.get_context("spawn")
     logs = {s: os.path.join(split_dir(cfg, s), "worker.log") for s in pending}

@@ -35,13 +35,13 @@ SERVING_APIS_MISSING = (
 
 
 def serving_apis():
-    """The `tensorflow_serving.apis` package, or ImportError saying how to install it."""
+    """(predict_pb2, prediction_log_pb2) of `tensorflow_serving.apis`, or ImportError saying how
+    to install the package."""
     try:
-        import tensorflow_serving.apis as apis
-        from tensorflow_serving.apis import predict_pb2, prediction_log_pb2  # noqa: F401
+        from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
     except ImportError as e:
         raise ImportError(f"{SERVING_APIS_MISSING} ({e})") from e
-    return apis
+    return predict_pb2, prediction_log_pb2
 
 
 class SavedModelError(ValueError):

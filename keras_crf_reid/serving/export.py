@@ -89,8 +89,7 @@ class _ServingModule(tf.Module):
 
 def _warmup_log(group_len: int, h: int, w: int, c: int) -> bytes:
     """One serialized PredictionLog (zeros, constant-encoded so the file stays tiny)."""
-    apis = serving_apis()
-    predict_pb2, prediction_log_pb2 = apis.predict_pb2, apis.prediction_log_pb2
+    predict_pb2, prediction_log_pb2 = serving_apis()
     request = predict_pb2.PredictRequest()
     request.model_spec.signature_name = SERVING_SIGNATURE
     request.inputs[INPUT_NAME].CopyFrom(

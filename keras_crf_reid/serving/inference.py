@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from keras_crf_reid import checkpoints
 from keras_crf_reid.datasets import DatasetError, list_images
-from keras_crf_reid.datasets.flow import compute_flow
+from keras_crf_reid.datasets.flow import model_flow
 from keras_crf_reid.datasets.frames import read_frames
 from keras_crf_reid.datasets.preprocess import group_windows, to_model_input
 from keras_crf_reid.geometry import FRAME_HEIGHT, FRAME_WIDTH, GROUP_LEN
@@ -41,7 +41,7 @@ def tracklet_input(folder: str, seq_len: int = GROUP_LEN, height: int = FRAME_HE
     rgb, _ = read_frames(paths, on_bad_image=on_bad_image, height=height, width=width)
     if len(rgb) == 0:
         raise DatasetError(f"{folder}: none of the {len(paths)} images could be decoded")
-    frames = to_model_input(rgb, compute_flow(rgb)).numpy()
+    frames = to_model_input(rgb, model_flow(rgb)).numpy()
     return frames[group_windows(len(frames), seq_len)]
 
 

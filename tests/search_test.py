@@ -115,9 +115,11 @@ def test_search_cli_with_saved_model(data, tmp_path):
     export.export_saved_model(checkpoints.load_keras_model(model_path), base)
     output = str(tmp_path / "results.json")
     cmd = [sys.executable, "-m", "keras_crf_reid.serving.search", f"--model={base}", f"--gallery={root / 'gallery'}",
-           f"--query={root / 'query'}", "--top_k=2", f"--cache_dir={tmp_path / 'cache'}", f"--output={output}"]
+           f"--query={root / 'query'}", "--top_k=2", f"--cache_dir={tmp_path / 'cache'}", f"--output={output}",
+           f"--picture={tmp_path / 'ranked.png'}"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
+    assert os.path.getsize(tmp_path / "ranked.png") > 1000
     assert "person_0002: cam_b/person_0002" in done.stdout
     with open(output) as f:
         results = json.load(f)["results"]

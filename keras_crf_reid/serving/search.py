@@ -198,6 +198,27 @@ def search(embedder: Embedder, model_path: str, gallery_root: str, query_root: s
             "index": index, "results": results}
 
 
+def plot_search(out: dict, gallery_root: str, query_root: str, out_png: str,
+                num_queries: int = 5) -> str:
+    """Picture of the first `num_queries` queries and their ranked matches. A match is drawn
+    green when its folder has the query's folder name (e.g. person_0001 in both cameras)."""
+    from keras_crf_reid import plots
+    from keras_crf_reid.datasets.frames import read_frames
+
+    def frames(root: str, name: str) -> np.ndarray:
+        folder = root if name == "." else os.path.join(root, name)
+        return read_frames(list_images(folder))[0]
+
+    shown = out["results"][:num_queries]
+    if not shown:
+        raise ValueError("no query results to picture")
+    same = lambda q, g: os.path.basename(q) == os.path.basename(g)  # noqa: E731
+    return plots.plot_ranked_results(
+        [frames(query_root, r["query"]) for r in shown],
+        [[frames(gallery_root, m["tracklet"]) for m in r["matches"]] for r in shown],
+        [[same(r["query"], m["tracklet"]) for m in r["matches"]] for r in shown], out_png)
+
+
 def _main(argv) -> None:
     from absl import flags
 
@@ -217,6 +238,9 @@ def _main(argv) -> None:
     if f.output:
         write_atomic(f.output, json.dumps(out, indent=1))
         print(f"results written to {f.output}")
+    if f.picture:
+        print(f"ranked results pictured in "
+              f"{plot_search(out, f.gallery, f.query, f.picture, f.picture_queries)}")
 
 
 def main() -> None:
@@ -228,8 +252,11 @@ def main() -> None:
     flags.DEFINE_integer("top_k", 10, "Matches reported per query.", lower_bound=1)
     flags.DEFINE_enum("index", "exact", list(INDEXES), "Nearest-neighbour index.")
     flags.DEFINE_string("cache_dir", "cache/search", "Where gallery embeddings are cached ('' = no cache).")
-    flags.DEFINE_integer("batch_size", 16, "16-frame groups per forward pass.", lower_bound=1)
+    flags.DEFINE_integer("batch_size", 16, "Frame groups per forward pass.", lower_bound=1)
     flags.DEFINE_string("output", None, "Write the results as JSON to this file.")
+    flags.DEFINE_string("picture", None, "Write a ranked-results PNG of the first queries here "
+                        "(green: same folder name as the query).")
+    flags.DEFINE_integer("picture_queries", 5, "Queries shown in --picture.", lower_bound=1)
     for name in ("model", "gallery", "query"):
         flags.mark_flag_as_required(name)
     app.run(_main)

@@ -97,12 +97,13 @@ def main(argv) -> None:
         table.append(f"| {setting} | {' '.join(row['flags']) or '(base)'} | "
                      + " | ".join(_cell(crf[m]) for m in METRICS)
                      + f" | {_cell(hist) if hist else '-'} | {wall:.0f} |")
+        print(table[-1], flush=True)
         if setting in FLAGS.tta_for:
             tta = _tta(setting, row["splits"])
             rows.append({"setting": f"{setting}+tta", "crf": tta})
             table.append(f"| {setting} + TTA | {' '.join(row['flags'])} --tta | "
                          + " | ".join(_cell(tta[m]) for m in METRICS) + " | | |")
-        print(table[-1], flush=True)
+            print(table[-1], flush=True)
     text = "\n".join(table) + "\n"
     print(text)
     with open(os.path.join("runs", f"{FLAGS.study}.md"), "a") as f:

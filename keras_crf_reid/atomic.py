@@ -39,3 +39,14 @@ def write_atomic(path: str, data: str | bytes) -> str:
             f.flush()
             os.fsync(f.fileno())
     return path
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` exists: a temporary file named after a dead writer is abandoned."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

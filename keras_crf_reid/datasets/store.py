@@ -39,6 +39,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from keras_crf_reid.atomic import pid_alive
 from keras_crf_reid.datasets.base import DatasetError, ReidDataset, Tracklet
 from keras_crf_reid.datasets.flow import compute_flow, dequantize_flow, quantize_flow
 from keras_crf_reid.datasets.frames import read_frames
@@ -203,16 +204,6 @@ def write_entry(path: str, chunks: Iterable[bytes]) -> None:
         raise CacheError(f"{path}: cannot write the frame cache entry ({e.strerror or e})") from e
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 class TrackletStore:
     """Random access to (rgb, flow) of each tracklet of a dataset."""
 
@@ -279,7 +270,7 @@ class TrackletStore:
         """Deletes temp files left by killed builds (their process is gone)."""
         for name in os.listdir(self.dir):
             m = _TMP.search(name)
-            if m and not _pid_alive(int(m.group(1))):
+            if m and not pid_alive(int(m.group(1))):
                 try:
                     os.remove(os.path.join(self.dir, name))
                 except OSError:

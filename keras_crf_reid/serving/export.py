@@ -29,6 +29,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_crf_reid.atomic import pid_alive
 from keras_crf_reid.datasets.preprocess import to_model_input
 from keras_crf_reid.geometry import GROUP_LEN
 from keras_crf_reid.serving.contract import (EMBED_DIM_OUTPUT, FLOW_INPUT, GROUP_LEN_OUTPUT,
@@ -150,16 +151,6 @@ def _read_digest(version_dir: str) -> str | None:
         return None
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def clean_abandoned(base_path: str, max_age_s: float = SCRATCH_MAX_AGE_S) -> list[str]:
     """Removes scratch folders of killed exports under base_path; returns the removed paths.
 
@@ -181,7 +172,7 @@ def clean_abandoned(base_path: str, max_age_s: float = SCRATCH_MAX_AGE_S) -> lis
             age = now - os.lstat(path).st_mtime
         except OSError:
             continue
-        if not _pid_alive(int(m.group(2))) or age > max_age_s:
+        if not pid_alive(int(m.group(2))) or age > max_age_s:
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
     if removed:

@@ -153,7 +153,6 @@ def run_split(cfg: ExperimentConfig, data: RunData, split_id: int, entries: Sequ
     """
     from keras_crf_reid.baseline import evaluate_baseline
 
-    t0 = time.time()
     strategy = strategy or tf.distribute.get_strategy()
     done = read_split(cfg, data, split_id) or {
         "split": split_id, "key": split_key(cfg, data, split_id), "entries": {}, "train": [],
@@ -194,6 +193,5 @@ def run_split(cfg: ExperimentConfig, data: RunData, split_id: int, entries: Sequ
             with atomic_path(npz, suffix=".npz") as tmp:
                 np.savez(tmp, **distances)
             write_atomic(os.path.join(out_dir, METRICS_FILE), _to_json(done))
-    done["wall_seconds"] = time.time() - t0
     keras.backend.clear_session()
     return done

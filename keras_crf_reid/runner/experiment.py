@@ -161,7 +161,8 @@ def write_report(cfg: ExperimentConfig, data: RunData, split_ids: Sequence[int])
     """Tables, JSON, CMC curves and the ranked-results picture from the per-split files."""
     from keras_crf_reid import plots, report
     rows = table_rows(cfg)
-    results = {(r.config.run_dir, s): read_split(r.config, data, s) for r in rows for s in split_ids}
+    configs = [c for c, _ in split_jobs(rows)]  # one per run folder
+    results = {(c.run_dir, s): read_split(c, data, s) for c in configs for s in split_ids}
     per_split = {r.title: [results[r.config.run_dir, s]["entries"][r.entry] for s in split_ids]
                  for r in rows}
     fusion_rows = [r for r in rows if r.entry == FUSION]
@@ -171,9 +172,9 @@ def write_report(cfg: ExperimentConfig, data: RunData, split_ids: Sequence[int])
         "rows": [r.title for r in rows],
         "fusion_weights": [{"split": s, **w} for s, w in weights.items()],
         "train": [{"split": s, "run": os.path.relpath(c.run_dir, cfg.run_dir), **t}
-                  for (c, _) in split_jobs(rows) for s in split_ids
+                  for c in configs for s in split_ids
                   for t in results[c.run_dir, s]["train"]],
-        "seconds_per_split": {s: sum(results[c.run_dir, s]["seconds"] for c, _ in split_jobs(rows))
+        "seconds_per_split": {s: sum(results[c.run_dir, s]["seconds"] for c in configs)
                               for s in split_ids},
     }
     if weights:

@@ -45,9 +45,9 @@ def split_dir(cfg: ExperimentConfig, split_id: int) -> str:
     return os.path.join(cfg.run_dir, f"split_{split_id}")
 
 
-def entries_of(cfg: ExperimentConfig, baseline: bool = False) -> list[str]:
+def entries_of(cfg: ExperimentConfig) -> list[str]:
     """What a config computes per split: its parts, the fusion when all three are trained."""
-    return list(cfg.parts) + ([FUSION] if cfg.fuses else []) + ([BASELINE] if baseline else [])
+    return list(cfg.parts) + ([FUSION] if cfg.fuses else [])
 
 
 def split_key(cfg: ExperimentConfig, data: RunData, split_id: int) -> dict:

@@ -1,10 +1,12 @@
 """Flags generated from the config dataclasses: one flag per setting, defaults from one place."""
 import dataclasses
+import os
 
 import pytest
 from absl import flags
 
 from keras_crf_reid import cli
+from keras_crf_reid.datasets import DATASETS
 from keras_crf_reid.runner.config import ExperimentConfig, config_from_flags, define_flags
 
 
@@ -60,3 +62,25 @@ def test_results_key_leaves_out_paths_and_cadence():
     key = ExperimentConfig().results_key()
     assert "learning_rate" in key and "seq_len" in key and "eval_seq_len" in key
     assert not {"name", "output_dir", "cache_dir", "ckpt_every", "progress", "splits"} & set(key)
+
+
+PIPELINES = sorted(f for f in os.listdir(cli.PIPELINES_DIR) if f.endswith(".flags"))
+
+
+@pytest.mark.parametrize("name", PIPELINES)
+def test_every_pipeline_flagfile_is_a_valid_config(fv, name):
+    fv(["prog", f"--flagfile={cli.PIPELINES_DIR}/{name}"])
+    cfg = config_from_flags(fv)  # raises, naming the flag, on an invalid value
+    assert cfg.data.dataset in DATASETS, name
+
+
+def test_mars_sample_flags_hold_the_study_recipe(fv):
+    fv(["prog", f"--flagfile={cli.PIPELINES_DIR}/mars_sample.flags"])
+    cfg = config_from_flags(fv)
+    assert cfg.eval.tta and cfg.model.flow_norm == "frame_std" and cfg.train.lr_schedule == "cosine"
+    assert cfg.pairs.seq_len == cfg.eval.seq_len == 8 and cfg.parts == ("full", "upper", "lower")
+    assert cfg.data.data_root == "../shared/realdata/mars_sample" and cfg.data.num_splits == 5
+    for paper in ("prid", "ilids", "mars"):
+        fv.unparse_flags()
+        fv(["prog", f"--flagfile={cli.PIPELINES_DIR}/{paper}.flags"])
+        assert config_from_flags(fv).eval.tta, paper

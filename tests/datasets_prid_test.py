@@ -8,10 +8,9 @@ import pytest
 
 from keras_crf_reid.datasets import (DatasetError, get_dataset, get_splits, load_prid2011,
                                      load_prid2011_178, load_prid_layout)
-from tests.fixtures import make_prid_fixture, write_image
+from tests.fixtures import REALDATA, make_prid_fixture, write_image
 
-REAL_PETS = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "realdata",
-                         "mot_tracklets", "pets09_s2l1")
+REAL_PETS = os.path.join(REALDATA, "mot_tracklets", "pets09_s2l1")
 
 
 def _summary(ds):

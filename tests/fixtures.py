@@ -13,6 +13,8 @@ import numpy as np
 import scipy.io
 
 FRAME_SIZE = (64, 128)  # width, height
+# The real pedestrian data beside the checkout (../shared/realdata); tests skip where it is absent.
+REALDATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "realdata")
 
 
 def write_image(path: str, pid: int, cam: int, frame: int, size: tuple[int, int] = FRAME_SIZE) -> str:

@@ -23,13 +23,13 @@ from keras_crf_reid.serving import export, server
 from keras_crf_reid.serving.client import ReidClient
 from keras_crf_reid.serving.inference import tracklet_input
 from keras_crf_reid.tta import DEFAULT_VIEWS, build_tta_model
+from tests.fixtures import REALDATA
 from tests.inference_test import write_tracklet
 
 GROUP = 4
 LIMITS = server.ServerLimits(max_message_mb=8, max_batch=8, max_frames=40, workers=1)
 ATOL = 1e-4
-MARS_SAMPLE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared",
-                           "realdata", "mars_sample")
+MARS_SAMPLE = os.path.join(REALDATA, "mars_sample")
 
 
 @pytest.fixture(scope="module")

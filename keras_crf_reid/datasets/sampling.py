@@ -16,21 +16,33 @@ and random erasing, in that order), applied by pipeline._augment.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Sequence
+from typing import Protocol, Sequence
 
 import numpy as np
 
+from keras_crf_reid.datasets.store import TrackletStore
 from keras_crf_reid.geometry import FRAME_HEIGHT, FRAME_WIDTH
-
-if TYPE_CHECKING:
-    from keras_crf_reid.datasets.pipeline import PairConfig
-    from keras_crf_reid.datasets.store import TrackletStore
 
 ERASE_AREA = (0.02, 0.4)  # fraction of the frame erased (Zhong et al., random erasing)
 ERASE_ASPECT = (0.3, 1 / 0.3)  # height / width of the rectangle in pixels
 
 
-def batch_rng(config: PairConfig, b: int) -> np.random.Generator:
+class SamplingSettings(Protocol):
+    """The sampling settings read here; pipeline.PairConfig (their flags) provides them."""
+
+    seq_len: int
+    seed: int
+    stream: int
+    augment: bool
+    min_crop_scale: float
+    flip: bool
+    color_jitter: float
+    random_erase: float
+    num_persons: int
+    num_instances: int
+
+
+def batch_rng(config: SamplingSettings, b: int) -> np.random.Generator:
     """The generator of batch b: seeded by (seed, b), plus the input pipeline's stream if any."""
     return np.random.default_rng([config.seed, b] + ([config.stream] if config.stream else []))
 
@@ -38,7 +50,7 @@ def batch_rng(config: PairConfig, b: int) -> np.random.Generator:
 class IdentityIndex:
     """A training set's tracklets by identity and camera, their lengths and identity classes."""
 
-    def __init__(self, store: TrackletStore, train: Sequence[int], config: PairConfig):
+    def __init__(self, store: TrackletStore, train: Sequence[int], config: SamplingSettings):
         tracklets = store.dataset.tracklets
         self.config = config
         self.lengths = store.lengths()
@@ -60,7 +72,8 @@ class IdentityIndex:
         return int(rng.integers(0, n - self.config.seq_len + 1)) if n > self.config.seq_len else 0
 
 
-def draw_views(rng: np.random.Generator, n: int, config: PairConfig) -> tuple[np.ndarray, np.ndarray]:
+def draw_views(rng: np.random.Generator, n: int,
+               config: SamplingSettings) -> tuple[np.ndarray, np.ndarray]:
     """Crop boxes (n, 4) float32 (y0, x0, y1, x1, relative) and mirror flags (n,) of n sequences.
 
     With --augment off: the whole frame, never mirrored (and nothing drawn).
@@ -80,7 +93,7 @@ def draw_views(rng: np.random.Generator, n: int, config: PairConfig) -> tuple[np
     return np.stack([y0, x0, y0 + h, x0 + w], 1).astype(np.float32), flip
 
 
-def draw_extras(rng: np.random.Generator, n: int, config: PairConfig) -> dict[str, np.ndarray]:
+def draw_extras(rng: np.random.Generator, n: int, config: SamplingSettings) -> dict[str, np.ndarray]:
     """The optional per-sequence draws, (n, 4) each: "jitter" and "erase" when enabled.
 
     Drawn after everything else of a batch, and only when enabled, so the default stream is
@@ -122,7 +135,7 @@ class PKSampler(IdentityIndex):
     random order without repeats until every tracklet of the person has been used once.
     """
 
-    def __init__(self, store: TrackletStore, train: Sequence[int], config: PairConfig):
+    def __init__(self, store: TrackletStore, train: Sequence[int], config: SamplingSettings):
         super().__init__(store, train, config)
         if len(self.pids) < config.num_persons:
             raise ValueError(f"{store.dataset.root}: --num_persons={config.num_persons} persons "

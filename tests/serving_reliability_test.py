@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from keras_crf_reid.serving import export
+from keras_crf_reid.serving import contract, export
 from keras_crf_reid.model import ModelConfig, build_crf_model
 from keras_crf_reid.serving import admission, limits, service, versions
 
@@ -32,6 +32,23 @@ def predict_request(proto) -> predict_pb2.PredictRequest:
     req = predict_pb2.PredictRequest()
     req.model_spec.name = "crf_reid"
     req.inputs["frames"].CopyFrom(proto)
+    return req
+
+
+# The inputs of every signature an export has that takes inputs: alias -> (dtype, channels).
+SIGNATURE_INPUTS = {contract.SERVING_SIGNATURE: {contract.INPUT_NAME: (tf.float32, 5)},
+                    contract.RAW_SIGNATURE: {contract.RGB_INPUT: (tf.uint8, 3),
+                                             contract.FLOW_INPUT: (tf.float32, 2)}}
+
+
+def signature_request(signature: str, frames: int) -> predict_pb2.PredictRequest:
+    """One constant value per input of `signature`, shaped as `frames` frames of 128x64."""
+    req = predict_pb2.PredictRequest()
+    req.model_spec.name = "crf_reid"
+    req.model_spec.signature_name = signature
+    for alias, (dtype, c) in SIGNATURE_INPUTS[signature].items():
+        req.inputs[alias].CopyFrom(tf.make_tensor_proto(7 if dtype == tf.uint8 else 0.1, dtype,
+                                                        shape=[1, frames, 128, 64, c]))
     return req
 
 
@@ -121,15 +138,47 @@ def test_in_flight_decoded_bytes_are_bounded():
     assert budget.held == 0
 
 
-def test_short_deadline_flood_of_large_decoded_tensors(base):
-    """4 clients x 2 s of 0.3 s-deadline requests that decode to 31 MB each (a few bytes on the wire)."""
+def test_every_signature_has_a_run_time_estimate_once_served(base):
+    """The export's warm-up requests cover every signature, so each is protected from the start."""
+    loaded = tf.saved_model.load(os.path.join(base, "1"))
+    assert set(SIGNATURE_INPUTS) | {contract.INFO_SIGNATURE} == set(loaded.signatures)
+    srv, _ = service.serve(base, poll_s=0, limits=limits.ServerLimits(workers=1))
+    try:
+        for signature in SIGNATURE_INPUTS:
+            assert srv.predictor.queue.min_seconds((1, signature), 10 * limits.MB) > 0, signature
+    finally:
+        srv.stop(0)
+
+
+def test_a_cancelled_call_gives_an_estimate_to_a_signature_without_warmup():
+    @tf.function(input_signature=[tf.TensorSpec([], tf.int32)])
+    def spin(n):
+        return {"n": tf.while_loop(lambda i: i < n, lambda i: i + 1, [tf.constant(0)])[0]}
+
+    queue = admission.InferenceQueue(workers=1, max_queued=0)
+    with pytest.raises(limits.RpcError):
+        queue.run(spin, {"n": np.int32(2 ** 31 - 1)}, 0.3, key="cold")
+    for _ in range(100):
+        if queue.pending == 0:
+            break
+        time.sleep(0.1)
+    with pytest.raises(limits.RpcError) as e:              # the same work again: refused at once
+        queue.run(spin, {"n": np.int32(2 ** 31 - 1)}, 0.2, key="cold")
+    assert e.value.code == Code.DEADLINE_EXCEEDED and "not started" in e.value.message
+    queue.shutdown()
+
+
+@pytest.mark.parametrize("signature", sorted(SIGNATURE_INPUTS))
+def test_short_deadline_flood_of_large_decoded_tensors(base, signature):
+    """4 clients x 2 s of 0.3 s-deadline requests on each signature that takes inputs, decoding to
+    17-31 MB each (a few bytes on the wire)."""
     cfg = limits.ServerLimits(max_message_mb=64, max_frames=400, workers=2, max_queued=2,
                                  max_inflight_mb=128)
     srv, port = service.serve(base, poll_s=0, limits=cfg)
     predictor = srv.predictor
-    flood = predict_request(tf.make_tensor_proto(0.1, tf.float32, shape=[1, 190, 128, 64, 5]))
-    valid = predict_request(tf.make_tensor_proto(np.full((1, 4, 128, 64, 5), 0.1, np.float32)))
-    assert len(flood.SerializeToString()) < 100
+    flood = signature_request(signature, 190)
+    valid = signature_request(signature, 4)
+    assert len(flood.SerializeToString()) < 150
     codes, peak, stop = [], {"pending": 0, "held": 0}, threading.Event()
     rss_before = rss_mb()
 

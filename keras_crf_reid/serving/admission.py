@@ -222,6 +222,13 @@ class InferenceQueue:
             start = time.perf_counter()
             try:
                 outputs = fn(**tensors)
+            except tf.errors.CancelledError:
+                # No estimate yet (a signature without warm-up): the time this call ran before it
+                # was cancelled is a lower bound of its rate, enough to refuse the next like it.
+                rate = (time.perf_counter() - start) / max(1, nbytes)
+                with self._lock:
+                    self._best_s_per_byte.setdefault(key, rate)
+                raise
             finally:
                 _thread_cancellation.manager = None
             rate = (time.perf_counter() - start) / max(1, nbytes)

@@ -1,6 +1,8 @@
 """Export -> development gRPC server -> official TF Serving stubs and ReidClient."""
 import dataclasses
+import os
 import shutil
+import tempfile
 import time
 
 import cv2
@@ -292,6 +294,15 @@ def test_server_cli_in_subprocess(model, tmp_path):
     finally:
         proc.terminate()
         assert proc.wait(timeout=30) == 0
+    port_file = next(a.split("=", 1)[1] for a in proc.args if a.startswith("--port_file="))
+    assert not os.path.exists(os.path.dirname(port_file))     # its temp folder went with it
+
+
+def test_spawn_removes_its_temp_folder_when_the_server_fails_to_start(tmp_path):
+    before = set(os.listdir(tempfile.gettempdir()))
+    with pytest.raises(RuntimeError, match="does not exist"):
+        server.spawn(str(tmp_path / "missing"), timeout_s=60)
+    assert not {n for n in set(os.listdir(tempfile.gettempdir())) - before if n.startswith("reid-server-")}
 
 
 def test_many_concurrent_connections_mixed_with_bad_requests(model, served):

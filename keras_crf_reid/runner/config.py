@@ -87,6 +87,8 @@ class EvalConfig:
     tta: bool = option(False, "Test-time augmentation: average the embeddings of mirrored and "
                        "cropped views (evaluation and the exported model alike).")
     baseline: bool = option(True, "Also report the colour-histogram baseline per split.")
+    rerank: bool = option(False, "k-reciprocal re-ranking (Zhong et al. 2017; k1=20, k2=6, "
+                          "lambda=0.3) of the query-gallery distances (keras_crf_reid.rerank).")
     ranked_queries: int = option(5, "Queries shown in the ranked-results figure.", results=False)
     ranked_top_k: int = option(5, "Gallery ranks shown per query in that figure.", results=False)
 

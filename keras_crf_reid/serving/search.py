@@ -24,6 +24,7 @@ from tqdm import tqdm
 from keras_crf_reid.atomic import atomic_path, write_atomic
 from keras_crf_reid.datasets import DatasetError, list_images
 from keras_crf_reid.metrics import euclidean_distances
+from keras_crf_reid.rerank import rerank_features
 from keras_crf_reid.serving import contract, inference
 from keras_crf_reid.serving.inference import Embedder
 
@@ -179,23 +180,30 @@ def embed_gallery(embedder: Embedder, model_path: str, gallery_root: str, cache_
 
 
 def search(embedder: Embedder, model_path: str, gallery_root: str, query_root: str, top_k: int = 10,
-           index: str = "exact", cache_dir: str | None = None, progress: bool = False) -> dict:
-    """Top-k gallery matches of every query tracklet: {"results": [{"query", "matches": [...]}]}."""
+           index: str = "exact", cache_dir: str | None = None, progress: bool = False,
+           rerank: bool = False) -> dict:
+    """Top-k gallery matches of every query tracklet: {"results": [{"query", "matches": [...]}]}.
+    `rerank`: k-reciprocal re-ranked distances over the whole gallery (the index is not used)."""
     if top_k <= 0:
         raise ValueError(f"--top_k must be positive, got {top_k}")
     names, gallery = embed_gallery(embedder, model_path, gallery_root, cache_dir, progress)
     queries = find_tracklets(query_root)
     q = embed_folders(embedder, queries, progress)
-    idx = make_index(index, embedder.embed_dim)
-    idx.add(gallery)
-    dist, ids = idx.search(q, top_k)
+    if rerank:
+        full = rerank_features(q, gallery)
+        ids = np.argsort(full, axis=1, kind="stable")[:, :top_k]
+        dist = np.take_along_axis(full, ids, axis=1)
+    else:
+        idx = make_index(index, embedder.embed_dim)
+        idx.add(gallery)
+        dist, ids = idx.search(q, top_k)
     results = [{"query": qname,
                 "matches": [{"rank": r + 1, "tracklet": names[j], "distance": float(d)}
                             for r, (j, d) in enumerate(zip(ids[i], dist[i]))]}
                for i, (qname, _) in enumerate(queries)]
     return {"model": embedder.source, "gallery": os.path.abspath(gallery_root),
             "query": os.path.abspath(query_root), "gallery_size": len(names), "top_k": top_k,
-            "index": index, "results": results}
+            "index": index, "rerank": rerank, "results": results}
 
 
 def plot_search(out: dict, gallery_root: str, query_root: str, out_png: str,
@@ -229,7 +237,7 @@ def _main(argv) -> None:
     try:
         embedder = inference.load(f.model, batch_size=f.batch_size)
         out = search(embedder, f.model, f.gallery, f.query, f.top_k, f.index, f.cache_dir or None,
-                     progress=True)
+                     progress=True, rerank=f.rerank)
     except (ValueError, OSError, ImportError) as e:
         raise SystemExit(f"error: {e}")
     for r in out["results"]:
@@ -251,6 +259,8 @@ def main() -> None:
     flags.DEFINE_string("query", None, "Folder of query tracklet folders (or one tracklet folder).")
     flags.DEFINE_integer("top_k", 10, "Matches reported per query.", lower_bound=1)
     flags.DEFINE_enum("index", "exact", list(INDEXES), "Nearest-neighbour index.")
+    flags.DEFINE_boolean("rerank", False, "k-reciprocal re-ranking of the distances (query and "
+                         "gallery pooled; keras_crf_reid.rerank); --index is then unused.")
     flags.DEFINE_string("cache_dir", "cache/search", "Where gallery embeddings are cached ('' = no cache).")
     flags.DEFINE_integer("batch_size", 16, "Frame groups per forward pass.", lower_bound=1)
     flags.DEFINE_string("output", None, "Write the results as JSON to this file.")

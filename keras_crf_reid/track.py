@@ -21,7 +21,9 @@ DEFAULT_MODEL = "saved_models/crf_mars_sample"
 
 
 def define_tracking_flags() -> None:
-    """Flags shared by track and find_person."""
+    """Flags shared by track and find_person (tracker defaults from TrackerConfig)."""
+    from keras_crf_reid.tracking.tracker import TrackerConfig
+
     flags.DEFINE_string("video", None, "Video file (anything OpenCV decodes).")
     flags.DEFINE_string("detections", None, "MOTChallenge detection file: frame, -1, x, y, w, h, "
                         "score, ... (frames from 1).")
@@ -29,11 +31,16 @@ def define_tracking_flags() -> None:
     flags.DEFINE_string("model", DEFAULT_MODEL, "Re-id model (SavedModel or .keras) for "
                         "--appearance=reid.")
     flags.DEFINE_float("min_score", float("-inf"), "Ignore detections scored below this.")
-    flags.DEFINE_float("appearance_weight", 0.5, "Weight of the appearance distance in the "
-                       "assignment cost (the rest is 1 - IoU).")
-    flags.DEFINE_float("max_cos", 0.3, "Largest cosine distance of a match with appearance.")
-    flags.DEFINE_integer("max_age", 30, "Frames a lost track is kept.", lower_bound=1)
-    flags.DEFINE_integer("n_init", 3, "Matches before a track is confirmed.", lower_bound=1)
+    d = TrackerConfig()
+    flags.DEFINE_float("appearance_weight", d.appearance_weight, "Weight of the appearance "
+                       "distance in the assignment cost (the rest is 1 - IoU).")
+    flags.DEFINE_float("max_cos", d.max_cos, "Largest cosine distance of a match that overlaps "
+                       "the track's predicted box (IoU >= iou_min).")
+    flags.DEFINE_float("reacquire_cos", d.reacquire_cos, "Largest cosine distance of a match "
+                       "inside the track's motion gate without that overlap.")
+    flags.DEFINE_float("iou_min", d.iou_min, "Least IoU of an overlap match.")
+    flags.DEFINE_integer("max_age", d.max_age, "Frames a lost track is kept.", lower_bound=1)
+    flags.DEFINE_integer("n_init", d.n_init, "Matches before a track is confirmed.", lower_bound=1)
     for name in ("video", "detections", "out"):
         flags.mark_flag_as_required(name)
 
@@ -41,17 +48,18 @@ def define_tracking_flags() -> None:
 def tracker_config(f=flags.FLAGS):
     from keras_crf_reid.tracking.tracker import TrackerConfig
     return TrackerConfig(appearance_weight=f.appearance_weight, max_cos=f.max_cos,
-                         max_age=f.max_age, n_init=f.n_init)
+                         reacquire_cos=f.reacquire_cos, iou_min=f.iou_min, max_age=f.max_age,
+                         n_init=f.n_init)
 
 
-def run_tracking(f=flags.FLAGS, appearance: str = "reid") -> dict:
-    """Reads the flags' detections, tracks the video, writes --out; returns track_video's dict."""
-    import keras_crf_reid
+def run_tracking(f=flags.FLAGS, embedder=None) -> dict:
+    """Reads the flags' detections, tracks the video (with the loaded re-id model `embedder` as
+    appearance, or IoU and motion only when None), writes --out; returns track_video's dict."""
     from keras_crf_reid.tracking.detections import read_mot
     from keras_crf_reid.tracking.pipeline import model_appearance, track_video
 
     dets = read_mot(f.detections, f.min_score)
-    embed = model_appearance(keras_crf_reid.load(f.model)) if appearance == "reid" else None
+    embed = model_appearance(embedder) if embedder is not None else None
     os.makedirs(f.out, exist_ok=True)
     return track_video(f.video, dets, embed, tracker_config(f), f.out, progress=True)
 
@@ -61,7 +69,9 @@ def main(argv: list[str]) -> int:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
-        out = run_tracking(flags.FLAGS, flags.FLAGS.appearance)
+        import keras_crf_reid
+        f = flags.FLAGS
+        out = run_tracking(f, keras_crf_reid.load(f.model) if f.appearance == "reid" else None)
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return cli.EXIT_USAGE

@@ -38,9 +38,16 @@ def tracklet_input(folder: str, seq_len: int = GROUP_LEN, height: int = FRAME_HE
     paths = list_images(folder)
     if not paths:
         raise DatasetError(f"{folder}: tracklet folder holds no images")
+    return frames_input(paths, seq_len, height, width, on_bad_image, where=folder)
+
+
+def frames_input(paths: list[str], seq_len: int = GROUP_LEN, height: int = FRAME_HEIGHT,
+                 width: int = FRAME_WIDTH, on_bad_image: str = "skip",
+                 where: str = "tracklet") -> np.ndarray:
+    """The frames of one tracklet, given as image files in order -> groups, as `tracklet_input`."""
     rgb, _ = read_frames(paths, on_bad_image=on_bad_image, height=height, width=width)
     if len(rgb) == 0:
-        raise DatasetError(f"{folder}: none of the {len(paths)} images could be decoded")
+        raise DatasetError(f"{where}: none of the {len(paths)} images could be decoded")
     frames = to_model_input(rgb, model_flow(rgb)).numpy()
     return frames[group_windows(len(frames), seq_len)]
 

@@ -58,6 +58,7 @@ def track_video(video_path: str, dets: Detections, appearance: AppearanceFn | No
     for n, rgb in tqdm(video.read_video(video_path), total=total, desc="track", unit="frame",
                        disable=not progress):
         frames = n
+        tracker.frame_size = (rgb.shape[1], rgb.shape[0])
         rows = np.asarray(by_frame.get(n, []), np.int64)
         boxes = dets.boxes[rows]
         crops = (np.stack([video.crop(rgb, b) for b in boxes]) if len(rows) and

@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import keras_crf_reid  # noqa: E402
 from keras_crf_reid.atomic import write_atomic  # noqa: E402
-from keras_crf_reid.tracking.detections import Detections, from_arrays, read_mot  # noqa: E402
+from keras_crf_reid.tracking.detections import Detections, from_arrays, read_mot, write_mot  # noqa: E402
 from keras_crf_reid.tracking.metrics import mot_metrics  # noqa: E402
 from keras_crf_reid.tracking.pipeline import model_appearance, track_video  # noqa: E402
 from keras_crf_reid.tracking.tracker import TrackerConfig  # noqa: E402
@@ -35,6 +35,8 @@ flags.DEFINE_float("jitter", 0.05, "Degraded: position/size noise, std as a shar
 flags.DEFINE_float("false_per_frame", 0.5, "Degraded: mean false boxes per frame (Poisson).")
 flags.DEFINE_integer("seed", 0, "Seed of the degradation.")
 flags.DEFINE_string("table", None, "Also write the markdown table here.")
+flags.DEFINE_string("detections_out", None, "Also write each sequence's degraded detections "
+                    "here as <sequence>_degraded.txt (MOTChallenge format).")
 FLAGS = flags.FLAGS
 
 
@@ -70,6 +72,8 @@ def _frame_size(seq_dir: str) -> tuple[int, int]:
 
 def main(argv):
     del argv
+    if FLAGS.detections_out:
+        os.makedirs(FLAGS.detections_out, exist_ok=True)
     embed = model_appearance(keras_crf_reid.load(FLAGS.model)) if "reid" in FLAGS.appearance else None
     rows = []
     for seq in FLAGS.sequences:
@@ -79,6 +83,8 @@ def main(argv):
         inputs = {"gt boxes": withheld(gt),
                   "degraded": degrade(gt, _frame_size(seq_dir), FLAGS.drop, FLAGS.jitter,
                                       FLAGS.false_per_frame, FLAGS.seed)}
+        if FLAGS.detections_out:
+            write_mot(os.path.join(FLAGS.detections_out, f"{seq}_degraded.txt"), inputs["degraded"])
         for cond, dets in inputs.items():
             for mode in FLAGS.appearance:
                 t = time.time()

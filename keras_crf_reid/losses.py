@@ -3,30 +3,33 @@
 L = W1 * L_sia(x_i, x_j) + W2 * L_sof(x_i) + W3 * L_sof(x_j), with
 L_sia = 1/2 d^2 for a positive pair and 1/2 max(alpha - d, 0)^2 for a negative pair,
 d = ||x_i - x_j||_2 and alpha the margin (2 in the paper).
+
+Written in keras.ops only, so the same code serves the TensorFlow trainer and the JAX step
+(jax_step.py); on TensorFlow each op is the tf op it replaced, so results are unchanged.
 """
 from __future__ import annotations
 
 import dataclasses
 
-import tensorflow as tf
+from keras import ops
 
 _D2_EPS = 1e-12
 
 
-def safe_euclidean(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
+def safe_euclidean(a, b):
     """Row-wise ||a - b||, with a finite (zero) gradient where a == b."""
-    d2 = tf.reduce_sum(tf.square(a - b), axis=-1)
+    d2 = ops.sum(ops.square(a - b), axis=-1)
     positive = d2 > _D2_EPS
-    return tf.where(positive, tf.sqrt(tf.where(positive, d2, 1.0)), 0.0)
+    return ops.where(positive, ops.sqrt(ops.where(positive, d2, 1.0)), 0.0)
 
 
-def contrastive_loss(a: tf.Tensor, b: tf.Tensor, label: tf.Tensor, margin: float = 2.0) -> tf.Tensor:
+def contrastive_loss(a, b, label, margin: float = 2.0):
     """Per-pair contrastive loss; label 1 for same person, 0 for different persons."""
-    a, b = tf.cast(a, tf.float32), tf.cast(b, tf.float32)
-    label = tf.cast(label, tf.float32)
-    d2 = tf.reduce_sum(tf.square(a - b), axis=-1)
+    a, b = ops.cast(a, "float32"), ops.cast(b, "float32")
+    label = ops.cast(label, "float32")
+    d2 = ops.sum(ops.square(a - b), axis=-1)
     d = safe_euclidean(a, b)
-    return label * 0.5 * d2 + (1.0 - label) * 0.5 * tf.square(tf.nn.relu(margin - d))
+    return label * 0.5 * d2 + (1.0 - label) * 0.5 * ops.square(ops.relu(margin - d))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,11 +42,11 @@ class LossWeights:
 
 
 def crf_loss(emb_a, emb_b, logits_a, logits_b, label, class_a, class_b,
-             margin: float = 2.0, weights: LossWeights = LossWeights()) -> dict[str, tf.Tensor]:
-    """Per-example loss terms (shape (B,)) and their weighted total, as a dict."""
+             margin: float = 2.0, weights: LossWeights = LossWeights()) -> dict:
+    """Per-example loss terms (shape (B,)) and their weighted total, as a dict of tensors."""
     sia = contrastive_loss(emb_a, emb_b, label, margin)
-    ce = tf.nn.sparse_softmax_cross_entropy_with_logits
-    sof_a = ce(labels=class_a, logits=tf.cast(logits_a, tf.float32))
-    sof_b = ce(labels=class_b, logits=tf.cast(logits_b, tf.float32))
+    ce = ops.sparse_categorical_crossentropy
+    sof_a = ce(class_a, ops.cast(logits_a, "float32"), from_logits=True)
+    sof_b = ce(class_b, ops.cast(logits_b, "float32"), from_logits=True)
     total = weights.siamese * sia + weights.softmax_a * sof_a + weights.softmax_b * sof_b
     return {"total": total, "siamese": sia, "softmax_a": sof_a, "softmax_b": sof_b}

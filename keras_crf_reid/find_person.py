@@ -41,8 +41,8 @@ def _is_person(tracks, track_id: int, truth, truth_id: int) -> bool:
     hits = 0
     for f, box in zip(mine.frame, mine.boxes):
         g = gt.boxes[gt.frame == f]
-        hits += bool(len(g)) and iou_matrix(box[None], g).max() >= 0.5
-    return hits * 2 > len(mine)
+        hits += bool(len(g)) and bool(iou_matrix(box[None], g).max() >= 0.5)
+    return bool(hits * 2 > len(mine))
 
 
 def find_person(f=FLAGS) -> dict:

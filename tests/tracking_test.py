@@ -149,3 +149,48 @@ def test_track_cli_writes_tracks_and_reports_bad_input(scene, tmp_path):
 def test_tracker_config_rejects_bad_values():
     with pytest.raises(ValueError, match="appearance_weight"):
         TrackerConfig(appearance_weight=2.0)
+
+
+def test_mot_metrics_count_an_identity_swap():
+    pytest.importorskip("motmetrics")
+    from keras_crf_reid.tracking.metrics import mot_metrics
+    frames = np.repeat(np.arange(1, 11), 2)
+    boxes = np.tile([[0, 0, 10, 20], [50, 0, 10, 20]], (10, 1))
+    gt = mot.from_arrays(frames, np.tile([1, 2], 10), boxes)
+    assert mot_metrics(gt, gt)["idf1"] == 1.0
+    swapped = mot.from_arrays(frames, [1, 2] * 5 + [2, 1] * 5, boxes)
+    m = mot_metrics(gt, swapped)
+    assert m["num_switches"] == 2 and m["mota"] == pytest.approx(0.9) and m["idf1"] == 0.5
+
+
+def test_find_person_ranks_the_query_track_first(scene, tmp_path):
+    import types
+
+    import keras
+    from keras_crf_reid.find_person import find_person
+    from keras_crf_reid.model import ModelConfig, build_crf_model
+
+    path, det, rows = scene
+    keras.utils.set_random_seed(0)
+    model = str(tmp_path / "tiny.keras")
+    build_crf_model(ModelConfig(filters=(4, 4, 4), embed_dim=16, dropout=0.0)).save(model)
+    truth = tmp_path / "gt.txt"
+    truth.write_text("".join(f"{f},{pid},{b[0]},{b[1]},{b[2]},{b[3]},1\n" for f, pid, b in rows))
+    query = tmp_path / "query"
+    query.mkdir()
+    for f, (xa, _) in enumerate(_positions()[:5], 1):  # the red person's first frames
+        crop = np.full((128, 64, 3), 128, np.uint8)
+        crop[:, :] = COLOURS[1]
+        cv2.imwrite(str(query / f"{f:04d}.jpg"), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
+    flags_like = types.SimpleNamespace(
+        query=str(query), video=path, detections=det, out=str(tmp_path / "out"), model=model,
+        min_score=float("-inf"), top_k=3, rerank=False, truth=str(truth), truth_id=1,
+        appearance_weight=0.3, max_cos=0.6, reacquire_cos=0.3, iou_min=0.3, max_age=30, n_init=3)
+    out = find_person(flags_like)
+    matches = out["results"][0]["matches"]
+    assert 1 <= len(matches) <= 3 and [m["rank"] for m in matches] == list(range(1, len(matches) + 1))
+    assert all(1 <= m["first_frame"] <= m["last_frame"] <= FRAMES for m in matches)
+    assert matches[0]["is_person"] and not matches[-1]["is_person"]
+    for name in ("find_person.json", "find_person.md", "find_person.png", "tracks.txt"):
+        assert (tmp_path / "out" / name).is_file()
+    assert "| rank | track |" in (tmp_path / "out" / "find_person.md").read_text()

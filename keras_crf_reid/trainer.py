@@ -9,6 +9,7 @@ input stream is indexed by step, so a restored run continues with the batches it
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 import os
@@ -186,9 +187,11 @@ class Trainer:
         # The dropout generators' [seed, counter] go into the checkpoint too: a resumed run
         # draws the same masks as an uninterrupted one (Keras does not save them with weights).
         self.rng_states = rng_states(self.model)
+        # The running loss averages (JSON) too: a resumed run reports the same losses.
+        self.running_state = tf.Variable("{}", dtype=tf.string, trainable=False, name="running")
         self.ckpt = tf.train.Checkpoint(model=self.model, classifier=self.classifier,
                                         optimizer=self.optimizer, step=self.step,
-                                        rng=list(self.rng_states))
+                                        rng=list(self.rng_states), running=self.running_state)
         # Every worker of a cluster must take part in saving; only the chief writes to model_dir,
         # the others to a scratch folder removed after fit (the standard tf.distribute pattern).
         self.is_chief = is_chief(self.strategy)
@@ -250,6 +253,10 @@ class Trainer:
             return out
         return tf.function(step, jit_compile=self.config.jit_compile or None)
 
+    def _save(self, step: int, running: dict[str, float]) -> None:
+        self.running_state.assign(json.dumps(running))
+        self.manager.save(checkpoint_number=step)
+
     def _on_signal(self, signum, _frame):
         self._stop_signal = signum
 
@@ -271,7 +278,7 @@ class Trainer:
         writer = (tf.summary.create_file_writer(os.path.join(self.model_dir, "tb")) if self.is_chief
                   else tf.summary.create_noop_writer())
         old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-        running: dict[str, float] = {}
+        running: dict[str, float] = json.loads(self.running_state.numpy().decode() or "{}")
         bar = tqdm(total=cfg.steps, initial=start, desc=f"train {self.model.name}", unit="step",
                    disable=not progress, dynamic_ncols=True)
         t0, n0 = time.time(), start
@@ -303,7 +310,7 @@ class Trainer:
                             tf.summary.scalar(f"loss/{k}", v)
                         tf.summary.scalar("perf/steps_per_s", (step - n0) / max(time.time() - t0, 1e-9))
                 if cfg.ckpt_every and step % cfg.ckpt_every == 0:
-                    self.manager.save(checkpoint_number=step)
+                    self._save(step, running)
                 if eval_fn and cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.steps:
                     metrics = eval_fn(step)
                     with writer.as_default(step=step):
@@ -311,13 +318,13 @@ class Trainer:
                             tf.summary.scalar(f"eval/{k}", v)
                     bar.write(f"step {step}: " + ", ".join(f"{k} {v:.1f}" for k, v in metrics.items()))
                 if self._stop_signal is not None:
-                    self.manager.save(checkpoint_number=step)
+                    self._save(step, running)
                     bar.write(f"signal {self._stop_signal}: checkpoint saved at step {step}, stopping")
                     break
             else:
                 if self.manager.latest_checkpoint is None or \
                         not self.manager.latest_checkpoint.endswith(f"-{self.current_step}"):
-                    self.manager.save(checkpoint_number=self.current_step)
+                    self._save(self.current_step, running)
         finally:
             bar.close()
             writer.close()

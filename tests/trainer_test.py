@@ -130,3 +130,18 @@ def test_resume_with_dropout_matches_uninterrupted_run(store, tmp_path):
     for a, b in zip(whole.model.weights + whole.classifier.weights,
                     second.model.weights + second.classifier.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_running_losses_of_a_resumed_run_equal_the_uninterrupted_ones(store, tmp_path):
+    """The running loss averages are checkpointed: 4 + 4 steps with a restart report the same
+    losses (what metrics.json records) as 8 steps at once."""
+    def run(model_dir, steps):
+        keras.utils.set_random_seed(0)
+        trainer, make = _trainer(store, model_dir, steps, optimizer="adam", learning_rate=1e-2)
+        out = trainer.fit(make, 4, progress=False)
+        return {k: v for k, v in out.items() if k != "steps_per_s"}
+
+    whole = run(tmp_path / "whole", 8)
+    run(tmp_path / "resumed", 4)
+    resumed = run(tmp_path / "resumed", 8)
+    assert resumed == whole and whole["step"] == 8 and len(whole) > 2

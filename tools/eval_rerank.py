@@ -1,6 +1,6 @@
 """Effect of k-reciprocal re-ranking (keras_crf_reid.rerank) on MARS's official query/gallery
 split: rank-1/5/20 and mAP with plain Euclidean distances and re-ranked ones, and the time
-re-ranking takes, for the committed model's embeddings and the colour-histogram baseline.
+re-ranking takes, for the committed model's embeddings and the hand-crafted baselines.
 Prints JSON.
 
     .venv/bin/python tools/eval_rerank.py --data_root=../shared/realdata/mars_multi \
@@ -28,7 +28,9 @@ from keras_crf_reid.serving.inference import frames_input  # noqa: E402
 
 flags.DEFINE_string("data_root", "../shared/realdata/mars_multi", "MARS-layout dataset.")
 flags.DEFINE_string("model", "saved_models/crf_mars_sample", "Model embedding the tracklets.")
-flags.DEFINE_boolean("baseline", True, "Also the colour-histogram baseline.")
+flags.DEFINE_list("baselines", ["stripe_hsv", "hist"], "Hand-crafted baseline features also "
+                  "compared (keras_crf_reid.baseline kinds).")
+flags.DEFINE_boolean("model_rows", True, "Embed with --model (off: baselines only).")
 FLAGS = flags.FLAGS
 
 
@@ -53,21 +55,23 @@ def main(argv):
     split = dataset.fixed_splits[0]
     query = [dataset.tracklets[i] for i in split.query]
     gallery = [dataset.tracklets[i] for i in split.gallery]
-    model = keras_crf_reid.load(FLAGS.model)
-    h, w, _ = model.frame_shape
+    rows = []
+    if FLAGS.model_rows:
+        model = keras_crf_reid.load(FLAGS.model)
+        h, w, _ = model.frame_shape
 
-    def embed(tracklets):
-        return np.stack([model.predict(frames_input(list(t.frames), model.group_len, h, w,
-                                                    where=t.key)).mean(axis=0)
-                         for t in tqdm(tracklets, desc="embed", unit="tracklet")])
+        def embed(tracklets):
+            return np.stack([model.predict(frames_input(list(t.frames), model.group_len, h, w,
+                                                        where=t.key)).mean(axis=0)
+                             for t in tqdm(tracklets, desc="embed", unit="tracklet")])
 
-    t = time.time()
-    qf, gf = embed(query), embed(gallery)
-    rows = [{**_compare("crf_mars_sample", qf, gf, query, gallery),
-             "embed_seconds": round(time.time() - t, 1)}]
-    if FLAGS.baseline:
-        rows.append(_compare("colour histogram", tracklet_features(query), tracklet_features(gallery),
-                             query, gallery))
+        t = time.time()
+        qf, gf = embed(query), embed(gallery)
+        rows.append({**_compare(os.path.basename(os.path.normpath(FLAGS.model)), qf, gf, query,
+                                gallery), "embed_seconds": round(time.time() - t, 1)})
+    for kind in FLAGS.baselines:
+        rows.append(_compare(f"baseline {kind}", tracklet_features(query, kind),
+                             tracklet_features(gallery, kind), query, gallery))
     print(json.dumps({"data_root": FLAGS.data_root, "model": FLAGS.model, "num_query": len(query),
                       "num_gallery": len(gallery), "rows": rows}, indent=1))
 

@@ -20,6 +20,7 @@ import os
 from absl import flags
 
 from keras_crf_reid import cli
+from keras_crf_reid.baseline import DEFAULT_KIND, KINDS
 from keras_crf_reid.datasets import DATASETS
 from keras_crf_reid.datasets.pipeline import PairConfig
 from keras_crf_reid.geometry import GROUP_LEN, PARTS
@@ -86,7 +87,12 @@ class EvalConfig:
                           flag="eval_seq_len")
     tta: bool = option(False, "Test-time augmentation: average the embeddings of mirrored and "
                        "cropped views (evaluation and the exported model alike).")
-    baseline: bool = option(True, "Also report the colour-histogram baseline per split.")
+    baseline: bool = option(True, "Also report a hand-crafted nearest-neighbour baseline per "
+                            "split (--baseline_kind).")
+    baseline_kind: str = option(DEFAULT_KIND, "The report's baseline: stripe_hsv (HSV "
+                                "histograms of 4 horizontal stripes, the standard one), hist "
+                                "(per-frame standardised RGB histogram, weak on real people) "
+                                "or pixel (keras_crf_reid/baseline.py).", choices=KINDS)
     rerank: bool = option(False, "k-reciprocal re-ranking (Zhong et al. 2017; k1=20, k2=6, "
                           "lambda=0.3) of the query-gallery distances (keras_crf_reid.rerank).")
     ranked_queries: int = option(5, "Queries shown in the ranked-results figure.", results=False)

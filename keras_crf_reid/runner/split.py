@@ -175,7 +175,8 @@ def run_split(cfg: ExperimentConfig, data: RunData, split_id: int, entries: Sequ
     for entry in todo:
         t_entry = time.time()
         if entry == BASELINE:
-            done["entries"][entry] = evaluate_baseline(data.dataset, split, kind="hist")
+            done["entries"][entry] = evaluate_baseline(data.dataset, split,
+                                                       kind=cfg.eval.baseline_kind)
         else:
             if entry == FUSION:
                 model = train_fusion(cfg, data, split_id, {p: part_model(p) for p in PARTS},

@@ -73,3 +73,17 @@ def test_reranking_changes_the_order_and_keeps_a_clear_match_first():
 def test_rejects_mismatched_shapes():
     with pytest.raises(ValueError, match="query-query"):
         rerank(np.zeros((2, 3)), np.zeros((3, 3)), np.zeros((3, 3)))
+
+
+def test_evaluation_applies_rerank_to_the_split_distances():
+    from keras_crf_reid.datasets.base import Split
+    from keras_crf_reid.evaluation import split_distances
+    from keras_crf_reid.runner.config import EvalConfig
+
+    assert EvalConfig().rerank is False and EvalConfig(rerank=True).rerank
+    rng = np.random.default_rng(4)
+    feats = {i: rng.normal(size=8).astype(np.float32) for i in range(30)}
+    split = Split((), tuple(range(6)), tuple(range(6, 30)))
+    q, g = np.stack([feats[i] for i in range(6)]), np.stack([feats[i] for i in range(6, 30)])
+    np.testing.assert_allclose(split_distances(feats, split), euclidean_distances(q, g), rtol=1e-6)
+    np.testing.assert_allclose(split_distances(feats, split, rerank=True), rerank_features(q, g))

@@ -34,6 +34,8 @@ flags.DEFINE_float("drop", 0.2, "Degraded detections: share of ground-truth boxe
 flags.DEFINE_float("jitter", 0.05, "Degraded: position/size noise, std as a share of w and h.")
 flags.DEFINE_float("false_per_frame", 0.5, "Degraded: mean false boxes per frame (Poisson).")
 flags.DEFINE_integer("seed", 0, "Seed of the degradation.")
+flags.DEFINE_float("crossing_iou", 0.1, "Crossings dropped: boxes overlapping another person's "
+                   "by more than this IoU are removed.")
 flags.DEFINE_string("table", None, "Also write the markdown table here.")
 flags.DEFINE_string("detections_out", None, "Also write each sequence's degraded detections "
                     "here as <sequence>_degraded.txt (MOTChallenge format).")
@@ -64,6 +66,19 @@ def degrade(gt: Detections, frame_size: tuple[int, int], drop: float, jitter: fl
     return from_arrays(frames, -np.ones(len(frames)), boxes)
 
 
+def drop_crossings(gt: Detections, iou: float) -> Detections:
+    """Ground-truth boxes minus every box overlapping another person's by IoU > `iou` in its
+    frame: the detector misses people where they cross or occlude each other."""
+    from keras_crf_reid.tracking.tracker import iou_matrix
+    keep = np.ones(len(gt), bool)
+    for f in np.unique(gt.frame):
+        rows = np.flatnonzero(gt.frame == f)
+        m = iou_matrix(gt.boxes[rows], gt.boxes[rows])
+        np.fill_diagonal(m, 0)
+        keep[rows[(m > iou).any(axis=1)]] = False
+    return withheld(gt.subset(np.flatnonzero(keep)))
+
+
 def _frame_size(seq_dir: str) -> tuple[int, int]:
     info = dict(line.strip().split("=", 1) for line in open(os.path.join(seq_dir, "seqinfo.ini"))
                 if "=" in line)
@@ -82,7 +97,8 @@ def main(argv):
         video = os.path.join(seq_dir, SEQUENCES[seq])
         inputs = {"gt boxes": withheld(gt),
                   "degraded": degrade(gt, _frame_size(seq_dir), FLAGS.drop, FLAGS.jitter,
-                                      FLAGS.false_per_frame, FLAGS.seed)}
+                                      FLAGS.false_per_frame, FLAGS.seed),
+                  "crossings dropped": drop_crossings(gt, FLAGS.crossing_iou)}
         if FLAGS.detections_out:
             write_mot(os.path.join(FLAGS.detections_out, f"{seq}_degraded.txt"), inputs["degraded"])
         for cond, dets in inputs.items():
@@ -94,7 +110,7 @@ def main(argv):
                 rows.append({"sequence": seq, "detections": cond, "appearance": mode,
                              "tracks": out["num_tracks"], "seconds": round(time.time() - t, 1), **m})
                 print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
-    settings = {"drop": FLAGS.drop, "jitter": FLAGS.jitter, "false_per_frame": FLAGS.false_per_frame,
+    settings = {"crossing_iou": FLAGS.crossing_iou, "drop": FLAGS.drop, "jitter": FLAGS.jitter, "false_per_frame": FLAGS.false_per_frame,
                 "seed": FLAGS.seed, "model": FLAGS.model}
     print(json.dumps({"settings": settings, "rows": rows}, indent=1))
     if FLAGS.table:

@@ -83,7 +83,11 @@ def track_video(video_path: str, dets: Detections, appearance: AppearanceFn | No
     if dets.frame.size and dets.frame.max() > frames:
         log.warning("detections reach frame %d but the video %s has %d frames: later ones ignored",
                     dets.frame.max(), video_path, frames)
-    history = tracker.confirmed_history()
+    confirmed = tracker.confirmed_history()
+    # confirmed tracks numbered 1, 2, ... in order of first appearance (tentative ones, e.g. on
+    # false detections, took ids too)
+    new_id = {old: i for i, old in enumerate(sorted(confirmed, key=lambda t: (confirmed[t][0][0], t)), 1)}
+    history = {new_id[t]: h for t, h in confirmed.items()}
     out_f, out_id, out_rows = [], [], []
     for tid, hist in sorted(history.items()):
         for f, d in hist:
@@ -94,8 +98,12 @@ def track_video(video_path: str, dets: Detections, appearance: AppearanceFn | No
     tracks = from_arrays(out_f, out_id, dets.boxes[out_rows], dets.score[out_rows])
     if crops_dir:
         for name in os.listdir(crops_dir):
-            if int(name) not in history:
+            if int(name) in new_id:
+                os.rename(os.path.join(crops_dir, name), os.path.join(crops_dir, f"n{new_id[int(name)]}"))
+            else:
                 shutil.rmtree(os.path.join(crops_dir, name))
+        for name in os.listdir(crops_dir):
+            os.rename(os.path.join(crops_dir, name), os.path.join(crops_dir, name[1:]))
         write_mot(os.path.join(out_dir, TRACKS_FILE), tracks)
     ranges = {tid: (hist[0][0], hist[-1][0]) for tid, hist in sorted(history.items())}
     return {"tracks": tracks, "frames": frames, "num_tracks": len(history), "frame_ranges": ranges}

@@ -31,6 +31,10 @@ flags.DEFINE_string("model", "saved_models/crf_mars_sample", "Model embedding th
 flags.DEFINE_list("baselines", ["stripe_hsv", "hist"], "Hand-crafted baseline features also "
                   "compared (keras_crf_reid.baseline kinds).")
 flags.DEFINE_boolean("model_rows", True, "Embed with --model (off: baselines only).")
+flags.DEFINE_list("settings", ["20:6:0.3"], "Re-ranking settings k1:k2:lambda compared (the "
+                  "first is torchreid's default).")
+flags.DEFINE_string("features_cache", "", "An .npz keeping the model's query/gallery features "
+                    "(reused when present, so other settings need no second embedding pass).")
 FLAGS = flags.FLAGS
 
 
@@ -42,11 +46,15 @@ def _score(dist, query, gallery) -> dict:
 
 def _compare(name: str, qf: np.ndarray, gf: np.ndarray, query, gallery) -> dict:
     q_g = euclidean_distances(qf, gf)
-    t = time.time()
-    re = rerank(q_g, euclidean_distances(qf, qf), euclidean_distances(gf, gf))
-    seconds = time.time() - t
-    return {"features": name, "plain": _score(q_g, query, gallery),
-            "rerank": _score(re, query, gallery), "rerank_seconds": round(seconds, 2)}
+    q_q, g_g = euclidean_distances(qf, qf), euclidean_distances(gf, gf)
+    out = {"features": name, "plain": _score(q_g, query, gallery)}
+    for setting in FLAGS.settings:
+        k1, k2, lam = setting.split(":")
+        t = time.time()
+        re = rerank(q_g, q_q, g_g, int(k1), int(k2), float(lam))
+        out[f"rerank {setting}"] = {**_score(re, query, gallery),
+                                    "seconds": round(time.time() - t, 2)}
+    return out
 
 
 def main(argv):
@@ -66,7 +74,13 @@ def main(argv):
                              for t in tqdm(tracklets, desc="embed", unit="tracklet")])
 
         t = time.time()
-        qf, gf = embed(query), embed(gallery)
+        if FLAGS.features_cache and os.path.isfile(FLAGS.features_cache):
+            with np.load(FLAGS.features_cache) as cached:
+                qf, gf = cached["query"], cached["gallery"]
+        else:
+            qf, gf = embed(query), embed(gallery)
+            if FLAGS.features_cache:
+                np.savez(FLAGS.features_cache, query=qf, gallery=gf)
         rows.append({**_compare(os.path.basename(os.path.normpath(FLAGS.model)), qf, gf, query,
                                 gallery), "embed_seconds": round(time.time() - t, 1)})
     for kind in FLAGS.baselines:

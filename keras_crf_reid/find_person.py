@@ -23,14 +23,20 @@ from absl import app, flags
 from keras_crf_reid import cli
 from keras_crf_reid.track import define_tracking_flags, run_tracking
 
-define_tracking_flags()
-flags.DEFINE_string("query", None, "Folder of the person's crops (one tracklet folder, or a folder "
-                    "of tracklet folders: each is ranked).")
-flags.DEFINE_integer("top_k", 5, "Tracks reported and pictured.", lower_bound=1)
-flags.DEFINE_boolean("rerank", False, "k-reciprocal re-ranking of query-track distances.")
-flags.DEFINE_string("truth", None, "Optional ground-truth MOT file to mark the right tracks.")
-flags.DEFINE_integer("truth_id", None, "The query person's id in --truth.")
-flags.mark_flag_as_required("query")
+
+
+def define_flags() -> None:
+    """The tracking flags plus the query's (defined when run as a program, not on import)."""
+    define_tracking_flags()
+    flags.DEFINE_string("query", None, "Folder of the person's crops (one tracklet folder, or a "
+                        "folder of tracklet folders: each is ranked).")
+    flags.DEFINE_integer("top_k", 5, "Tracks reported and pictured.", lower_bound=1)
+    flags.DEFINE_boolean("rerank", False, "k-reciprocal re-ranking of query-track distances.")
+    flags.DEFINE_string("truth", None, "Optional ground-truth MOT file to mark the right tracks.")
+    flags.DEFINE_integer("truth_id", None, "The query person's id in --truth.")
+    flags.mark_flag_as_required("query")
+
+
 FLAGS = flags.FLAGS
 
 
@@ -119,4 +125,5 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
+    define_flags()
     cli.run(main)

@@ -29,10 +29,6 @@ class Detections:
     def __len__(self) -> int:
         return len(self.frame)
 
-    def in_frame(self, frame: int) -> np.ndarray:
-        """Row indices of one frame."""
-        return np.flatnonzero(self.frame == frame)
-
     def subset(self, rows: np.ndarray) -> "Detections":
         return Detections(self.frame[rows], self.id[rows], self.boxes[rows], self.score[rows])
 
@@ -56,7 +52,7 @@ def read_mot(path: str, min_score: float = -np.inf) -> Detections:
             line = line.strip()
             if not line or line.startswith("#"):
                 continue
-            parts = [p for p in line.replace(",", " ").split()]
+            parts = line.replace(",", " ").split()
             if len(parts) < 6:
                 raise DetectionFileError(f"{path}:{n}: expected at least 6 comma-separated values "
                                          f"(frame, id, x, y, w, h[, score]), got {len(parts)}: {line!r}")

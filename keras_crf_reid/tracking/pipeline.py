@@ -61,11 +61,10 @@ def track_video(video_path: str, dets: Detections, appearance: AppearanceFn | No
         tracker.frame_size = (rgb.shape[1], rgb.shape[0])
         rows = np.asarray(by_frame.get(n, []), np.int64)
         boxes = dets.boxes[rows]
-        crops = (np.stack([video.crop(rgb, b) for b in boxes]) if len(rows) and
-                 (appearance is not None or crops_dir) else None)
-        feats = appearance(crops) if appearance is not None and crops is not None else None
-        if appearance is not None and crops is None:
-            feats = np.zeros((0, 1))
+        crops = np.stack([video.crop(rgb, b) for b in boxes]) if len(rows) else None
+        feats = None
+        if appearance is not None:
+            feats = appearance(crops) if len(rows) else np.zeros((0, 1), np.float32)
         tracker.update(n, boxes, feats)
         if crops_dir:
             for t in tracker.tracks:

@@ -24,7 +24,7 @@ from keras_crf_reid.baseline import tracklet_features  # noqa: E402
 from keras_crf_reid.datasets import get_dataset  # noqa: E402
 from keras_crf_reid.metrics import cmc_summary, euclidean_distances, evaluate_rank  # noqa: E402
 from keras_crf_reid.rerank import rerank  # noqa: E402
-from keras_crf_reid.serving.inference import frames_input  # noqa: E402
+from keras_crf_reid.serving.inference import frame_groups  # noqa: E402
 
 flags.DEFINE_string("data_root", "../shared/realdata/mars_multi", "MARS-layout dataset.")
 flags.DEFINE_string("model", "saved_models/crf_mars_sample", "Model embedding the tracklets.")
@@ -69,9 +69,9 @@ def main(argv):
         h, w, _ = model.frame_shape
 
         def embed(tracklets):
-            return np.stack([model.predict(frames_input(list(t.frames), model.group_len, h, w,
-                                                        where=t.key)).mean(axis=0)
-                             for t in tqdm(tracklets, desc="embed", unit="tracklet")])
+            return np.stack([np.concatenate([model.predict(g) for g in frame_groups(
+                list(t.frames), model.group_len, h, w, where=t.key)]).mean(axis=0)
+                for t in tqdm(tracklets, desc="embed", unit="tracklet")])
 
         t = time.time()
         if FLAGS.features_cache and os.path.isfile(FLAGS.features_cache):

@@ -24,26 +24,12 @@ from typing import Sequence
 import keras
 from keras import ops
 
+from keras_crf_reid.configs.tta import (DEFAULT_CROP_SCALE, DEFAULT_VIEWS, VIEWS, TTAConfig,
+                                        check_views)
 from keras_crf_reid.datasets.preprocess import _EPS
 
-CROPS = ("center", "top_left", "top_right", "bottom_left", "bottom_right")
-VIEWS = ("identity", "mirror") + tuple(f"{m}crop_{c}" for m in ("", "mirror_") for c in CROPS)
-DEFAULT_VIEWS = ("identity", "mirror", "crop_center", "mirror_crop_center")
-DEFAULT_CROP_SCALE = 0.9
 COLOUR_CHANNELS = 3
 FLOW_X, FLOW_Y = 3, 4
-
-
-def _check_views(views: Sequence[str], crop_scale: float) -> tuple[str, ...]:
-    views = tuple(views)
-    bad = [v for v in views if v not in VIEWS]
-    if not views or bad:
-        raise ValueError(f"TTA views must be a non-empty subset of {VIEWS}, got {bad or views}")
-    if len(set(views)) != len(views):
-        raise ValueError(f"TTA views must not repeat, got {views}")
-    if not 0.1 <= crop_scale <= 1.0:
-        raise ValueError(f"TTA crop_scale must be in [0.1, 1], got {crop_scale}")
-    return views
 
 
 def crop_window(view: str, height: int, width: int, crop_scale: float) -> tuple[int, int, int, int]:
@@ -65,7 +51,7 @@ class TTAViews(keras.layers.Layer):
                  **kwargs):
         super().__init__(**kwargs)
         self.crop_scale = float(crop_scale)
-        self.views = _check_views(views, self.crop_scale)
+        self.views = check_views(views, self.crop_scale)
 
     def _view(self, x, view: str):
         """One view of frames x (N, H, W, C)."""
@@ -131,10 +117,15 @@ def build_tta_model(model: keras.Model, views: Sequence[str] = DEFAULT_VIEWS,
     if len(shape) != 5 or any(d is None for d in shape[2:]):
         raise ValueError(f"build_tta_model: model {model.name!r} must take frames (batch, T, H, W, C) "
                          f"with fixed H, W, C; its input shape is {model.input_shape}")
-    views = _check_views(views, crop_scale)
+    views = check_views(views, crop_scale)
     frames = keras.Input((None,) + shape[2:], name="frames")
     stacked = TTAViews(views, crop_scale, name="tta_views")(frames)
     embeddings = model(stacked, training=False)
     mean = ViewMean(len(views), name="tta_mean")(embeddings)
     out = keras.layers.Activation("linear", dtype="float32", name="embedding")(mean)
     return keras.Model(frames, out, name=name or f"{model.name}_tta")
+
+
+def scored_model(model: keras.Model, config: TTAConfig) -> keras.Model:
+    """The model that is evaluated and exported: `model`, wrapped in its TTA views with --tta."""
+    return build_tta_model(model, config.views, config.crop_scale) if config.enabled else model

@@ -3,7 +3,8 @@
     ExperimentConfig
       data:  DataConfig       which dataset, where, splits
       model: ModelConfig      the CRF network (model.py)
-      parts, fusion_steps     local-global fusion
+      parts                   body-part models trained
+      fusion: FusionConfig    how the three fusion weights are learned
       pairs: PairConfig       pair sampling and augmentation (datasets/pipeline.py)
       train: TrainConfig      optimisation (trainer.py)
       eval:  EvalConfig       test protocol and report
@@ -15,14 +16,17 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 
 from absl import flags
 
 from keras_crf_reid import cli
+from keras_crf_reid.configs.tta import TTAConfig
 from keras_crf_reid.datasets import DATASETS
 from keras_crf_reid.datasets.pipeline import PairConfig
 from keras_crf_reid.geometry import GROUP_LEN, PARTS
+from keras_crf_reid.losses import LossWeights
 from keras_crf_reid.model import ModelConfig
 from keras_crf_reid.options import option
 from keras_crf_reid.trainer import TrainConfig
@@ -84,8 +88,7 @@ class EvalConfig:
 
     seq_len: int = option(GROUP_LEN, "Frames per evaluation group (also recorded in the export).",
                           flag="eval_seq_len")
-    tta: bool = option(False, "Test-time augmentation: average the embeddings of mirrored and "
-                       "cropped views (evaluation and the exported model alike).")
+    tta: TTAConfig = TTAConfig()
     baseline: bool = option(True, "Also report the colour-histogram baseline per split.")
     ranked_queries: int = option(5, "Queries shown in the ranked-results figure.", results=False)
     ranked_top_k: int = option(5, "Gallery ranks shown per query in that figure.", results=False)
@@ -95,6 +98,38 @@ class EvalConfig:
                            ("ranked_top_k", "ranked_top_k")):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{flag} must be >= 1, got {getattr(self, name)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class FusionConfig:
+    """Learning W_u, W_l, W_g with the part models frozen (the other settings: TrainConfig's).
+
+    By default only the contrastive term is used (W2 = W3 = 0): the three scalars rescale a
+    fixed embedding space, and an identity classifier trained from scratch on top of it would
+    mostly learn its own weights rather than inform the fusion weights.
+    """
+
+    steps: int = option(100, "Steps learning the three fusion weights.", flag="fusion_steps",
+                        extendable=True)
+    optimizer: str = option("adam", "Optimizer of the fusion weights.", flag="fusion_optimizer",
+                            choices=("sgd", "adam"))
+    learning_rate: float = option(1e-2, "Learning rate of the fusion weights.",
+                                  flag="fusion_learning_rate")
+    weights: LossWeights = option(LossWeights(1.0, 0.0, 0.0), "Loss weights W1 (siamese), W2, W3 "
+                                  "(softmax of each side) while learning the fusion weights.",
+                                  flag="fusion_loss_weights")
+
+    def __post_init__(self):
+        if self.steps < 0:
+            raise ValueError(f"--fusion_steps must be >= 0, got {self.steps}")
+        if self.optimizer not in ("sgd", "adam"):
+            raise ValueError(f"--fusion_optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
+        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise ValueError(f"--fusion_learning_rate must be a finite number > 0, got "
+                             f"{self.learning_rate}")
+        w = dataclasses.astuple(self.weights)
+        if not all(math.isfinite(x) and x >= 0 for x in w) or not any(w):
+            raise ValueError(f"--fusion_loss_weights must be finite, >= 0 and not all 0, got {w}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,7 +177,7 @@ class ExperimentConfig:
     model: ModelConfig = ModelConfig()
     parts: tuple[str, ...] = option(("full",), "Part models to train: full,upper,lower; all "
                                     "three are also fused.", results=False)
-    fusion_steps: int = option(100, "Steps learning the three fusion weights.", extendable=True)
+    fusion: FusionConfig = FusionConfig()
     pairs: PairConfig = PairConfig()
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
@@ -153,8 +188,6 @@ class ExperimentConfig:
         if bad or not self.parts or len(set(self.parts)) != len(self.parts):
             raise ValueError(f"--parts must be a non-empty subset of {','.join(PARTS)}, got "
                              f"{','.join(self.parts)}")
-        if self.fusion_steps < 0:
-            raise ValueError(f"--fusion_steps must be >= 0, got {self.fusion_steps}")
 
     @property
     def run_dir(self) -> str:

@@ -12,7 +12,7 @@ from keras_crf_reid.runner import experiment, split as split_mod
 from keras_crf_reid.runner.ablation import PART_TITLES, ROW_TITLES, split_jobs, table_rows
 from keras_crf_reid.runner.config import (ROWS, DataConfig, EvalConfig, ExperimentConfig,
                                           FusionConfig, RunConfig, replace)
-from keras_crf_reid.runner.data import data_fingerprint, load_dataset
+from keras_crf_reid.runner.data import load_dataset
 from keras_crf_reid.trainer import TrainConfig
 
 TITLES = tuple(ROW_TITLES[r] for r in ROWS)
@@ -178,19 +178,6 @@ def test_pooled_data_roots_renumber_identities(tmp_path):
     ds = load_dataset(DataConfig(dataset="prid_layout", data_root=",".join(roots)), progress=False)
     assert ds.pids == [1, 2, 3, 10001, 10002, 10003]
     assert len(ds.tracklets) == 12 and ds.name == "prid_2011+prid_2011"
-
-
-def test_data_fingerprint_sees_replaced_frames_not_moved_folders(tmp_path):
-    from keras_crf_reid.datasets import load_prid_layout
-    from tests.fixtures import make_prid_fixture, write_image
-    root = make_prid_fixture(str(tmp_path / "a"), num_ids=3, num_frames=4)
-    fp = data_fingerprint(load_prid_layout(root))
-    os.rename(tmp_path / "a", tmp_path / "b")
-    moved = str(tmp_path / "b" / "prid_2011")
-    assert data_fingerprint(load_prid_layout(moved)) == fp
-    write_image(os.path.join(moved, "multi_shot", "cam_a", "person_0002", "0001.png"), 2, 0, 1,
-                size=(32, 64))
-    assert data_fingerprint(load_prid_layout(moved)) != fp
 
 
 def test_a_setting_added_since_a_split_ran_resumes_at_its_default(tmp_path):

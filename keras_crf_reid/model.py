@@ -22,12 +22,11 @@ import keras
 from keras import ops
 
 from keras_crf_reid.options import option
-from keras_crf_reid.geometry import FRAME_HEIGHT, FRAME_WIDTH, NUM_CHANNELS, PARTS, part_height, part_rows
+from keras_crf_reid.geometry import (FLOW_SLICE, FRAME_HEIGHT, FRAME_WIDTH, NUM_CHANNELS, PARTS,
+                                     STD_EPS, part_height, part_rows)
 
 VARIANTS = ("cnn", "rnn", "cnn_rnn")
 FLOW_NORMS = ("fixed", "frame_std")
-FLOW_CHANNELS = slice(3, 5)  # preprocess.to_model_input: YUV in 0..2, flow (x, y) in 3..4
-_FLOW_EPS = 1e-3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,11 +164,11 @@ class FlowStandardize(keras.layers.Layer):
     """
 
     def call(self, x):
-        flow = x[..., FLOW_CHANNELS]
+        flow = x[..., FLOW_SLICE]
         mean = ops.mean(flow, axis=(-3, -2), keepdims=True)
         std = ops.std(flow, axis=(-3, -2), keepdims=True)
-        flow = (flow - mean) / ops.maximum(std, _FLOW_EPS)
-        return ops.concatenate([x[..., :FLOW_CHANNELS.start], flow, x[..., FLOW_CHANNELS.stop:]],
+        flow = (flow - mean) / ops.maximum(std, STD_EPS)
+        return ops.concatenate([x[..., :FLOW_SLICE.start], flow, x[..., FLOW_SLICE.stop:]],
                                axis=-1)
 
     def compute_output_shape(self, input_shape):

@@ -6,14 +6,15 @@ wraps any embedding model (a CRF part model or the fusion model) taking frames
 views), so evaluation, `keras_crf_reid.load(...).embed`, `.keras` files and the exported
 SavedModel (serving signature `frames -> embedding`) all compute the same thing.
 
-Views act on model input (preprocess.to_model_input: YUV standardised per frame, channel 3
-horizontal flow, channel 4 vertical flow, both stored as pixels / FLOW_CLIP, symmetric about 0):
+Views act on model input (preprocess.to_model_input: YUV standardised per frame, then flow x,
+flow y in [-1, 1]; the layout is geometry's) and are made as training augmentation makes them
+(datasets.augment: the same crop boxes, mirror and flow rescaling):
   identity             the frames as they are
-  mirror               width flipped and horizontal flow negated (exact: flow scaling is symmetric)
-  crop_<where>         a fixed crop of `crop_scale` of the height and width, where = center,
-                       top_left, top_right, bottom_left or bottom_right, resized back to H x W;
-                       as in training augmentation, the YUV channels are re-standardised per
-                       frame and flow is magnified by the zoom and clipped to [-1, 1]
+  mirror               width flipped and horizontal flow negated (exact)
+  crop_<where>         the crop box of `crop_scale` of the height and width at where = center,
+                       top_left, top_right, bottom_left or bottom_right (`view_box`), resampled
+                       back to H x W; the YUV channels are re-standardised per frame and flow
+                       is magnified by the zoom and clipped to [-1, 1]
   mirror_crop_<where>  that crop, mirrored
 All views of a batch go through the wrapped model in a single forward pass.
 """
@@ -22,25 +23,27 @@ from __future__ import annotations
 from typing import Sequence
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 from keras_crf_reid.configs.tta import (DEFAULT_CROP_SCALE, DEFAULT_VIEWS, VIEWS, TTAConfig,
                                         check_views)
-from keras_crf_reid.datasets.preprocess import _EPS
+from keras_crf_reid.datasets.augment import crop_resize, rescale_flow
+from keras_crf_reid.datasets.preprocess import standardize
+from keras_crf_reid.geometry import COLOR_SLICE, FLOW_SLICE
 
-COLOUR_CHANNELS = 3
-FLOW_X, FLOW_Y = 3, 4
 
 
-def crop_window(view: str, height: int, width: int, crop_scale: float) -> tuple[int, int, int, int]:
-    """(row0, col0, rows, cols) in pixels of the crop of a view (the whole frame when uncropped)."""
+def view_box(view: str, crop_scale: float) -> tuple[tuple[float, float, float, float], bool]:
+    """The relative crop box (y0, x0, y1, x1) of a view (the whole frame when uncropped) and
+    whether it is mirrored: the box and mirror a training sequence would be augmented with."""
     if "crop_" not in view:
-        return 0, 0, height, width
+        return (0.0, 0.0, 1.0, 1.0), view == "mirror"
     where = view.split("crop_", 1)[1]
-    rows, cols = max(1, round(crop_scale * height)), max(1, round(crop_scale * width))
-    row0 = {"top": 0, "bottom": height - rows}.get(where.split("_")[0], (height - rows) // 2)
-    col0 = {"left": 0, "right": width - cols}.get(where.split("_")[-1], (width - cols) // 2)
-    return row0, col0, rows, cols
+    rest = 1.0 - crop_scale
+    y0 = {"top": 0.0, "bottom": rest}.get(where.split("_")[0], rest / 2)
+    x0 = {"left": 0.0, "right": rest}.get(where.split("_")[-1], rest / 2)
+    return (y0, x0, y0 + crop_scale, x0 + crop_scale), view.startswith("mirror")
 
 
 @keras.saving.register_keras_serializable("keras_crf_reid")
@@ -54,23 +57,20 @@ class TTAViews(keras.layers.Layer):
         self.views = check_views(views, self.crop_scale)
 
     def _view(self, x, view: str):
-        """One view of frames x (N, H, W, C)."""
-        height, width, channels = x.shape[1], x.shape[2], x.shape[3]
-        row0, col0, rows, cols = crop_window(view, height, width, self.crop_scale)
-        if (rows, cols) != (height, width):
-            x = ops.image.resize(x[:, row0:row0 + rows, col0:col0 + cols], (height, width),
-                                 interpolation="bilinear")
-            colour = x[..., :COLOUR_CHANNELS]
-            mean = ops.mean(colour, axis=(1, 2), keepdims=True)
-            std = ops.std(colour, axis=(1, 2), keepdims=True)
-            colour = (colour - mean) / ops.maximum(std, _EPS)
-            zoom = ops.convert_to_tensor([width / cols, height / rows], x.dtype)
-            flow = ops.clip(x[..., FLOW_X:FLOW_Y + 1] * zoom, -1.0, 1.0)
-            x = ops.concatenate([colour, flow, x[..., FLOW_Y + 1:]], axis=-1)
-        if view.startswith("mirror"):
-            sign = [-1.0 if c == FLOW_X else 1.0 for c in range(channels)]
-            x = ops.flip(x, axis=2) * ops.convert_to_tensor(sign, x.dtype)
-        return x
+        """One view of frames x (N, H, W, C): as training augments a sequence with that box and
+        mirror (datasets.augment), colour re-standardised per frame after a crop."""
+        box, mirror = view_box(view, self.crop_scale)
+        if box == (0.0, 0.0, 1.0, 1.0) and not mirror:
+            return x
+        n = tf.shape(x)[0]
+        boxes = tf.tile(tf.constant([box], tf.float32), [n, 1])
+        flip = tf.fill([n], mirror)
+        x = crop_resize(x, boxes, flip, x.shape[1:3])
+        colour = x[..., COLOR_SLICE]
+        if box != (0.0, 0.0, 1.0, 1.0):
+            colour = standardize(colour)
+        flow = rescale_flow(x[..., FLOW_SLICE], boxes, flip)
+        return tf.concat([colour, flow, x[..., FLOW_SLICE.stop:]], axis=-1)
 
     def call(self, x):
         shape = ops.shape(x)

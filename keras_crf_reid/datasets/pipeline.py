@@ -26,7 +26,9 @@ import tensorflow as tf
 
 from keras_crf_reid.datasets.flow import FLOW_LEVELS
 from keras_crf_reid.options import option
-from keras_crf_reid.geometry import FRAME_HEIGHT, FRAME_WIDTH
+from keras_crf_reid.datasets.augment import crop_resize, per_frame, rescale_flow
+from keras_crf_reid.geometry import (FRAME_HEIGHT, FRAME_WIDTH, NUM_CHANNELS, NUM_COLOR_CHANNELS,
+                                     NUM_FLOW_CHANNELS)
 from keras_crf_reid.datasets.preprocess import group_windows, loop_indices, to_model_input
 from keras_crf_reid.datasets.store import TrackletStore
 
@@ -208,7 +210,8 @@ def _augment(rgb: tf.Tensor, flow: tf.Tensor, boxes: tf.Tensor, flip: tf.Tensor,
              erase: tf.Tensor | None = None) -> tf.Tensor:
     """rgb (N, L, H, W, 3) uint8, flow (N, L, H, W, 2), boxes (N, 4), flip (N,) -> (N, L, H, W, 5).
 
-    flow * flow_scale is the scaled flow (1 / FLOW_LEVELS for int8 quantised flow). Optional
+    Each sequence's crop box and mirror apply to all its frames (augment.crop_resize and
+    augment.rescale_flow, shared with test-time augmentation). flow * flow_scale is the scaled flow (1 / FLOW_LEVELS for int8 quantised flow). Optional
     per-sequence jitter (N, 4) (see _color_jitter) and erase boxes (N, 4), applied
     identically to every frame of a
     sequence; erasing zeroes all channels of the model input.
@@ -216,25 +219,17 @@ def _augment(rgb: tf.Tensor, flow: tf.Tensor, boxes: tf.Tensor, flip: tf.Tensor,
     shape = tf.shape(rgb)
     n, length = shape[0], shape[1]
     size = [FRAME_HEIGHT, FRAME_WIDTH]
-    frame_boxes = tf.repeat(boxes, length, axis=0)
-    flip_f = tf.repeat(flip, length, axis=0)
-    # A mirrored crop is the crop of the same box with x1 and x2 swapped: one resampling pass.
-    sample = tf.where(flip_f[:, None], tf.gather(frame_boxes, [0, 3, 2, 1], axis=1), frame_boxes)
-    ind = tf.range(n * length)
-    rgb_out = tf.image.crop_and_resize(tf.reshape(rgb, [n * length, *size, 3]), sample, ind, size) / 255.0
+    frame_boxes, flip_f = per_frame(boxes, length), per_frame(flip, length)
+    rgb_out = crop_resize(tf.reshape(rgb, [n * length, *size, NUM_COLOR_CHANNELS]), frame_boxes,
+                          flip_f, size) / 255.0
     if jitter is not None:
-        rgb_out = _color_jitter(rgb_out, tf.repeat(jitter, length, axis=0))
-    flow_out = tf.image.crop_and_resize(
-        tf.reshape(tf.cast(flow, tf.float32), [n * length, *size, 2]), sample, ind, size)
-    # Zooming into a crop of relative size (h, w) magnifies displacements by (1/h, 1/w);
-    # mirroring negates the horizontal one.
-    zoom = tf.stack([tf.where(flip_f, -1.0, 1.0) / (frame_boxes[:, 3] - frame_boxes[:, 1]),
-                     1.0 / (frame_boxes[:, 2] - frame_boxes[:, 0])], -1) * flow_scale
-    flow_out = tf.clip_by_value(flow_out * zoom[:, None, None, :], -1.0, 1.0)
-    x = to_model_input(rgb_out, flow_out)
+        rgb_out = _color_jitter(rgb_out, per_frame(jitter, length))
+    flow_out = crop_resize(tf.reshape(tf.cast(flow, tf.float32), [n * length, *size, NUM_FLOW_CHANNELS]),
+                           frame_boxes, flip_f, size)
+    x = to_model_input(rgb_out, rescale_flow(flow_out, frame_boxes, flip_f, flow_scale))
     if erase is not None:
-        x = _erase(x, tf.repeat(erase, length, axis=0))
-    return tf.reshape(x, [n, length, *size, 5])
+        x = _erase(x, per_frame(erase, length))
+    return tf.reshape(x, [n, length, *size, NUM_CHANNELS])
 
 
 def pair_dataset(store: TrackletStore, train: Sequence[int], config: PairConfig,

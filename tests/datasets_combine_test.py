@@ -25,14 +25,15 @@ def test_pid_offset_is_the_next_stride_above_every_id():
 
 def test_pooling_and_joining_move_ids_past_the_earlier_ones():
     a, b, c = _dataset("a", [1, 2]), _dataset("b", [1, 12345]), _dataset("c", [5])
-    pooled = pool_datasets([a, b, c])
+    pooled = pool_datasets([a, b, c], "abc")
     assert pooled.pids == [1, 2, 10001, 22345, 30005] and pooled.root == "/a,/b,/c"
+    assert pooled.name == "abc"
     evaluation = _dataset("e", [1, JUNK_PID])
     joined = join_datasets(pooled, evaluation)
     assert [t.pid for t in joined.tracklets[len(pooled.tracklets):]] == [40001, 40001, JUNK_PID,
                                                                           JUNK_PID]
     with pytest.raises(ValueError, match="cam 0 / cam 1"):
-        pool_datasets([a, _dataset("m", [1], probe_cam=None, gallery_cam=None)])
+        pool_datasets([a, _dataset("m", [1], probe_cam=None, gallery_cam=None)], "am")
 
 
 def test_cross_dataset_splits_train_on_a_share_and_test_on_the_evaluation_set():

@@ -234,6 +234,7 @@ def test_cli_export_of_a_checkpoint_equals_the_run_export(tmp_path):
     trained = build_model(TINY, "full")
     ckpt = os.path.join(split_dir(cfg, 0), "full", "ckpt")
     tf.train.Checkpoint(model=trained).save(os.path.join(ckpt, "ckpt"))
+    keras.backend.clear_session()  # as a run does after its splits: fresh layer names
     run_export = experiment.export_final(cfg, 0)["export"]
     cmd = [sys.executable, "-m", "keras_crf_reid.serving.export", f"--checkpoint={ckpt}",
            f"--filters={','.join(map(str, TINY.filters))}", f"--embed_dim={TINY.embed_dim}",

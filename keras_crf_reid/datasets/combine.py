@@ -33,9 +33,9 @@ def shift_pids(tracklets: Sequence[Tracklet], offset: int) -> list[Tracklet]:
             for t in tracklets]
 
 
-def pool_datasets(parts: Sequence[ReidDataset]) -> ReidDataset:
-    """Two-camera datasets (cam 0 probe, cam 1 gallery, no fixed splits) pooled into one; the
-    ids of each part move past those of the parts before it."""
+def pool_datasets(parts: Sequence[ReidDataset], name: str) -> ReidDataset:
+    """Two-camera datasets (cam 0 probe, cam 1 gallery, no fixed splits) pooled into one named
+    `name`; the ids of each part move past those of the parts before it."""
     tracklets, skipped = [], {}
     for d in parts:
         if d.probe_cam != 0 or d.gallery_cam != 1 or d.fixed_splits:
@@ -43,7 +43,6 @@ def pool_datasets(parts: Sequence[ReidDataset]) -> ReidDataset:
                              f"two-camera datasets without fixed splits can be pooled")
         tracklets += shift_pids(d.tracklets, pid_offset(t.pid for t in tracklets))
         skipped.update(d.skipped)
-    name = "+".join(os.path.basename(os.path.normpath(d.root)) for d in parts)
     return ReidDataset(name=name, root=",".join(d.root for d in parts), tracklets=tracklets,
                        skipped=skipped)
 

@@ -68,7 +68,8 @@ def load_dataset(cfg: DataConfig, progress: bool = True) -> ReidDataset:
     roots = [r for r in cfg.data_root.split(",") if r]
     if len(roots) <= 1:
         return _load_one(cfg, cfg.data_root, progress)
-    return pool_datasets([_load_one(cfg, r, progress) for r in roots])
+    return pool_datasets([_load_one(cfg, r, progress) for r in roots],
+                         "+".join(os.path.basename(os.path.normpath(r)) for r in roots))
 
 
 def load_eval_dataset(cfg: DataConfig, progress: bool = True) -> ReidDataset:

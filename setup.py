@@ -26,5 +26,8 @@ setup(
     extras_require={
         "test": ["pytest>=8", "faiss-cpu>=1.8"],
         "ann": ["faiss-cpu>=1.8"],
+        # Keras 3's JAX backend (keras_crf_reid.jax_step, tools/bench_backends.py); on a GPU
+        # machine install jax's CUDA wheels instead of jax[cpu].
+        "jax": ["jax[cpu]>=0.10"],
     },
 )

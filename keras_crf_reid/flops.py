@@ -56,8 +56,27 @@ def matmul_probe(size: int = 2048, chain: int = 4,
 
     Each call returns (GFLOP/s, GFLOP per process CPU second). Benchmarks call it between their
     own timed runs, so that peak and workload are sampled under the same load on a shared
-    machine; the per-CPU-second figure is the one that load disturbs least.
+    machine; the per-CPU-second figure is the one that load disturbs least. The matmuls run in
+    a tf.function, or in jax.jit when Keras runs on its JAX backend (the peak of the framework
+    the workload runs in, on the device it uses).
     """
+    import keras
+
+    run, a, b = (_jax_chain if keras.backend.backend() == "jax" else _tf_chain)(size, chain, dtype)
+    run(a, b)  # trace, warm-up (thread pools, page faults)
+    flops = chain * 2 * size ** 3
+
+    def probe() -> tuple[float, float]:
+        t0, c0 = time.perf_counter(), time.process_time()
+        run(a, b)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        return flops / wall / 1e9, flops / max(cpu, 1e-9) / 1e9
+
+    return probe
+
+
+def _tf_chain(size: int, chain: int, dtype: str):
+    """(run, a, b): a tf.function of `chain` matmuls, blocking until done, and its operands."""
     import tensorflow as tf
 
     a = tf.random.normal((size, size), dtype=dtype)
@@ -69,21 +88,29 @@ def matmul_probe(size: int = 2048, chain: int = 4,
             x = tf.matmul(x, y)
         return tf.reduce_sum(x)
 
-    run(a, b).numpy()  # trace, warm-up (thread pools, page faults)
-    flops = chain * 2 * size ** 3
+    return (lambda x, y: run(x, y).numpy()), a, b
 
-    def probe() -> tuple[float, float]:
-        t0, c0 = time.perf_counter(), time.process_time()
-        run(a, b).numpy()
-        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-        return flops / wall / 1e9, flops / max(cpu, 1e-9) / 1e9
 
-    return probe
+def _jax_chain(size: int, chain: int, dtype: str):
+    """(run, a, b): a jax.jit of `chain` matmuls, blocking until done, and its operands."""
+    import jax
+
+    ka, kb = jax.random.split(jax.random.PRNGKey(0))
+    a = jax.random.normal(ka, (size, size), dtype=dtype)
+    b = jax.random.normal(kb, (size, size), dtype=dtype) * (1.0 / size)
+
+    @jax.jit
+    def run(x, y):
+        for _ in range(chain):
+            x = x @ y
+        return x.sum()
+
+    return (lambda x, y: run(x, y).block_until_ready()), a, b
 
 
 def measure_matmul_gflops(size: int = 2048, chain: int = 4, repeats: int = 5,
                           dtype: str = "float32") -> float:
-    """Best-of-`repeats` GFLOP/s of `chain` chained (size x size) matmuls in a tf.function."""
+    """Best-of-`repeats` GFLOP/s of `chain` chained (size x size) matmuls (see matmul_probe)."""
     probe = matmul_probe(size, chain, dtype)
     return max(probe()[0] for _ in range(max(1, repeats)))
 

@@ -12,9 +12,9 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from keras_crf_reid.serving import export
+from keras_crf_reid.serving import contract, export
 from keras_crf_reid.model import ModelConfig, build_crf_model
-from keras_crf_reid.serving import server
+from keras_crf_reid.serving import admission, limits, service, versions
 
 TINY = ModelConfig(filters=(4, 4, 4), embed_dim=16, dropout=0.0)
 Code = grpc.StatusCode
@@ -35,6 +35,23 @@ def predict_request(proto) -> predict_pb2.PredictRequest:
     return req
 
 
+# The inputs of every signature an export has that takes inputs: alias -> (dtype, channels).
+SIGNATURE_INPUTS = {contract.SERVING_SIGNATURE: {contract.INPUT_NAME: (tf.float32, 5)},
+                    contract.RAW_SIGNATURE: {contract.RGB_INPUT: (tf.uint8, 3),
+                                             contract.FLOW_INPUT: (tf.float32, 2)}}
+
+
+def signature_request(signature: str, frames: int) -> predict_pb2.PredictRequest:
+    """One constant value per input of `signature`, shaped as `frames` frames of 128x64."""
+    req = predict_pb2.PredictRequest()
+    req.model_spec.name = "crf_reid"
+    req.model_spec.signature_name = signature
+    for alias, (dtype, c) in SIGNATURE_INPUTS[signature].items():
+        req.inputs[alias].CopyFrom(tf.make_tensor_proto(7 if dtype == tf.uint8 else 0.1, dtype,
+                                                        shape=[1, frames, 128, 64, c]))
+    return req
+
+
 def rss_mb() -> float:
     with open("/proc/self/status") as f:
         return next(int(line.split()[1]) / 1024 for line in f if line.startswith("VmRSS:"))
@@ -43,7 +60,7 @@ def rss_mb() -> float:
 # --- the inference queue ---------------------------------------------------------------------
 
 def test_full_queue_answers_unavailable_and_abandoned_work_is_dropped():
-    queue = server.InferenceQueue(workers=1, max_queued=1)
+    queue = admission.InferenceQueue(workers=1, max_queued=1)
     release, started, calls = threading.Event(), threading.Event(), []
 
     def blocking(**inputs):
@@ -55,7 +72,7 @@ def test_full_queue_answers_unavailable_and_abandoned_work_is_dropped():
     first = threading.Thread(target=lambda: queue.run(blocking, {"a": np.zeros(1)}, 10))
     first.start()
     assert started.wait(10)
-    with pytest.raises(server.RpcError) as e:        # queued behind the first, gives up after 0.2 s
+    with pytest.raises(limits.RpcError) as e:        # queued behind the first, gives up after 0.2 s
         queue.run(blocking, {"b": np.zeros(1)}, 0.2)
     assert e.value.code == Code.DEADLINE_EXCEEDED
     assert queue.pending == 1                         # its slot is freed at once
@@ -63,7 +80,7 @@ def test_full_queue_answers_unavailable_and_abandoned_work_is_dropped():
     waiting.start()
     time.sleep(0.1)
     assert queue.pending == 2
-    with pytest.raises(server.RpcError) as e:        # one running, one waiting: full
+    with pytest.raises(limits.RpcError) as e:        # one running, one waiting: full
         queue.run(blocking, {"d": np.zeros(1)}, 10)
     assert e.value.code == Code.UNAVAILABLE and "--max_queued" in e.value.message
     release.set()
@@ -79,8 +96,8 @@ def test_running_inference_is_cancelled_when_its_caller_leaves():
     def spin(n):
         return {"n": tf.while_loop(lambda i: i < n, lambda i: i + 1, [tf.constant(0)])[0]}
 
-    queue = server.InferenceQueue(workers=1, max_queued=0)
-    with pytest.raises(server.RpcError) as e:
+    queue = admission.InferenceQueue(workers=1, max_queued=0)
+    with pytest.raises(limits.RpcError) as e:
         queue.run(spin, {"n": np.int32(2 ** 31 - 1)}, 0.3)    # minutes of work if not cancelled
     assert e.value.code == Code.DEADLINE_EXCEEDED
     for _ in range(100):                                      # the worker is freed
@@ -93,7 +110,7 @@ def test_running_inference_is_cancelled_when_its_caller_leaves():
 
 
 def test_work_that_cannot_finish_in_time_is_refused_before_it_starts():
-    queue, calls = server.InferenceQueue(workers=1, max_queued=1), []
+    queue, calls = admission.InferenceQueue(workers=1, max_queued=1), []
 
     def slow(**inputs):
         calls.append(inputs["x"].shape)
@@ -101,7 +118,7 @@ def test_work_that_cannot_finish_in_time_is_refused_before_it_starts():
         return {}
 
     queue.run(slow, {"x": np.zeros(100, np.float32)}, 10, key="sig")      # >= 0.5 ms per byte
-    with pytest.raises(server.RpcError) as e:
+    with pytest.raises(limits.RpcError) as e:
         queue.run(slow, {"x": np.zeros(10_000, np.float32)}, 5, key="sig")  # needs >= 15 s
     assert e.value.code == Code.DEADLINE_EXCEEDED and "not started" in e.value.message
     queue.run(slow, {"x": np.zeros(10_000, np.float32)}, 5, key="other")  # no estimate yet
@@ -110,9 +127,9 @@ def test_work_that_cannot_finish_in_time_is_refused_before_it_starts():
 
 
 def test_in_flight_decoded_bytes_are_bounded():
-    budget = server.ByteBudget(100)
+    budget = admission.ByteBudget(100)
     with budget.hold(60):
-        with pytest.raises(server.RpcError) as e:
+        with pytest.raises(limits.RpcError) as e:
             with budget.hold(50):
                 pass
         assert e.value.code == Code.RESOURCE_EXHAUSTED and "--max_inflight_mb" in e.value.message
@@ -121,15 +138,47 @@ def test_in_flight_decoded_bytes_are_bounded():
     assert budget.held == 0
 
 
-def test_short_deadline_flood_of_large_decoded_tensors(base):
-    """4 clients x 2 s of 0.3 s-deadline requests that decode to 31 MB each (a few bytes on the wire)."""
-    limits = server.ServerLimits(max_message_mb=64, max_frames=400, workers=2, max_queued=2,
+def test_every_signature_has_a_run_time_estimate_once_served(base):
+    """The export's warm-up requests cover every signature, so each is protected from the start."""
+    loaded = tf.saved_model.load(os.path.join(base, "1"))
+    assert set(SIGNATURE_INPUTS) | {contract.INFO_SIGNATURE} == set(loaded.signatures)
+    srv, _ = service.serve(base, poll_s=0, limits=limits.ServerLimits(workers=1))
+    try:
+        for signature in SIGNATURE_INPUTS:
+            assert srv.predictor.queue.min_seconds((1, signature), 10 * limits.MB) > 0, signature
+    finally:
+        srv.stop(0)
+
+
+def test_a_cancelled_call_gives_an_estimate_to_a_signature_without_warmup():
+    @tf.function(input_signature=[tf.TensorSpec([], tf.int32)])
+    def spin(n):
+        return {"n": tf.while_loop(lambda i: i < n, lambda i: i + 1, [tf.constant(0)])[0]}
+
+    queue = admission.InferenceQueue(workers=1, max_queued=0)
+    with pytest.raises(limits.RpcError):
+        queue.run(spin, {"n": np.int32(2 ** 31 - 1)}, 0.3, key="cold")
+    for _ in range(100):
+        if queue.pending == 0:
+            break
+        time.sleep(0.1)
+    with pytest.raises(limits.RpcError) as e:              # the same work again: refused at once
+        queue.run(spin, {"n": np.int32(2 ** 31 - 1)}, 0.2, key="cold")
+    assert e.value.code == Code.DEADLINE_EXCEEDED and "not started" in e.value.message
+    queue.shutdown()
+
+
+@pytest.mark.parametrize("signature", sorted(SIGNATURE_INPUTS))
+def test_short_deadline_flood_of_large_decoded_tensors(base, signature):
+    """4 clients x 2 s of 0.3 s-deadline requests on each signature that takes inputs, decoding to
+    17-31 MB each (a few bytes on the wire)."""
+    cfg = limits.ServerLimits(max_message_mb=64, max_frames=400, workers=2, max_queued=2,
                                  max_inflight_mb=128)
-    srv, port = server.serve(base, poll_s=0, limits=limits)
+    srv, port = service.serve(base, poll_s=0, limits=cfg)
     predictor = srv.predictor
-    flood = predict_request(tf.make_tensor_proto(0.1, tf.float32, shape=[1, 190, 128, 64, 5]))
-    valid = predict_request(tf.make_tensor_proto(np.full((1, 4, 128, 64, 5), 0.1, np.float32)))
-    assert len(flood.SerializeToString()) < 100
+    flood = signature_request(signature, 190)
+    valid = signature_request(signature, 4)
+    assert len(flood.SerializeToString()) < 150
     codes, peak, stop = [], {"pending": 0, "held": 0}, threading.Event()
     rss_before = rss_mb()
 
@@ -164,8 +213,8 @@ def test_short_deadline_flood_of_large_decoded_tensors(base):
                 break
             time.sleep(0.05)
         assert predictor.queue.pending == 0 and predictor.budget.held == 0
-        assert peak["pending"] <= limits.workers + limits.max_queued
-        assert peak["held"] <= limits.max_inflight_mb * server.MB
+        assert peak["pending"] <= cfg.workers + cfg.max_queued
+        assert peak["held"] <= cfg.max_inflight_mb * limits.MB
         assert rss_mb() - rss_before < 1000
         assert len(codes) > 4 and set(codes) <= {Code.OK, Code.DEADLINE_EXCEEDED, Code.UNAVAILABLE,
                                                  Code.RESOURCE_EXHAUSTED, Code.CANCELLED}
@@ -180,10 +229,10 @@ def test_short_deadline_flood_of_large_decoded_tensors(base):
 # --- garbage bytes ---------------------------------------------------------------------------
 
 def test_garbage_bytes_get_invalid_argument_and_one_log_line(base, caplog):
-    srv, port = server.serve(base, poll_s=0, limits=server.ServerLimits(workers=2))
+    srv, port = service.serve(base, poll_s=0, limits=limits.ServerLimits(workers=2))
     identity = dict(request_serializer=lambda b: b, response_deserializer=lambda b: b)
     try:
-        with caplog.at_level(logging.INFO, logger=server.log.name), \
+        with caplog.at_level(logging.INFO, logger=service.log.name), \
                 grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             for method in ("/tensorflow.serving.PredictionService/Predict",
                            "/tensorflow.serving.PredictionService/GetModelMetadata",
@@ -206,7 +255,7 @@ def test_garbage_bytes_get_invalid_argument_and_one_log_line(base, caplog):
 
 
 def test_rate_limited_log_counts_suppressed_lines(caplog):
-    limited = server.RateLimitedLog(logging.getLogger("reid-test"), interval_s=0.2)
+    limited = service.RateLimitedLog(logging.getLogger("reid-test"), interval_s=0.2)
     with caplog.at_level(logging.WARNING, logger="reid-test"):
         assert limited.warning("a") and not limited.warning("b") and not limited.warning("c")
         time.sleep(0.25)
@@ -221,7 +270,7 @@ def test_half_written_version_is_retried_once_completed_in_place(base, tmp_path)
     models = str(tmp_path / "crf_reid")
     os.makedirs(models)
     shutil.copytree(os.path.join(base, "1"), os.path.join(models, "1"))
-    manager = server.ModelManager(models, "crf_reid")
+    manager = versions.ModelManager(models, "crf_reid", settle_s=0)
     manager.poll()
     version = os.path.join(models, "2")
     shutil.copytree(os.path.join(base, "1"), version)
@@ -229,7 +278,7 @@ def test_half_written_version_is_retried_once_completed_in_place(base, tmp_path)
     shutil.move(data, str(tmp_path / "data"))         # half-written: variables data not there yet
     manager.poll()
     assert manager.versions() == [1]                  # version 2 failed; 1 keeps serving
-    assert manager.statuses()[2][0] == server._State.END
+    assert manager.statuses()[2][0] == versions.State.END
     pb_mtime = os.stat(os.path.join(version, "saved_model.pb")).st_mtime_ns
     manager.poll()                                    # unchanged folder: not reloaded
     assert manager.versions() == [1]
@@ -237,12 +286,40 @@ def test_half_written_version_is_retried_once_completed_in_place(base, tmp_path)
     assert os.stat(os.path.join(version, "saved_model.pb")).st_mtime_ns == pb_mtime
     manager.poll()
     assert manager.versions() == [2]
-    assert manager.statuses()[2][0] == server._State.AVAILABLE
+    assert manager.statuses()[2][0] == versions.State.AVAILABLE
+
+
+def test_version_copied_file_by_file_is_loaded_only_once_complete_and_stable(base, tmp_path):
+    """saved_model.pb and variables/ arrive first, assets.extra/ (the warm-up) last."""
+    models = str(tmp_path / "crf_reid")
+    os.makedirs(models)
+    shutil.copytree(os.path.join(base, "1"), os.path.join(models, "1"))
+    warmed = []
+    manager = versions.ModelManager(models, "crf_reid", warmup=lambda served: warmed.append(
+        (served.version, os.path.isfile(os.path.join(served.path, contract.WARMUP_FILE)))), settle_s=0.5)
+    time.sleep(0.6)
+    manager.poll()
+    assert manager.versions() == [1]
+    source, version = os.path.join(base, "1"), os.path.join(models, "2")
+    os.makedirs(version)
+    shutil.copy2(os.path.join(source, "saved_model.pb"), version)   # copies keep mtimes
+    shutil.copytree(os.path.join(source, "variables"), os.path.join(version, "variables"))
+    manager.poll()
+    assert manager.versions() == [1] and manager.pending() == [2]   # complete, not yet stable
+    time.sleep(0.3)
+    shutil.copytree(os.path.join(source, "assets.extra"), os.path.join(version, "assets.extra"))
+    time.sleep(0.3)
+    manager.poll()
+    assert manager.versions() == [1]                    # changed 0.3 s ago: still waiting
+    time.sleep(0.6)
+    manager.poll()
+    assert manager.versions() == [2]
+    assert warmed == [(1, True), (2, True)]             # its warm-up requests were there to replay
 
 
 def test_folder_signature_changes_with_any_file(tmp_path):
     (tmp_path / "variables").mkdir()
     (tmp_path / "saved_model.pb").write_bytes(b"x")
-    before = server.folder_signature(str(tmp_path))
+    before = versions.folder_signature(str(tmp_path))
     (tmp_path / "variables" / "variables.index").write_bytes(b"y")
-    assert server.folder_signature(str(tmp_path)) != before
+    assert versions.folder_signature(str(tmp_path)) != before

@@ -1,5 +1,8 @@
 """Export -> development gRPC server -> official TF Serving stubs and ReidClient."""
+import dataclasses
+import os
 import shutil
+import tempfile
 import time
 
 import cv2
@@ -16,11 +19,11 @@ from keras_crf_reid.serving import contract, export
 from keras_crf_reid.serving.inference import tracklet_input
 from keras_crf_reid.model import ModelConfig, build_crf_model
 from keras_crf_reid.datasets.preprocess import to_model_input
-from keras_crf_reid.serving import server
+from keras_crf_reid.serving import limits, server, service, versions
 from keras_crf_reid.serving.client import ReidClient
 
 TINY = ModelConfig(filters=(4, 4, 4), embed_dim=16, dropout=0.0)
-LIMITS = server.ServerLimits(max_message_mb=4, max_batch=4, max_frames=40, workers=2)
+LIMITS = limits.ServerLimits(max_message_mb=4, max_batch=4, max_frames=40, workers=2)
 Code = grpc.StatusCode
 
 
@@ -38,7 +41,7 @@ def model():
 def served(model, tmp_path_factory):
     base = str(tmp_path_factory.mktemp("serving") / "crf_reid")
     export.export_saved_model(model, base)
-    srv, port = server.serve(base, poll_s=0, limits=LIMITS)
+    srv, port = service.serve(base, poll_s=0, limits=LIMITS)
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     yield port, prediction_service_pb2_grpc.PredictionServiceStub(channel)
     channel.close()
@@ -207,7 +210,7 @@ def test_status_errors(served):
 def test_new_version_is_served(model, tmp_path):
     base = str(tmp_path / "crf_reid")
     export.export_saved_model(model, base)
-    srv, port = server.serve(base, poll_s=0.1, limits=LIMITS)
+    srv, port = service.serve(base, poll_s=0.1, limits=LIMITS)
     try:
         (tmp_path / "crf_reid" / "5").mkdir()
         (tmp_path / "crf_reid" / ".tmp-6-1").mkdir()
@@ -231,7 +234,7 @@ def test_new_version_is_served(model, tmp_path):
 
 def test_missing_base_path_is_refused(tmp_path):
     with pytest.raises(contract.SavedModelError, match="does not exist"):
-        server.serve(str(tmp_path / "absent"))
+        service.serve(str(tmp_path / "absent"))
 
 
 def test_client_retries_only_unavailable():
@@ -262,7 +265,7 @@ def test_client_retries_only_unavailable():
 def test_failed_version_keeps_previous_serving(model, tmp_path):
     base = str(tmp_path / "crf_reid")
     export.export_saved_model(model, base)
-    manager = server.ModelManager(base, "crf_reid")
+    manager = versions.ModelManager(base, "crf_reid", settle_s=0)
     manager.poll()
     broken = tmp_path / "crf_reid" / "2"
     (broken / "variables").mkdir(parents=True)
@@ -291,6 +294,15 @@ def test_server_cli_in_subprocess(model, tmp_path):
     finally:
         proc.terminate()
         assert proc.wait(timeout=30) == 0
+    port_file = next(a.split("=", 1)[1] for a in proc.args if a.startswith("--port_file="))
+    assert not os.path.exists(os.path.dirname(port_file))     # its temp folder went with it
+
+
+def test_spawn_removes_its_temp_folder_when_the_server_fails_to_start(tmp_path):
+    before = set(os.listdir(tempfile.gettempdir()))
+    with pytest.raises(RuntimeError, match="does not exist"):
+        server.spawn(str(tmp_path / "missing"), timeout_s=60)
+    assert not {n for n in set(os.listdir(tempfile.gettempdir())) - before if n.startswith("reid-server-")}
 
 
 def test_many_concurrent_connections_mixed_with_bad_requests(model, served):
@@ -320,3 +332,14 @@ def test_many_concurrent_connections_mixed_with_bad_requests(model, served):
         else:
             np.testing.assert_allclose(r, expected, atol=1e-5)
     assert stub.Predict(request(x), timeout=30).model_spec.version.value == 1
+
+
+def test_server_limit_flags_are_generated_from_server_limits():
+    from absl import flags
+
+    from keras_crf_reid import cli
+    fv = flags.FlagValues()
+    cli.define_flags(limits.ServerLimits, fv)
+    fv(["prog", "--max_queued=3"])
+    assert cli.from_flags(limits.ServerLimits, fv) == limits.ServerLimits(max_queued=3)
+    assert {name: fv[name].default for name in fv} == dataclasses.asdict(limits.ServerLimits())

@@ -173,3 +173,40 @@ def test_disk_full_names_the_entry_and_leaves_nothing_half_written(dataset, tmp_
     with pytest.raises(CacheError, match="no space left"):
         store.build(workers=1, progress=False)
     assert os.listdir(store.dir) == []
+
+
+def _flip(path: str, offset: int) -> None:
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        byte = f.read(1)
+        f.seek(offset)
+        f.write(bytes([byte[0] ^ 0xFF]))
+
+
+@pytest.mark.parametrize("part", ["colour", "flow"])
+def test_corrupted_entry_part_is_rebuilt_with_a_warning(dataset, tmp_path, part, caplog):
+    store = TrackletStore(dataset, str(tmp_path)).build(progress=False)
+    good = store.window_q(0, np.arange(3))
+    entry = store_mod._Entry(store.path(0))
+    offset = int(entry.offsets[1]) + 20 if part == "colour" else entry.flow_at + 128 * 64 * 2 + 77
+    for k in range(5):                                  # a few bytes of frame 1's part
+        _flip(store.path(0), offset + 7 * k)
+    fresh = TrackletStore(dataset, str(tmp_path))
+    with caplog.at_level("WARNING", logger=store_mod.log.name):
+        again = fresh.window_q(0, np.arange(3))
+    np.testing.assert_array_equal(again[0], good[0])
+    np.testing.assert_array_equal(again[1], good[1])
+    assert any("checksum" in r.getMessage() and "rebuilding" in r.getMessage() for r in caplog.records)
+    np.testing.assert_array_equal(TrackletStore(dataset, str(tmp_path)).window_q(0, np.arange(3))[1], good[1])
+
+
+def test_corrupted_entry_without_its_frames_is_a_clear_error(tmp_path):
+    root = generate_synthetic(str(tmp_path / "s"), num_ids=2, seed=5, min_len=4, max_len=5,
+                              progress=False)
+    ds = load_prid_layout(root)
+    store = TrackletStore(ds, str(tmp_path / "c")).build(progress=False)
+    _flip(store.path(0), store_mod._Entry(store.path(0)).flow_at + 5)
+    for frame in ds.tracklets[0].frames:
+        os.remove(frame)
+    with pytest.raises(CacheError, match=f"{os.path.basename(store.path(0))}.*cannot be rebuilt"):
+        store.get(0)                                    # the entry named before the frames went

@@ -19,7 +19,7 @@ from keras_crf_reid.datasets.pipeline import group_dataset
 from keras_crf_reid.datasets.store import TrackletStore
 from keras_crf_reid.evaluation import compiled_embedder, embed_tracklets, evaluate_split
 from keras_crf_reid.model import ModelConfig, build_crf_model
-from keras_crf_reid.serving import export, server
+from keras_crf_reid.serving import export, limits, service
 from keras_crf_reid.serving.client import ReidClient
 from keras_crf_reid.serving.inference import tracklet_input
 from keras_crf_reid.tta import DEFAULT_VIEWS, build_tta_model
@@ -27,7 +27,7 @@ from tests.fixtures import REALDATA
 from tests.inference_test import write_tracklet
 
 GROUP = 4
-LIMITS = server.ServerLimits(max_message_mb=8, max_batch=8, max_frames=40, workers=1)
+LIMITS = limits.ServerLimits(max_message_mb=8, max_batch=8, max_frames=40, workers=1)
 ATOL = 1e-4
 MARS_SAMPLE = os.path.join(REALDATA, "mars_sample")
 
@@ -54,7 +54,7 @@ def test_evaluation_load_and_grpc_agree_and_average_the_views(setup, tmp_path):
     loaded = keras_crf_reid.load(base)
     assert loaded.group_len == GROUP
     via_load = np.stack([loaded.embed(f) for f in folders])
-    srv, port = server.serve(base, poll_s=0, limits=LIMITS)
+    srv, port = service.serve(base, poll_s=0, limits=LIMITS)
     try:
         with ReidClient(f"127.0.0.1:{port}", timeout_s=60, max_message_mb=8) as client:
             via_grpc = np.stack([client.embed_tracklet(f) for f in folders])

@@ -2,15 +2,16 @@
 
 Runs the server in a subprocess (default: a fresh default-config CRF export in a temp directory)
 and measures a valid one-sequence request's latency (--probes sequential requests) before the
-flood. Then --clients threads send, for --duration_s seconds, Predict requests with a
---flood_deadline_s deadline whose TensorProto holds one value and the shape
-[1, --flood_frames, 128, 64, 5]: a few bytes on the wire, 62 MB once decoded at 380 frames.
+flood. Then --clients threads send, for --duration_s seconds, Predict requests on --signature
+with a --flood_deadline_s deadline whose TensorProtos hold one value each and the shape
+[1, --flood_frames, 128, 64, C]: a few bytes on the wire, 62 MB once decoded at 380 frames for
+serving_default (frames, C=5), 33 MB for embed_raw (rgb uint8 C=3, flow float32 C=2).
 Right after the flood the valid request's latency is measured again, and server RSS is read from
 /proc before, at its peak during, and after the flood. Prints one JSON object and exits non-zero
 if the server died, a valid request failed, RSS grew by more than --max_rss_growth_mb, or the
 valid request's p99 after the flood is more than --max_p99_ratio times its p99 before.
 
-    python tools/load_test_flood.py [--clients=8 --duration_s=6 --model_base_path=saved_models/demo]
+    python tools/load_test_flood.py [--signature=embed_raw --clients=8 --duration_s=6 --model_base_path=...]
 """
 from __future__ import annotations
 
@@ -29,8 +30,11 @@ import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc  # noqa: E402
 
+from keras_crf_reid.serving.contract import FLOW_INPUT, INPUT_NAME, RAW_SIGNATURE, RGB_INPUT, SERVING_SIGNATURE  # noqa: E402
 from loadtest import rss_mb, spawn_server  # noqa: E402  (tools/, beside this script)
 
+flags.DEFINE_enum("signature", SERVING_SIGNATURE, [SERVING_SIGNATURE, RAW_SIGNATURE],
+                  "Signature both the flood and the valid requests use.")
 flags.DEFINE_string("model_base_path", None, "Serve this export instead of a fresh default-config model.")
 flags.DEFINE_integer("clients", 8, "Concurrent flooding clients.", lower_bound=1, upper_bound=64)
 flags.DEFINE_float("duration_s", 6.0, "Flood duration in seconds.", lower_bound=0.5, upper_bound=120)
@@ -47,11 +51,39 @@ FLAGS = flags.FLAGS
 
 
 
-def request(name: str, proto) -> predict_pb2.PredictRequest:
+# Inputs of each signature: alias -> (dtype, channels).
+INPUTS = {SERVING_SIGNATURE: {INPUT_NAME: (tf.float32, 5)},
+          RAW_SIGNATURE: {RGB_INPUT: (tf.uint8, 3), FLOW_INPUT: (tf.float32, 2)}}
+
+
+def request(name: str, signature: str, protos: dict) -> predict_pb2.PredictRequest:
     req = predict_pb2.PredictRequest()
     req.model_spec.name = name
-    req.inputs["frames"].CopyFrom(proto)
+    req.model_spec.signature_name = signature
+    for alias, proto in protos.items():
+        req.inputs[alias].CopyFrom(proto)
     return req
+
+
+def valid_request(name: str, signature: str, frames: int) -> predict_pb2.PredictRequest:
+    """One sequence of random values of every input of `signature`."""
+    rng = np.random.default_rng(0)
+    protos = {}
+    for alias, (dtype, c) in INPUTS[signature].items():
+        shape = (1, frames, 128, 64, c)
+        x = rng.integers(0, 256, shape) if dtype == tf.uint8 else rng.normal(size=shape)
+        protos[alias] = tf.make_tensor_proto(x.astype(dtype.as_numpy_dtype))
+    return request(name, signature, protos)
+
+
+def flood_request(name: str, signature: str, frames: int) -> tuple[predict_pb2.PredictRequest, float]:
+    """A request of one value per input shaped as `frames` frames, and its decoded size in MB."""
+    protos, nbytes = {}, 0
+    for alias, (dtype, c) in INPUTS[signature].items():
+        shape = [1, frames, 128, 64, c]
+        protos[alias] = tf.make_tensor_proto(7 if dtype == tf.uint8 else 0.1, dtype, shape=shape)
+        nbytes += int(np.prod(shape)) * dtype.size
+    return request(name, signature, protos), round(nbytes / 2 ** 20, 1)
 
 
 def probe(stub, req, n: int) -> dict:
@@ -102,9 +134,8 @@ def main(argv) -> None:
     with tempfile.TemporaryDirectory(prefix="load-test-flood-") as tmp:
         proc, port, name = spawn_server(tmp, FLAGS.model_base_path, FLAGS.workers)
         target = f"127.0.0.1:{port}"
-        x = np.random.default_rng(0).normal(size=(1, FLAGS.frames, 128, 64, 5)).astype(np.float32)
-        valid = request(name, tf.make_tensor_proto(x))
-        big = request(name, tf.make_tensor_proto(0.1, tf.float32, shape=[1, FLAGS.flood_frames, 128, 64, 5]))
+        valid = valid_request(name, FLAGS.signature, FLAGS.frames)
+        big, decoded_mb = flood_request(name, FLAGS.signature, FLAGS.flood_frames)
         failure = None
         try:
             with grpc.insecure_channel(target) as channel:
@@ -126,9 +157,9 @@ def main(argv) -> None:
             proc.terminate()
             proc.wait(timeout=30)
     result = {"benchmark": "load_test_flood", "target": target, "model_base_path": FLAGS.model_base_path,
-              "flood_tensor": {"shape": [1, FLAGS.flood_frames, 128, 64, 5],
-                               "wire_bytes": big.ByteSize(),
-                               "decoded_mb": round(FLAGS.flood_frames * 128 * 64 * 5 * 4 / 2 ** 20, 1)},
+              "signature": FLAGS.signature,
+              "flood_tensor": {"frames": FLAGS.flood_frames, "wire_bytes": big.ByteSize(),
+                               "decoded_mb": decoded_mb},
               "flood": load, "server_alive": alive, "valid_before": before, "valid_after": after,
               "p99_ratio": round(after["p99_ms"] / before["p99_ms"], 2) if after else None,
               "server_rss_mb": {"before": rss_before, "peak": load["rss_peak_mb"], "after": rss_after,

@@ -19,6 +19,10 @@ computes the missing ones; a full disk raises CacheError naming the entry. A win
 with two positioned reads (its JPEGs, its flow) and only its frames are decoded, so datasets
 larger than RAM work and pages once read are not held in the process's memory; the store keeps
 only each entry's header (8 bytes per frame).
+Every frame's JPEG and every frame's flow carry a CRC-32 in the entry's header, checked on each
+read: an entry whose bytes changed on disk (bit rot, a bad copy) is rebuilt from its frames with
+a warning, or refused with a CacheError naming it when its frames can no longer be read; it is
+never decoded blindly nor used silently.
 CACHE_VERSION is part of the folder name, so a cache of another format gets a new folder and is
 rebuilt; each file also starts with a magic and a format number that are checked on open.
 Without a cache_dir the store decodes and computes flow on every access (slow; for benchmarks).
@@ -32,6 +36,7 @@ import os
 import re
 import shutil
 import threading
+import zlib
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from typing import Iterable, Sequence
 
@@ -46,13 +51,13 @@ from keras_crf_reid.datasets.frames import read_frames
 from keras_crf_reid.datasets.validate import EmptyTrackletError, drop_tracklets
 from keras_crf_reid.geometry import FRAME_HEIGHT, FRAME_WIDTH
 
-CACHE_VERSION = "v2-dis-medium-clip8-int8-jpeg90"
+CACHE_VERSION = "v3-dis-medium-clip8-int8-jpeg90-crc32"
 EMPTY_REASON = "tracklet has no readable frame"
 JPEG_QUALITY = 90
 MAX_FRAME_BYTES = 22 * 1024
 ENTRY_SUFFIX = ".crf"
 _MAGIC = b"CRFCACHE"
-_FORMAT = 2
+_FORMAT = 3
 _HEAD = len(_MAGIC) + 5 * 8  # magic, then int64 format, frames, height, width, flow offset
 _ALIGN = 64
 # JPEG settings tried in order until a frame fits its share of MAX_FRAME_BYTES.
@@ -65,6 +70,10 @@ log = logging.getLogger(__name__)
 
 class CacheError(DatasetError):
     """The frame cache cannot be written (disk full, permissions) or an entry is unusable."""
+
+
+class CorruptEntryError(CacheError):
+    """An entry's bytes no longer match their checksums (or do not decode): rebuild it."""
 
 
 def _file_stamp(path: str) -> str:
@@ -96,24 +105,33 @@ def _jpeg(frame: np.ndarray, budget: int) -> bytes:
     return buf.tobytes()
 
 
+def _index_bytes(t: int) -> int:
+    """Bytes after the fixed header: T + 1 int64 JPEG offsets, then T uint32 CRC-32s of the
+    JPEGs and T of the flow frames."""
+    return 8 * (t + 1) + 8 * t
+
+
 def encode_entry(rgb: np.ndarray, flow_q: np.ndarray) -> list[bytes]:
     """RGB uint8 (T, H, W, 3) and int8 flow (T, H, W, 2) -> the byte chunks of one entry file.
 
     Layout: magic, int64 [format, T, H, W, flow offset], T + 1 int64 offsets (the JPEG of
-    frame k runs from offset k to k + 1), the T JPEGs, zero padding to a multiple of 64, then
-    the int8 flow (T, H, W, 2). At most MAX_FRAME_BYTES per frame in all.
+    frame k runs from offset k to k + 1), T uint32 CRC-32s of the JPEGs, T of the flow frames,
+    the T JPEGs, zero padding to a multiple of 64, then the int8 flow (T, H, W, 2). At most
+    MAX_FRAME_BYTES per frame in all.
     """
     t, h, w = rgb.shape[:3]
-    overhead = _HEAD + 8 * (t + 1) + _ALIGN + flow_q[0].nbytes * t
+    overhead = _HEAD + _index_bytes(t) + _ALIGN + flow_q[0].nbytes * t
     budget = (MAX_FRAME_BYTES * t - overhead) // t
     jpegs = [_jpeg(frame, budget) for frame in rgb]
-    start = _HEAD + 8 * (t + 1)
+    flows = [np.ascontiguousarray(f, np.int8).tobytes() for f in flow_q]
+    start = _HEAD + _index_bytes(t)
     offsets = start + np.concatenate([[0], np.cumsum([len(b) for b in jpegs])])
     flow_at = -(-int(offsets[-1]) // _ALIGN) * _ALIGN
+    crcs = np.array([zlib.crc32(b) for b in jpegs + flows], "<u4")
     head = (_MAGIC + np.array([_FORMAT, t, h, w, flow_at], "<i8").tobytes()
-            + offsets.astype("<i8").tobytes())
+            + offsets.astype("<i8").tobytes() + crcs.tobytes())
     pad = b"\0" * (flow_at - int(offsets[-1]))
-    return [head, *jpegs, pad, np.ascontiguousarray(flow_q, np.int8).tobytes()]
+    return [head, *jpegs, pad, *flows]
 
 
 class _Entry:
@@ -137,14 +155,16 @@ class _Entry:
                 if fmt != _FORMAT or (h, w) != (FRAME_HEIGHT, FRAME_WIDTH) or t < 1:
                     raise bad(f"format {fmt}, {t} frames of {h}x{w}; expected format {_FORMAT}, "
                               f"{FRAME_HEIGHT}x{FRAME_WIDTH}")
-                end = _HEAD + 8 * (t + 1)
+                end = _HEAD + _index_bytes(t)
                 if size != flow_at + t * h * w * 2 or flow_at < end:
                     raise bad(f"size {size} does not match its header")
                 self.offsets = np.frombuffer(f.read(8 * (t + 1)), "<i8").astype(np.int64)
+                crcs = np.frombuffer(f.read(8 * t), "<u4").astype(np.int64)
         except OSError as e:
             raise bad(str(e)) from e
-        if self.offsets[-1] > flow_at or np.any(np.diff(self.offsets) <= 0):
+        if self.offsets[0] != end or self.offsets[-1] > flow_at or np.any(np.diff(self.offsets) <= 0):
             raise bad("JPEG offsets out of order")
+        self.jpeg_crc, self.flow_crc = crcs[:t], crcs[t:]
         self.flow_at = flow_at
         self.length = t
 
@@ -167,8 +187,16 @@ class _Entry:
             raise CacheError(f"{self.path}: short read (file truncated since it was opened)")
         buf = np.frombuffer(jpegs, np.uint8)
         for n, k in enumerate(idx.tolist()):
-            img = cv2.imdecode(buf[o[k] - o[lo]:o[k + 1] - o[lo]], cv2.IMREAD_COLOR)
+            jpeg = buf[o[k] - o[lo]:o[k + 1] - o[lo]]
+            if zlib.crc32(jpeg) != self.jpeg_crc[k]:
+                raise CorruptEntryError(f"{self.path}: frame {k}'s colour (JPEG) fails its checksum")
+            img = cv2.imdecode(jpeg, cv2.IMREAD_COLOR)
+            if img is None or img.shape != rgb.shape[1:]:
+                raise CorruptEntryError(f"{self.path}: frame {k}'s colour (JPEG) does not decode")
             cv2.cvtColor(img, cv2.COLOR_BGR2RGB, dst=rgb[n])
+        for k in np.unique(idx).tolist():
+            if zlib.crc32(flow[(k - lo) * step:(k - lo + 1) * step]) != self.flow_crc[k]:
+                raise CorruptEntryError(f"{self.path}: frame {k}'s flow fails its checksum")
         flow_q = np.frombuffer(flow, np.int8).reshape(hi - lo, FRAME_HEIGHT, FRAME_WIDTH, 2)
         return rgb, flow_q[idx - lo]
 
@@ -215,6 +243,7 @@ class TrackletStore:
         # Tracklets none of whose frames decode (with on_bad_image="skip"): index -> reason.
         self.empty: dict[int, str] = {}
         self._empty_errors: dict[int, Exception] = {}
+        self._rebuild_lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self.dataset.tracklets)
@@ -325,20 +354,42 @@ class TrackletStore:
         try:
             entry = _Entry(path)
         except CacheError as e:
-            log.warning("%s; rebuilding it", e)
-            os.remove(path)
-            self._build_one(i)
-            entry = _Entry(path)
+            return self._rebuild(i, e)
         self._open[i] = entry
         return entry
+
+    def _rebuild(self, i: int, error: CacheError) -> _Entry:
+        """Replaces the unusable entry of tracklet i (`error` says why) from its frames, with a
+        warning; CacheError naming the entry when its frames can no longer be read."""
+        path = self.path(i)
+        with self._rebuild_lock:
+            self._open.pop(i, None)
+            log.warning("%s; rebuilding it from its frames", error)
+            try:
+                rgb, flow_q = self._compute(i)
+            except DatasetError as e:
+                raise CacheError(f"{path}: the frame cache entry of tracklet {self.dataset.tracklets[i].key} "
+                                 f"is unusable ({error}) and cannot be rebuilt: {e}") from e
+            write_entry(path, encode_entry(rgb, flow_q))
+            entry = self._open[i] = _Entry(path)
+        return entry
+
+    def _read(self, i: int, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(rgb, int8 flow) of frames idx (modulo the length) of cached tracklet i, rebuilding
+        the entry once if its bytes fail their checksums."""
+        entry = self._entry(i)
+        try:
+            return entry.frames(np.asarray(idx) % entry.length)
+        except CorruptEntryError as e:
+            entry = self._rebuild(i, e)
+        return entry.frames(np.asarray(idx) % entry.length)
 
     def get(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """(rgb uint8 (T, 128, 64, 3), flow float32 (T, 128, 64, 2) in [-1, 1]) of tracklet i."""
         if self.dir is None:
             rgb, q = self._compute(i)
             return rgb, dequantize_flow(q)
-        entry = self._entry(i)
-        rgb, q = entry.frames(np.arange(entry.length))
+        rgb, q = self._read(i, np.arange(self._entry(i).length))
         return rgb, dequantize_flow(q)
 
     def lengths(self) -> np.ndarray:
@@ -364,8 +415,7 @@ class TrackletStore:
             rgb, q = self._compute(i)
             idx = np.asarray(idx) % len(rgb)
             return rgb[idx], q[idx]
-        entry = self._entry(i)
-        return entry.frames(np.asarray(idx) % entry.length)
+        return self._read(i, idx)
 
 
 def drop_unreadable(dataset: ReidDataset, store: TrackletStore) -> tuple[ReidDataset, TrackletStore]:

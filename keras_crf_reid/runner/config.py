@@ -5,7 +5,7 @@
       model: ModelConfig      the CRF network (model.py)
       parts                   body-part models trained
       fusion: FusionConfig    how the three fusion weights are learned
-      pairs: PairConfig       pair sampling and augmentation (datasets/pipeline.py)
+      pairs: PairConfig       pair or P x K sampling and augmentation (datasets/pipeline.py)
       train: TrainConfig      optimisation (trainer.py)
       eval:  EvalConfig       test protocol and report
       run:   RunConfig        names, outputs, rows of an ablation, processes
@@ -22,6 +22,7 @@ import os
 from absl import flags
 
 from keras_crf_reid import cli
+from keras_crf_reid.baseline import DEFAULT_KIND, KINDS
 from keras_crf_reid.configs.tta import TTAConfig
 from keras_crf_reid.datasets import DATASETS
 from keras_crf_reid.datasets.pipeline import PairConfig
@@ -89,7 +90,12 @@ class EvalConfig:
     seq_len: int = option(GROUP_LEN, "Frames per evaluation group (also recorded in the export).",
                           flag="eval_seq_len")
     tta: TTAConfig = TTAConfig()
-    baseline: bool = option(True, "Also report the colour-histogram baseline per split.")
+    baseline: bool = option(True, "Also report a hand-crafted nearest-neighbour baseline per "
+                            "split (--baseline_kind).")
+    baseline_kind: str = option(DEFAULT_KIND, "The report's baseline: stripe_hsv (HSV "
+                                "histograms of 4 horizontal stripes, the standard one), hist "
+                                "(per-frame standardised RGB histogram, weak on real people) "
+                                "or pixel (keras_crf_reid/baseline.py).", choices=KINDS)
     ranked_queries: int = option(5, "Queries shown in the ranked-results figure.", results=False)
     ranked_top_k: int = option(5, "Gallery ranks shown per query in that figure.", results=False)
 
@@ -104,8 +110,8 @@ class EvalConfig:
 class FusionConfig:
     """Learning W_u, W_l, W_g with the part models frozen (the other settings: TrainConfig's).
 
-    By default only the contrastive term is used (W2 = W3 = 0): the three scalars rescale a
-    fixed embedding space, and an identity classifier trained from scratch on top of it would
+    By default only the metric loss is used (W2 = W3 = 0): the three scalars rescale a fixed
+    embedding space, and an identity classifier trained from scratch on top of it would
     mostly learn its own weights rather than inform the fusion weights.
     """
 
@@ -188,6 +194,9 @@ class ExperimentConfig:
         if bad or not self.parts or len(set(self.parts)) != len(self.parts):
             raise ValueError(f"--parts must be a non-empty subset of {','.join(PARTS)}, got "
                              f"{','.join(self.parts)}")
+        if self.train.metric_loss == "triplet" and self.pairs.sampler != "pk":
+            raise ValueError("--metric_loss=triplet needs identity batches: add --sampler=pk "
+                             "(pair batches train the contrastive loss)")
 
     @property
     def run_dir(self) -> str:

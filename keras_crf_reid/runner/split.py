@@ -27,7 +27,7 @@ import tensorflow as tf
 from keras_crf_reid import cli
 from keras_crf_reid.atomic import atomic_path, write_atomic
 from keras_crf_reid.checkpoints import FUSION, build_model
-from keras_crf_reid.datasets.pipeline import PairSampler, replica_pairs
+from keras_crf_reid.datasets.pipeline import replica_pairs, training_sampler
 from keras_crf_reid.evaluation import compiled_embedder, evaluate_split
 from keras_crf_reid.fusion import build_fusion_model, fusion_weights
 from keras_crf_reid.geometry import PARTS
@@ -109,11 +109,11 @@ def _train(cfg: ExperimentConfig, data: RunData, split_id: int, entry: str, mode
     trainer and its statistics."""
     split = data.splits[split_id]
     pairs = dataclasses.replace(cfg.pairs, seed=entry_seed(cfg, split_id, entry))
-    sampler = PairSampler(data.store, split.train, pairs)
+    sampler = training_sampler(data.store, split.train, pairs)
     trainer = Trainer(model, sampler.num_classes, tcfg,
                       os.path.join(split_dir(cfg, split_id), entry), strategy)
     stats = trainer.fit(lambda start, ctx: replica_pairs(data.store, split.train, pairs, start, ctx),
-                        pairs.batch_size, eval_fn=eval_fn, progress=cfg.run.progress)
+                        pairs.global_batch, eval_fn=eval_fn, progress=cfg.run.progress)
     return trainer, stats
 
 
@@ -184,7 +184,8 @@ def run_split(cfg: ExperimentConfig, data: RunData, split_id: int, entries: Sequ
     for entry in todo:
         t_entry = time.time()
         if entry == BASELINE:
-            done["entries"][entry] = evaluate_baseline(data.dataset, split, kind="hist")
+            done["entries"][entry] = evaluate_baseline(data.dataset, split,
+                                                       kind=cfg.eval.baseline_kind)
         else:
             if entry == FUSION:
                 model = train_fusion(cfg, data, split_id, {p: part_model(p)[0] for p in PARTS},

@@ -77,6 +77,10 @@ class _ServingModule(tf.Module):
             input_signature=[tf.TensorSpec((None, None, None, None, 3), tf.uint8, RGB_INPUT),
                              tf.TensorSpec((None, None, h, w, 2), tf.float32, FLOW_INPUT)])
 
+    def signatures(self) -> dict:
+        """{signature name: function} of every signature an export has."""
+        return {SERVING_SIGNATURE: self.serve, RAW_SIGNATURE: self.embed_raw, INFO_SIGNATURE: self.model_info}
+
     def _serve(self, frames):
         return {OUTPUT_NAME: tf.cast(self.model(frames, training=False), tf.float32)}
 
@@ -91,22 +95,36 @@ class _ServingModule(tf.Module):
         return self._serve(frames)
 
 
-def _warmup_log(group_len: int, h: int, w: int, c: int) -> bytes:
-    """One serialized PredictionLog (zeros, constant-encoded so the file stays tiny)."""
-    predict_pb2, prediction_log_pb2 = serving_apis()
-    request = predict_pb2.PredictRequest()
-    request.model_spec.signature_name = SERVING_SIGNATURE
-    request.inputs[INPUT_NAME].CopyFrom(
-        tf.make_tensor_proto(0.0, dtype=tf.float32, shape=[1, group_len, h, w, c]))
-    entry = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
-    return entry.SerializeToString()
+def warmup_requests(group_len: int, h: int, w: int, c: int) -> dict:
+    """{signature: a PredictRequest of one group of zeros} for every signature an export has.
+
+    Constant-encoded, so the warm-up file stays tiny. Replaying them gives the server a run-time
+    estimate of every signature before the first real request, which is what lets it refuse work
+    that cannot finish before its deadline (a flood on `embed_raw` as much as on serving_default).
+    """
+    predict_pb2, _ = serving_apis()
+    inputs = {SERVING_SIGNATURE: {INPUT_NAME: (tf.float32, c)},
+              RAW_SIGNATURE: {RGB_INPUT: (tf.uint8, 3), FLOW_INPUT: (tf.float32, 2)},
+              INFO_SIGNATURE: {}}
+    requests = {}
+    for name, tensors in inputs.items():
+        request = predict_pb2.PredictRequest()
+        request.model_spec.signature_name = name
+        for alias, (dtype, channels) in tensors.items():
+            request.inputs[alias].CopyFrom(
+                tf.make_tensor_proto(0, dtype=dtype, shape=[1, group_len, h, w, channels]))
+        requests[name] = request
+    return requests
 
 
 def _write_warmup(export_dir: str, group_len: int, shape: tuple[int, int, int]) -> None:
+    _, prediction_log_pb2 = serving_apis()
     path = os.path.join(export_dir, WARMUP_FILE)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with tf.io.TFRecordWriter(path) as writer:
-        writer.write(_warmup_log(group_len, *shape))
+        for request in warmup_requests(group_len, *shape).values():
+            entry = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
+            writer.write(entry.SerializeToString())
 
 
 def _exchange(a: str, b: str) -> bool:
@@ -228,9 +246,7 @@ def export_saved_model(model: keras.Model, base_path: str, version: int | None =
         shutil.rmtree(leftover, ignore_errors=True)
     module = _ServingModule(model, int(group_len))
     try:
-        tf.saved_model.save(module, tmp, signatures={SERVING_SIGNATURE: module.serve,
-                                                     RAW_SIGNATURE: module.embed_raw,
-                                                     INFO_SIGNATURE: module.model_info})
+        tf.saved_model.save(module, tmp, signatures=module.signatures())
         _write_warmup(tmp, int(group_len), shape)
         with open(os.path.join(tmp, DIGEST_FILE), "w") as f:
             f.write(digest + "\n")

@@ -1,0 +1,48 @@
+"""Runs jax_step.JaxTrainStep under KERAS_BACKEND=jax on a tiny model; prints one JSON line.
+
+For tests/jax_step_test.py: a NaN batch as the very first step must leave every weight as it
+was (finite 0), three steps on one batch (dropout 0) must lower its loss, sync() must write the
+step's state into the Keras variables, and TensorFlow must never have been imported.
+"""
+from __future__ import annotations
+
+import json
+import sys
+
+import keras
+import numpy as np
+
+from keras_crf_reid.jax_step import JaxTrainStep
+from keras_crf_reid.model import ModelConfig, build_crf_model
+
+
+def main() -> None:
+    model = build_crf_model(ModelConfig(filters=(4, 8), embed_dim=16, dropout=0.0))
+    classifier = keras.layers.Dense(6, name="id_classifier")
+    classifier.build((None, 16))
+    step = JaxTrainStep(model, classifier, keras.optimizers.SGD(0.01, momentum=0.9))
+    before = [np.array(w) for w in model.get_weights()]
+    rng = np.random.default_rng(0)
+    shape = (4, 2, 128, 64, 5)
+    inputs = (rng.standard_normal(shape, np.float32), rng.standard_normal(shape, np.float32))
+    targets = {"label": np.array([1, 1, 0, 0], np.float32),
+               "class_a": np.array([0, 1, 2, 3], np.int32),
+               "class_b": np.array([0, 1, 4, 5], np.int32)}
+    bad = (np.full(shape, np.nan, np.float32), inputs[1])
+    nan_out = step(bad, targets)
+    step.sync()
+    unchanged = all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+    losses = [float(step.evaluate(inputs, targets)["total"])]
+    for _ in range(3):
+        step(inputs, targets)
+        losses.append(float(step.evaluate(inputs, targets)["total"]))
+    step.sync()
+    synced = all(np.array_equal(np.asarray(v.value), np.asarray(s))
+                 for v, s in zip(step.variables, step.state[0]))
+    print(json.dumps({"backend": keras.backend.backend(), "nan_finite": float(nan_out["finite"]),
+                      "unchanged_after_nan": unchanged, "losses": losses, "synced": synced,
+                      "tensorflow_imported": "tensorflow" in sys.modules}))
+
+
+if __name__ == "__main__":
+    main()

@@ -26,8 +26,8 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from keras_crf_reid.configs.tta import (DEFAULT_CROP_SCALE, DEFAULT_VIEWS, VIEWS, TTAConfig,
-                                        check_views)
+from keras_crf_reid.configs.tta import (DEFAULT_CROP_SCALE, DEFAULT_VIEWS,  # noqa: F401
+                                        VIEWS, TTAConfig, check_views)  # (VIEWS re-exported)
 from keras_crf_reid.datasets.augment import crop_resize, rescale_flow
 from keras_crf_reid.datasets.preprocess import standardize
 from keras_crf_reid.geometry import COLOR_SLICE, FLOW_SLICE

@@ -2,35 +2,34 @@
 
     ExperimentConfig
       data:  DataConfig       which dataset, where, splits
-      model: ModelConfig      the CRF network (model.py)
+      model: ModelConfig      the CRF network (configs/model.py; built by model.py)
       parts                   body-part models trained
-      fusion: FusionConfig    how the three fusion weights are learned
-      pairs: PairConfig       pair or P x K sampling and augmentation (datasets/pipeline.py)
-      train: TrainConfig      optimisation (trainer.py)
-      eval:  EvalConfig       test protocol and report
+      fusion: FusionConfig    how the three fusion weights are learned (configs/train.py)
+      pairs: PairConfig       pair or P x K sampling and augmentation (configs/pairs.py)
+      train: TrainConfig      optimisation (configs/train.py; trainer.py acts on it)
+      eval:  EvalConfig       test protocol, report, test-time augmentation (configs/tta.py)
       run:   RunConfig        names, outputs, rows of an ablation, processes
 
 `define_flags()` makes one absl flag per leaf (named after the field, e.g. --seq_len) and
-`config_from_flags()` builds the tree back; both come from `keras_crf_reid.cli`.
+`config_from_flags()` builds the tree back; both come from `keras_crf_reid.cli`. Nothing here
+imports TensorFlow: parsing flags and reading a run's settings stay cheap.
 """
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 
 from absl import flags
 
 from keras_crf_reid import cli
 from keras_crf_reid.baseline import DEFAULT_KIND, KINDS
+from keras_crf_reid.configs.model import ModelConfig
+from keras_crf_reid.configs.pairs import PairConfig
+from keras_crf_reid.configs.train import FusionConfig, TrainConfig
 from keras_crf_reid.configs.tta import TTAConfig
 from keras_crf_reid.datasets import DATASETS
-from keras_crf_reid.datasets.pipeline import PairConfig
 from keras_crf_reid.geometry import GROUP_LEN, PARTS
-from keras_crf_reid.losses import LossWeights
-from keras_crf_reid.model import ModelConfig
 from keras_crf_reid.options import option
-from keras_crf_reid.trainer import TrainConfig
 
 ROWS = ("cnn", "rnn", "cnn_rnn", "fusion")
 
@@ -104,38 +103,6 @@ class EvalConfig:
                            ("ranked_top_k", "ranked_top_k")):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{flag} must be >= 1, got {getattr(self, name)}")
-
-
-@dataclasses.dataclass(frozen=True)
-class FusionConfig:
-    """Learning W_u, W_l, W_g with the part models frozen (the other settings: TrainConfig's).
-
-    By default only the metric loss is used (W2 = W3 = 0): the three scalars rescale a fixed
-    embedding space, and an identity classifier trained from scratch on top of it would
-    mostly learn its own weights rather than inform the fusion weights.
-    """
-
-    steps: int = option(100, "Steps learning the three fusion weights.", flag="fusion_steps",
-                        extendable=True)
-    optimizer: str = option("adam", "Optimizer of the fusion weights.", flag="fusion_optimizer",
-                            choices=("sgd", "adam"))
-    learning_rate: float = option(1e-2, "Learning rate of the fusion weights.",
-                                  flag="fusion_learning_rate")
-    weights: LossWeights = option(LossWeights(1.0, 0.0, 0.0), "Loss weights W1 (siamese), W2, W3 "
-                                  "(softmax of each side) while learning the fusion weights.",
-                                  flag="fusion_loss_weights")
-
-    def __post_init__(self):
-        if self.steps < 0:
-            raise ValueError(f"--fusion_steps must be >= 0, got {self.steps}")
-        if self.optimizer not in ("sgd", "adam"):
-            raise ValueError(f"--fusion_optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
-        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
-            raise ValueError(f"--fusion_learning_rate must be a finite number > 0, got "
-                             f"{self.learning_rate}")
-        w = dataclasses.astuple(self.weights)
-        if not all(math.isfinite(x) and x >= 0 for x in w) or not any(w):
-            raise ValueError(f"--fusion_loss_weights must be finite, >= 0 and not all 0, got {w}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,13 +1,22 @@
 """Hand-crafted nearest-neighbour baselines: colour histograms and raw pixels.
 
 They set the floor a learned model must beat, and check that a dataset (the synthetic one in
-particular) cannot be solved from global colour statistics or pixel templates alone.
+particular) cannot be solved from global colour statistics or pixel templates alone. Kinds:
 
-By default each frame's colours are first standardised per channel (zero mean, unit variance),
-the same illumination normalisation the network's input gets (`preprocess.to_model_input`), so
-the comparison measures what the network learns beyond it. A histogram of raw colours falls to
-chance as soon as two cameras have different colour responses: every colour lands in different
-bins, and the nearest gallery item becomes whichever has the flattest histogram.
+- "stripe_hsv" (default, the standard hand-crafted re-id baseline): per frame, a joint HSV
+  histogram (8 x 4 x 4 bins over OpenCV's H, S, V) of each of 4 horizontal stripes, concatenated;
+  averaged over the tracklet's frames, square-rooted (Hellinger) and L2-normalised. It keeps each
+  frame's mean colour and a coarse vertical layout (shirt vs trousers), which on real people
+  (MARS) makes it 3.5x stronger at rank-1 than "hist".
+- "hist": one joint RGB histogram of the whole frame. By default each frame's colours are first
+  standardised per channel (zero mean, unit variance), the illumination normalisation the
+  network's input gets (`preprocess.to_model_input`), so it measures what the network learns
+  beyond that normalisation; it also discards each frame's mean colour. A histogram of raw
+  colours (`normalize=False`) falls to chance as soon as two cameras have different colour
+  responses: every colour lands in different bins.
+- "pixel": frames shrunk to 8 x 16, averaged over time.
+
+All are matched by Euclidean distance.
 """
 from __future__ import annotations
 
@@ -20,7 +29,15 @@ from keras_crf_reid import metrics
 from keras_crf_reid.datasets.base import DatasetError, ReidDataset, Split, Tracklet
 from keras_crf_reid.datasets.frames import read_frames
 
-KINDS = ("hist", "pixel")
+KINDS = ("stripe_hsv", "hist", "pixel")
+DEFAULT_KIND = "stripe_hsv"
+# Report titles of each kind's baseline row (each ends in " baseline").
+TITLES = {"stripe_hsv": "Stripe HSV histogram baseline",
+          "hist": "Standardised RGB histogram baseline",
+          "pixel": "Raw pixel baseline"}
+STRIPES = 4             # horizontal stripes of a frame, top to bottom
+HSV_BINS = (8, 4, 4)    # joint H x S x V bins per stripe
+_HSV_RANGE = (180, 256, 256)  # value ranges of OpenCV's uint8 H, S, V
 PIXEL_SIZE = (8, 16)  # (width, height) raw-pixel features are shrunk to
 HIST_RANGE = 2.0      # standardised colours are binned over [-HIST_RANGE, HIST_RANGE]
 
@@ -64,6 +81,32 @@ def histogram_features(frames: np.ndarray, bins: int = 8, normalize: bool = True
     return (hist / hist.sum()).astype(np.float32)
 
 
+def stripe_hsv_features(frames: np.ndarray, stripes: int = STRIPES,
+                        bins: tuple[int, int, int] = HSV_BINS) -> np.ndarray:
+    """Stripe HSV histogram (stripes * prod(bins),) of RGB uint8 frames (T, H, W, 3).
+
+    Each stripe's joint HSV histogram is L1-normalised in each frame; the concatenation is
+    averaged over frames, square-rooted and L2-normalised (a zero vector stays zero).
+    """
+    frames = _check_frames(frames)
+    if stripes < 1 or stripes > frames.shape[1] or min(bins) < 1:
+        raise ValueError(f"need 1 <= stripes <= frame height {frames.shape[1]} and positive bins, "
+                         f"got stripes={stripes}, bins={bins}")
+    hsv = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2HSV) for f in frames]).astype(np.int64)
+    q = [np.minimum(hsv[..., c] * bins[c] // _HSV_RANGE[c], bins[c] - 1) for c in range(3)]
+    codes = (q[0] * bins[1] + q[1]) * bins[2] + q[2]  # (T, H, W)
+    n = bins[0] * bins[1] * bins[2]
+    edges = np.linspace(0, frames.shape[1], stripes + 1).round().astype(int)
+    hists = []
+    for s in range(stripes):
+        part = codes[:, edges[s]:edges[s + 1]].reshape(len(frames), -1)
+        h = np.stack([np.bincount(r, minlength=n) for r in part]).astype(np.float64)
+        hists.append(h / part.shape[1])
+    feat = np.sqrt(np.concatenate(hists, axis=1).mean(0))
+    norm = np.linalg.norm(feat)
+    return (feat / norm if norm > 0 else feat).astype(np.float32)
+
+
 def raw_pixel_features(frames: np.ndarray, size: tuple[int, int] = PIXEL_SIZE,
                        normalize: bool = True) -> np.ndarray:
     """Frames shrunk to `size` (width, height), averaged over time, flattened (w * h * 3,).
@@ -83,7 +126,7 @@ def _pick(n: int, max_frames: int | None) -> np.ndarray:
     return np.linspace(0, n - 1, max_frames).round().astype(int)
 
 
-def tracklet_features(tracklets: Sequence[Tracklet], kind: str = "hist",
+def tracklet_features(tracklets: Sequence[Tracklet], kind: str = DEFAULT_KIND,
                       max_frames: int | None = None, normalize: bool = True,
                       cache: dict | None = None) -> np.ndarray:
     """Baseline features (N, D) of tracklets, read from disk; `cache` avoids re-reading."""
@@ -102,7 +145,9 @@ def tracklet_features(tracklets: Sequence[Tracklet], kind: str = "hist",
             where = t.frames[0] if t.frames else t.key
             raise DatasetError(f"{where}: tracklet of person {t.pid}, camera {t.camid} has no "
                                "readable frame")
-        if kind == "hist":
+        if kind == "stripe_hsv":
+            feat = stripe_hsv_features(frames)
+        elif kind == "hist":
             feat = histogram_features(frames, normalize=normalize)
         else:
             feat = raw_pixel_features(frames, normalize=normalize)
@@ -112,12 +157,13 @@ def tracklet_features(tracklets: Sequence[Tracklet], kind: str = "hist",
     return np.stack(out)
 
 
-def evaluate_baseline(dataset: ReidDataset, split: Split, kind: str = "hist",
+def evaluate_baseline(dataset: ReidDataset, split: Split, kind: str = DEFAULT_KIND,
                       max_frames: int | None = None, normalize: bool = True,
                       cache: dict | None = None) -> dict:
     """Rank-1/5/10/20 and mAP (percent) of Euclidean nearest-neighbour matching of the split's
-    query tracklets against its gallery, with `kind` ("hist" or "pixel") features.
+    query tracklets against its gallery, with `kind` (one of KINDS) features.
 
+    normalize: per-frame colour standardisation of "hist" and "pixel" (stripe_hsv ignores it).
     max_frames: use at most this many evenly spaced frames per tracklet (None: all).
     cache: a dict reused across calls (e.g. splits) to read each tracklet once.
     """

@@ -46,7 +46,7 @@ def test_rows_are_configs_over_one_runner(tmp_path):
     cfg = tiny_config(tmp_path)
     rows = table_rows(cfg)
     assert [r.title for r in rows] == ["CNN", "RNN", "CNN+RNN", *PART_TITLES.values(),
-                                      ROW_TITLES["fusion"], "Colour histogram baseline"]
+                                      ROW_TITLES["fusion"], "Stripe HSV histogram baseline"]
     jobs = split_jobs(rows)
     assert [(os.path.basename(c.run_dir), e) for c, e in jobs] == [
         ("cnn", ["full", "baseline"]), ("rnn", ["full"]),
@@ -54,13 +54,15 @@ def test_rows_are_configs_over_one_runner(tmp_path):
     plain = replace(cfg, run={"rows": ()}, parts=("full", "upper", "lower"))
     assert [r.entry for r in table_rows(plain)] == ["full", "upper", "lower", "fusion", "baseline"]
     assert {r.config.run_dir for r in table_rows(plain)} == {plain.run_dir}
+    weak = replace(plain, eval={"baseline_kind": "hist"})
+    assert table_rows(weak)[-1].title == "Standardised RGB histogram baseline"
 
 
 def test_all_rows_and_fusion_weights_reported(ablation):
     cfg, out = ablation
     with open(out["results"]) as f:
         results = json.load(f)
-    for title in TITLES + tuple(PART_TITLES.values()) + ("Colour histogram baseline",):
+    for title in TITLES + tuple(PART_TITLES.values()) + ("Stripe HSV histogram baseline",):
         assert results["results"][title]["num_splits"] == 2
         assert f"| {title} |" in out["markdown_text"]
     with open(out["markdown"]) as f:

@@ -1,22 +1,26 @@
-"""Colour-histogram / raw-pixel nearest-neighbour baseline over random splits; prints JSON.
+"""Hand-crafted nearest-neighbour baseline (stripe HSV histogram by default) over the dataset's
+splits; prints JSON.
 
     PYTHONPATH=. python tools/baseline_hist.py            # generated synthetic data, 100 ids
     PYTHONPATH=. python tools/baseline_hist.py --data_root=/data/prid_2011 --dataset=prid2011
+    PYTHONPATH=. python tools/baseline_hist.py --dataset=mars \
+        --data_root=../shared/realdata/mars_multi --num_splits=1     # MARS's official split
+    PYTHONPATH=. python tools/baseline_hist.py --kind=hist ...       # the old standardised RGB one
 """
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 from absl import app, flags
 
-from keras_crf_reid.baseline import KINDS, evaluate_baseline
-from keras_crf_reid.datasets import get_dataset, get_splits
-from keras_crf_reid.datasets.synthetic import generate_synthetic
+from keras_crf_reid.baseline import DEFAULT_KIND, KINDS, TITLES, evaluate_baseline
+from keras_crf_reid.datasets import Split, get_splits
+from keras_crf_reid.runner.config import DataConfig
+from keras_crf_reid.runner.data import eval_protocol, load_dataset
 
-flags.DEFINE_string("data_root", "", "Dataset folder; empty: generate synthetic data under "
-                    "--data_dir and use it.")
+flags.DEFINE_string("data_root", "", "Dataset folder (comma-separated two-camera folders are "
+                    "pooled, as in training); empty: generate synthetic data under --data_dir.")
 flags.DEFINE_string("dataset", "prid_layout", "Reader for --data_root (prid2011, ilidsvid, mars, "
                     "prid_layout, synthetic).")
 flags.DEFINE_string("data_dir", "data", "Where generated synthetic data is written.")
@@ -24,29 +28,32 @@ flags.DEFINE_integer("num_ids", 100, "Identities of the generated synthetic data
 flags.DEFINE_integer("synthetic_seed", 0, "Seed of the generated synthetic dataset.")
 flags.DEFINE_integer("num_splits", 10, "Number of random train/test identity splits.")
 flags.DEFINE_integer("seed", 0, "Seed of the random splits.")
-flags.DEFINE_enum("kind", "hist", KINDS, "Features: joint colour histogram or raw pixels.")
-flags.DEFINE_bool("normalize", True, "Standardise each frame's colours first (like the model "
-                  "input); false: raw colour values.")
+flags.DEFINE_enum("kind", DEFAULT_KIND, KINDS, "Features: stripe HSV histogram, whole-frame "
+                  "joint RGB histogram or raw pixels (keras_crf_reid/baseline.py).")
+flags.DEFINE_bool("normalize", True, "hist and pixel: standardise each frame's colours first "
+                  "(like the model input); false: raw colour values. Ignored by stripe_hsv.")
+flags.DEFINE_bool("unseen", False, "Score every identity, as a --eval_data_root folder of "
+                  "unseen people is: its probe camera against its gallery camera (one split).")
 flags.DEFINE_integer("max_frames", 0, "Frames used per tracklet, evenly spaced (0: all).")
 FLAGS = flags.FLAGS
 
 
 def main(argv) -> None:
     del argv
-    root = FLAGS.data_root
-    name = FLAGS.dataset
-    if not root:
-        folder = os.path.join(FLAGS.data_dir, f"synthetic_{FLAGS.num_ids}_s{FLAGS.synthetic_seed}")
-        root = generate_synthetic(folder, num_ids=FLAGS.num_ids, seed=FLAGS.synthetic_seed)
-        name = "synthetic"
-    dataset = get_dataset(name, root)
-    splits = get_splits(dataset, num_splits=FLAGS.num_splits, seed=FLAGS.seed)
+    dataset = load_dataset(DataConfig(
+        dataset=FLAGS.dataset if FLAGS.data_root else "synthetic", data_root=FLAGS.data_root,
+        data_dir=FLAGS.data_dir, num_ids=FLAGS.num_ids, synthetic_seed=FLAGS.synthetic_seed))
+    if FLAGS.unseen:
+        splits = [Split((), *map(tuple, eval_protocol(dataset)))]
+    else:
+        splits = get_splits(dataset, num_splits=FLAGS.num_splits, seed=FLAGS.seed)
     cache: dict = {}
     per_split = [evaluate_baseline(dataset, s, kind=FLAGS.kind, max_frames=FLAGS.max_frames or None,
                                    normalize=FLAGS.normalize, cache=cache) for s in splits]
     keys = list(per_split[0])
     print(json.dumps({
         "dataset": dataset.name, "root": dataset.root, "kind": FLAGS.kind,
+        "title": TITLES[FLAGS.kind],
         "normalize": FLAGS.normalize, "num_splits": len(splits),
         "query": len(splits[0].query), "gallery": len(splits[0].gallery),
         "mean": {k: round(float(np.mean([r[k] for r in per_split])), 2) for k in keys},

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from keras_crf_reid.baseline import TITLES as BASELINE_TITLES
 from keras_crf_reid.checkpoints import FUSION
 from keras_crf_reid.geometry import PARTS
 from keras_crf_reid.runner.config import ROWS, ExperimentConfig, replace
@@ -19,7 +20,6 @@ from keras_crf_reid.runner.split import BASELINE, entries_of
 
 ROW_TITLES = {"cnn": "CNN", "rnn": "RNN", "cnn_rnn": "CNN+RNN", "fusion": "Fusion (upper+lower+full)"}
 PART_TITLES = {"upper": "CNN+RNN, upper half only", "lower": "CNN+RNN, lower half only"}
-BASELINE_TITLE = "Colour histogram baseline"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,7 +53,7 @@ def table_rows(cfg: ExperimentConfig) -> list[Row]:
             else:
                 rows.append(Row(ROW_TITLES[r], variant_config(cfg, r, ("full",)), "full"))
     if cfg.eval.baseline:
-        rows.append(Row(BASELINE_TITLE, rows[0].config, BASELINE))
+        rows.append(Row(BASELINE_TITLES[cfg.eval.baseline_kind], rows[0].config, BASELINE))
     return rows
 
 

@@ -4,7 +4,7 @@
       data:  DataConfig       which dataset, where, splits
       model: ModelConfig      the CRF network (model.py)
       parts, fusion_steps     local-global fusion
-      pairs: PairConfig       pair sampling and augmentation (datasets/pipeline.py)
+      pairs: PairConfig       pair or P x K sampling and augmentation (datasets/pipeline.py)
       train: TrainConfig      optimisation (trainer.py)
       eval:  EvalConfig       test protocol and report
       run:   RunConfig        names, outputs, rows of an ablation, processes
@@ -20,6 +20,7 @@ import os
 from absl import flags
 
 from keras_crf_reid import cli
+from keras_crf_reid.baseline import DEFAULT_KIND, KINDS
 from keras_crf_reid.datasets import DATASETS
 from keras_crf_reid.datasets.pipeline import PairConfig
 from keras_crf_reid.geometry import GROUP_LEN, PARTS
@@ -86,7 +87,12 @@ class EvalConfig:
                           flag="eval_seq_len")
     tta: bool = option(False, "Test-time augmentation: average the embeddings of mirrored and "
                        "cropped views (evaluation and the exported model alike).")
-    baseline: bool = option(True, "Also report the colour-histogram baseline per split.")
+    baseline: bool = option(True, "Also report a hand-crafted nearest-neighbour baseline per "
+                            "split (--baseline_kind).")
+    baseline_kind: str = option(DEFAULT_KIND, "The report's baseline: stripe_hsv (HSV "
+                                "histograms of 4 horizontal stripes, the standard one), hist "
+                                "(per-frame standardised RGB histogram, weak on real people) "
+                                "or pixel (keras_crf_reid/baseline.py).", choices=KINDS)
     ranked_queries: int = option(5, "Queries shown in the ranked-results figure.", results=False)
     ranked_top_k: int = option(5, "Gallery ranks shown per query in that figure.", results=False)
 
@@ -155,6 +161,9 @@ class ExperimentConfig:
                              f"{','.join(self.parts)}")
         if self.fusion_steps < 0:
             raise ValueError(f"--fusion_steps must be >= 0, got {self.fusion_steps}")
+        if self.train.metric_loss == "triplet" and self.pairs.sampler != "pk":
+            raise ValueError("--metric_loss=triplet needs identity batches: add --sampler=pk "
+                             "(pair batches train the contrastive loss)")
 
     @property
     def run_dir(self) -> str:

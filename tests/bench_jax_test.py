@@ -17,7 +17,7 @@ def test_bench_jax_reports_both_precisions():
         [sys.executable, os.path.join(REPO, "tools", "bench_jax.py"), "--batch_sizes=2",
          "--seq_len=2", "--filters=4,8", "--embed_dim=16", "--steps=1", "--warmup=0",
          "--peak_size=128", "--peak_repeats=1"], env=env, capture_output=True, text=True,
-        timeout=600)
+        timeout=900)
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = [json.loads(x) for x in proc.stdout.splitlines() if x.startswith("{")]
     rows = [r for r in lines if r["benchmark"] == "jax_train"]

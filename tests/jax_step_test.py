@@ -35,7 +35,7 @@ def test_step_learns_on_pairs_and_identity_batches_skips_non_finite_without_tens
     pytest.importorskip("jax")
     env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": REPO}
     proc = subprocess.run([sys.executable, WORKER], env=env, capture_output=True, text=True,
-                          timeout=300)
+                          timeout=900)
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["backend"] == "jax"

@@ -36,7 +36,7 @@ def test_rewrites_demo_and_tests_sections_only(tmp_path):
     # 200 steps at 2 and 4 steps/s; generation and cache from the log lines' times
     assert "full model, 200 steps 1 min 40 s" in demo and "upper model, 200 steps 50 s" in demo
     assert "synthetic data generated" in demo and "frame + optical-flow cache built" in demo
-    assert "load average (1 min)" in demo and "CPUs" in demo
+    assert "load average (1 min)" in demo and "CPUs" in demo and "CPU s," in demo
     tests = text.split("<!-- tests:begin -->")[1].split("<!-- tests:end -->")[0]
     assert "3 passed, 1 deselected" in tests and "wall" in tests
     assert (images / "demo_cmc.png").read_bytes() == b"fake png"

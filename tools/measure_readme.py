@@ -25,6 +25,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shlex
 import shutil
 import statistics
@@ -95,7 +96,7 @@ class Timed:
         self.load_before = os.getloadavg()[0]
         self.load_samples: list[float] = []
         self.returncode: int | None = None
-        self.wall_s = 0.0
+        self.wall_s = self.cpu_s = 0.0
 
     def run(self) -> "Timed":
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(
@@ -103,6 +104,7 @@ class Timed:
         print(f"running: {shlex.join(self.argv)}", file=sys.stderr, flush=True)
         done = threading.Event()
         sampler = threading.Thread(target=self._sample, args=(done,), daemon=True)
+        c0 = _children_cpu_s()
         t0 = time.perf_counter()
         sampler.start()
         proc = subprocess.Popen(self.argv, cwd=REPO, env=env, stdout=subprocess.PIPE,
@@ -117,9 +119,15 @@ class Timed:
             timer.cancel()
             done.set()
         self.wall_s = time.perf_counter() - t0
+        self.cpu_s = _children_cpu_s() - c0
         self.load_after = os.getloadavg()[0]
         print(f"exit {self.returncode} after {duration(self.wall_s)}", file=sys.stderr, flush=True)
         return self
+
+    def cpu_text(self) -> str:
+        """'551 CPU s, 4 min 35 s of all 2 cores': the cost that other load disturbs least."""
+        return (f"{self.cpu_s:.0f} CPU s, {duration(self.cpu_s / (os.cpu_count() or 1))} of all "
+                f"{os.cpu_count()} cores")
 
     def _sample(self, done: threading.Event) -> None:
         while not done.wait(self.every_s):
@@ -139,6 +147,12 @@ class Timed:
                 f"{self.load_after:.1f} after")
 
 
+def _children_cpu_s() -> float:
+    """User + system CPU seconds of this process's finished children."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def demo_stages(run: Timed, results: dict) -> list[tuple[str, float]]:
     """(stage, seconds): generation, cache, each part's training, and the rest."""
     stages: list[tuple[str, float]] = []
@@ -147,7 +161,7 @@ def demo_stages(run: Timed, results: dict) -> list[tuple[str, float]]:
         stages.append(("synthetic data generated", generated))
     if data is not None:
         stages.append(("frame + optical-flow cache built", data - (generated or 0.0)))
-    for t in results.get("train", []):
+    for t in results.get("extra", {}).get("train", []):  # report.write_run_report's layout
         if t.get("steps_per_s"):
             stages.append((f"{t['part']} model, {t['step']} steps", t["step"] / t["steps_per_s"]))
     rest = run.wall_s - sum(s for _, s in stages)
@@ -159,13 +173,15 @@ def demo_section(run: Timed, run_dir: str, when: str) -> str:
     """The README's demo section from a finished demo run."""
     with open(os.path.join(run_dir, "results.json")) as f:
         results = json.load(f)
-    with open(os.path.join(run_dir, "results.md")) as f:
-        table = f.read().strip()
+    with open(os.path.join(run_dir, "results.md")) as f:  # without its "### Results on" title
+        table = "\n".join(line for line in f.read().strip().splitlines()
+                          if not line.startswith("#")).strip()
     stages = "; ".join(f"{name} {duration(s)}" for name, s in demo_stages(run, results))
     return "\n".join([
         "### What the demo prints", "",
         f"`{DEMO_SHOWN}` from an empty checkout (no data/, cache/, runs/): "
-        f"**{duration(run.wall_s)}** wall in all ({stages}), measured {when} on {machine()}, "
+        f"**{duration(run.wall_s)}** wall in all ({stages}; {run.cpu_text()}), measured {when} "
+        f"on {machine()}, "
         f"{run.load_text()}, by `tools/measure_readme.py`. Split 0 of the 10 seeded splits, "
         f"50 queries (cam_a) against 50 gallery tracklets (cam_b), chance 2%:", "",
         table, "",
@@ -179,7 +195,7 @@ def tests_section(run: Timed, when: str) -> str:
     summary = next((m.group(1) for _, line in reversed(run.lines)
                     for m in [PYTEST_RE.search(line)] if m), "no pytest summary line")
     return (f"`{TESTS_CMD.format(python='.venv/bin/python')}`: **{duration(run.wall_s)}** wall "
-            f"({summary}), measured {when} on {machine()}, {run.load_text()}, by "
+            f"({summary}; {run.cpu_text()}), measured {when} on {machine()}, {run.load_text()}, by "
             f"`tools/measure_readme.py`.\n")
 
 

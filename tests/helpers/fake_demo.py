@@ -12,8 +12,9 @@ print("I1201 prid2011.py:58] data/synthetic_100_s0: 100 persons, 200 tracklets, 
 time.sleep(0.3)
 print(json.dumps({"dataset": "synthetic", "identities": 100}), flush=True)
 with open(os.path.join(run_dir, "results.json"), "w") as f:
-    json.dump({"results": {}, "train": [{"part": "full", "step": 200, "steps_per_s": 2.0},
-                                        {"part": "upper", "step": 200, "steps_per_s": 4.0}]}, f)
+    json.dump({"results": {}, "extra": {"train": [
+        {"split": 0, "part": "full", "step": 200, "steps_per_s": 2.0},
+        {"split": 0, "part": "upper", "step": 200, "steps_per_s": 4.0}]}}, f)
 with open(os.path.join(run_dir, "results.md"), "w") as f:
     f.write("| Method | Rank-1 |\n|:---|---:|\n| CRF fusion (upper+lower+full) | 77.0 |\n")
 with open(os.path.join(run_dir, "cmc.png"), "wb") as f:

@@ -35,7 +35,9 @@ import logging
 import os
 import re
 import shutil
+import sys
 import threading
+import time
 import zlib
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from typing import Iterable, Sequence
@@ -45,10 +47,11 @@ import numpy as np
 from tqdm import tqdm
 
 from keras_crf_reid.atomic import pid_alive
-from keras_crf_reid.datasets.base import DatasetError, ReidDataset, Tracklet
+from keras_crf_reid.datasets.base import (DatasetError, ReidDataset, Tracklet, fingerprint,
+                                          warn_skipped)
 from keras_crf_reid.datasets.flow import compute_flow, dequantize_flow, quantize_flow
 from keras_crf_reid.datasets.frames import read_frames
-from keras_crf_reid.datasets.validate import EmptyTrackletError
+from keras_crf_reid.datasets.validate import EmptyTrackletError, drop_tracklets
 from keras_crf_reid.geometry import FRAME_HEIGHT, FRAME_WIDTH
 
 CACHE_VERSION = "v3-dis-medium-clip8-int8-jpeg90-crc32"
@@ -90,13 +93,6 @@ def _entry_name(t: Tracklet) -> str:
     stamps = [_file_stamp(p) for p in (t.frames[:1] + t.frames[-1:])]
     digest = hashlib.sha1("\n".join(t.frames + tuple(stamps)).encode()).hexdigest()[:10]
     return f"{t.key}-{digest}{ENTRY_SUFFIX}"
-
-
-def _fingerprint(tracklets: Sequence[Tracklet]) -> str:
-    h = hashlib.sha1(CACHE_VERSION.encode())
-    for t in tracklets:
-        h.update(f"{t.pid}|{t.camid}|{len(t.frames)}|{t.frames[0] if t.frames else ''}\n".encode())
-    return h.hexdigest()[:12]
 
 
 def _jpeg(frame: np.ndarray, budget: int) -> bytes:
@@ -232,6 +228,36 @@ def write_entry(path: str, chunks: Iterable[bytes]) -> None:
         raise CacheError(f"{path}: cannot write the frame cache entry ({e.strerror or e})") from e
 
 
+class _BuildLog:
+    """Periodic progress lines of a cache build on stderr, for runs without a progress bar."""
+
+    def __init__(self, what: str, frames: int, tracklets: int, every_s: float, enabled: bool):
+        self.what, self.frames, self.tracklets = what, frames, tracklets
+        self.every_s, self.enabled = every_s, enabled
+        self.t0 = self.last = time.monotonic()
+        self.done_frames = self.done_tracklets = 0
+
+    def update(self, frames: int) -> None:
+        self.done_frames += frames
+        self.done_tracklets += 1
+        if self.enabled and time.monotonic() - self.last >= self.every_s:
+            self._line()
+
+    def done(self) -> None:
+        if self.enabled:
+            self._line()
+
+    def _line(self) -> None:
+        self.last = time.monotonic()
+        elapsed = max(self.last - self.t0, 1e-9)
+        rate = self.done_frames / elapsed
+        eta = (self.frames - self.done_frames) / rate if rate > 0 else float("inf")
+        print(f"{self.what}: {self.done_frames}/{self.frames} frames "
+              f"({100 * self.done_frames / max(self.frames, 1):.0f}%), {self.done_tracklets}/"
+              f"{self.tracklets} tracklets, {rate:.0f} frames/s, {elapsed:.0f} s elapsed, "
+              f"ETA {eta:.0f} s", file=sys.stderr, flush=True)
+
+
 class TrackletStore:
     """Random access to (rgb, flow) of each tracklet of a dataset."""
 
@@ -241,7 +267,8 @@ class TrackletStore:
         self.on_bad_image = on_bad_image
         self.dir = None
         if cache_dir:
-            self.dir = os.path.join(cache_dir, f"{dataset.name}-{_fingerprint(dataset.tracklets)}")
+            key = fingerprint(dataset.tracklets, salt=CACHE_VERSION, length=12)
+            self.dir = os.path.join(cache_dir, f"{dataset.name}-{key}")
         self._open: dict[int, _Entry] = {}
         self._names: dict[int, str] = {}
         self._lengths: list[int] | None = None
@@ -305,11 +332,13 @@ class TrackletStore:
                 except OSError:
                     pass
 
-    def build(self, workers: int | None = None, progress: bool = True) -> "TrackletStore":
+    def build(self, workers: int | None = None, progress: bool = True,
+              log_every_s: float = 30.0) -> "TrackletStore":
         """Decodes frames and computes flow for every tracklet not cached yet.
 
         Streams: at most 2 * workers tracklets are in flight (default workers: all cores).
-        Resumable: entries already on disk are kept. Progress bar in frames, with an ETA.
+        Resumable: entries already on disk are kept. Progress bar in frames, with an ETA; without
+        it (progress=False, e.g. batch logs) one line on stderr every log_every_s seconds.
         """
         if self.dir is None:
             return self
@@ -325,6 +354,8 @@ class TrackletStore:
                    unit="frame", unit_scale=True, disable=not progress, dynamic_ncols=True)
         pending: set = set()
         queue = iter(todo)
+        status = _BuildLog(f"frame cache {self.dataset.name}", total, len(todo), log_every_s,
+                           enabled=not progress)
         with ThreadPoolExecutor(workers) as pool:
             try:
                 while True:
@@ -336,14 +367,20 @@ class TrackletStore:
                         break
                     finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                     for f in finished:
-                        bar.update(f.result())
+                        frames = f.result()
+                        bar.update(frames)
+                        status.update(frames)
             finally:
                 for f in pending:
                     f.cancel()
                 bar.close()
+        status.done()
         if self.skipped_frames:
             log.warning("%d unreadable frames skipped while caching %s",
                         len(self.skipped_frames), self.dataset.name)
+        if self.empty:
+            warn_skipped(f"frame cache {self.dataset.name}: tracklets with no readable frame",
+                         {self.dataset.tracklets[i].key: r for i, r in self.empty.items()})
         return self
 
     def _entry(self, i: int) -> _Entry:
@@ -422,3 +459,16 @@ class TrackletStore:
             idx = np.asarray(idx) % len(rgb)
             return rgb[idx], q[idx]
         return self._read(i, idx)
+
+
+def drop_unreadable(dataset: ReidDataset, store: TrackletStore) -> tuple[ReidDataset, TrackletStore]:
+    """The dataset and store without the tracklets the store's build found no readable frame in.
+
+    Their persons are dropped too where a camera is left without them; every dropped tracklet
+    and skipped frame is recorded in `dataset.skipped` (the summary's "skipped" count).
+    """
+    dropped_frames = {p for i in store.empty for p in dataset.tracklets[i].frames}
+    dataset, keep = drop_tracklets(dataset, store.empty)
+    dataset.skipped.update({p: "undecodable frame skipped" for p in store.skipped_frames
+                            if p not in dropped_frames and p not in dataset.skipped})
+    return dataset, (store if len(keep) == len(store) else store.subset(dataset, keep))

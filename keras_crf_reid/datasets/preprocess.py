@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-_EPS = 1e-3
+from keras_crf_reid.geometry import STD_EPS
 
 
 def to_model_input(rgb, flow) -> tf.Tensor:
@@ -23,11 +23,16 @@ def to_model_input(rgb, flow) -> tf.Tensor:
     rgb = tf.convert_to_tensor(rgb)
     if rgb.dtype == tf.uint8:
         rgb = tf.cast(rgb, tf.float32) / 255.0
-    yuv = tf.image.rgb_to_yuv(tf.cast(rgb, tf.float32))
-    mean = tf.reduce_mean(yuv, axis=[-3, -2], keepdims=True)
-    std = tf.math.reduce_std(yuv, axis=[-3, -2], keepdims=True)
-    yuv = (yuv - mean) / tf.maximum(std, _EPS)
+    yuv = standardize(tf.image.rgb_to_yuv(tf.cast(rgb, tf.float32)))
     return tf.concat([yuv, tf.cast(flow, tf.float32)], axis=-1)
+
+
+def standardize(x: tf.Tensor) -> tf.Tensor:
+    """Each channel of each frame (..., H, W, C) to zero mean and unit variance over its pixels
+    (the deviation floored at geometry.STD_EPS, so a flat frame stays finite)."""
+    mean = tf.reduce_mean(x, axis=[-3, -2], keepdims=True)
+    std = tf.math.reduce_std(x, axis=[-3, -2], keepdims=True)
+    return (x - mean) / tf.maximum(std, STD_EPS)
 
 
 def loop_indices(num_frames: int, length: int, start: int = 0) -> np.ndarray:

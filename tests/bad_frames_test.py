@@ -91,6 +91,7 @@ def test_cache_build_without_progress_bar_prints_periodic_lines(prid, tmp_path, 
     assert len(lines) == 11 and "10/10 tracklets" in lines[-1] and "ETA" in lines[0]  # 10 + final
 
 
+@pytest.mark.slow
 def test_precompute_flow_counts_a_tracklet_with_no_readable_frame_as_skipped(prid, tmp_path):
     cmd = [sys.executable, "-m", "keras_crf_reid.precompute_flow", "--dataset=prid2011",
            f"--data_root={prid}", f"--cache_dir={tmp_path}/cache", "--progress=false"]

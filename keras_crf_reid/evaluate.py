@@ -37,7 +37,8 @@ def evaluate_checkpoint(cfg: config.ExperimentConfig, checkpoint: str, part: str
     s = data.split_ids(cfg.data)[0]
     metrics = evaluate_split(compiled_embedder(scored_model(cfg, model)), data.store, data.splits[s],
                              cfg.eval.seq_len, progress=cfg.run.progress,
-                             num_parallel_calls=cfg.pairs.num_parallel_calls)
+                             num_parallel_calls=cfg.pairs.num_parallel_calls,
+                             colour_norm=cfg.model.colour_norm)
     return {"checkpoint": prefix, "part": part, "split": s, **metrics}
 
 

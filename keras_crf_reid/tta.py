@@ -6,14 +6,16 @@ wraps any embedding model (a CRF part model or the fusion model) taking frames
 views), so evaluation, `keras_crf_reid.load(...).embed`, `.keras` files and the exported
 SavedModel (serving signature `frames -> embedding`) all compute the same thing.
 
-Views act on model input (preprocess.to_model_input: YUV standardised per frame, channel 3
+Views act on model input (preprocess.to_model_input: YUV normalised per `colour_norm`, channel 3
 horizontal flow, channel 4 vertical flow, both stored as pixels / FLOW_CLIP, symmetric about 0):
   identity             the frames as they are
   mirror               width flipped and horizontal flow negated (exact: flow scaling is symmetric)
   crop_<where>         a fixed crop of `crop_scale` of the height and width, where = center,
                        top_left, top_right, bottom_left or bottom_right, resized back to H x W;
                        as in training augmentation, the YUV channels are re-standardised per
-                       frame and flow is magnified by the zoom and clipped to [-1, 1]
+                       frame (colour_norm "frame_std"; "fixed" is a constant affine map, which
+                       the resize already respects) and flow is magnified by the zoom and
+                       clipped to [-1, 1]
   mirror_crop_<where>  that crop, mirrored
 All views of a batch go through the wrapped model in a single forward pass.
 """
@@ -24,7 +26,8 @@ from typing import Sequence
 import keras
 from keras import ops
 
-from keras_crf_reid.datasets.preprocess import _EPS
+from keras_crf_reid.datasets.preprocess import _EPS, check_colour_norm
+from keras_crf_reid.geometry import DEFAULT_COLOUR_NORM
 
 CROPS = ("center", "top_left", "top_right", "bottom_left", "bottom_right")
 VIEWS = ("identity", "mirror") + tuple(f"{m}crop_{c}" for m in ("", "mirror_") for c in CROPS)
@@ -62,10 +65,11 @@ class TTAViews(keras.layers.Layer):
     """(B, T, H, W, 5) -> (V * B, T, H, W, 5): the V views stacked view-major along the batch."""
 
     def __init__(self, views: Sequence[str] = DEFAULT_VIEWS, crop_scale: float = DEFAULT_CROP_SCALE,
-                 **kwargs):
+                 colour_norm: str = DEFAULT_COLOUR_NORM, **kwargs):
         super().__init__(**kwargs)
         self.crop_scale = float(crop_scale)
         self.views = _check_views(views, self.crop_scale)
+        self.colour_norm = check_colour_norm(colour_norm)
 
     def _view(self, x, view: str):
         """One view of frames x (N, H, W, C)."""
@@ -75,9 +79,10 @@ class TTAViews(keras.layers.Layer):
             x = ops.image.resize(x[:, row0:row0 + rows, col0:col0 + cols], (height, width),
                                  interpolation="bilinear")
             colour = x[..., :COLOUR_CHANNELS]
-            mean = ops.mean(colour, axis=(1, 2), keepdims=True)
-            std = ops.std(colour, axis=(1, 2), keepdims=True)
-            colour = (colour - mean) / ops.maximum(std, _EPS)
+            if self.colour_norm == "frame_std":
+                mean = ops.mean(colour, axis=(1, 2), keepdims=True)
+                std = ops.std(colour, axis=(1, 2), keepdims=True)
+                colour = (colour - mean) / ops.maximum(std, _EPS)
             zoom = ops.convert_to_tensor([width / cols, height / rows], x.dtype)
             flow = ops.clip(x[..., FLOW_X:FLOW_Y + 1] * zoom, -1.0, 1.0)
             x = ops.concatenate([colour, flow, x[..., FLOW_Y + 1:]], axis=-1)
@@ -98,7 +103,8 @@ class TTAViews(keras.layers.Layer):
         return (batch,) + tuple(input_shape[1:])
 
     def get_config(self):
-        return {**super().get_config(), "views": list(self.views), "crop_scale": self.crop_scale}
+        return {**super().get_config(), "views": list(self.views), "crop_scale": self.crop_scale,
+                "colour_norm": self.colour_norm}
 
 
 @keras.saving.register_keras_serializable("keras_crf_reid")
@@ -121,11 +127,13 @@ class ViewMean(keras.layers.Layer):
 
 
 def build_tta_model(model: keras.Model, views: Sequence[str] = DEFAULT_VIEWS,
-                    crop_scale: float = DEFAULT_CROP_SCALE, name: str | None = None) -> keras.Model:
+                    crop_scale: float = DEFAULT_CROP_SCALE, name: str | None = None,
+                    colour_norm: str = DEFAULT_COLOUR_NORM) -> keras.Model:
     """frames (B, T, H, W, C) -> `embedding` (B, D): the mean of `model`'s embeddings of the views.
 
     `model` takes frames (B, T, H, W, C) with fixed H, W, C (a CRF or fusion model); it is
-    called in inference mode and not modified.
+    called in inference mode and not modified. `colour_norm`: how its input's colour was
+    normalised (ModelConfig.colour_norm), which the cropped views must reproduce.
     """
     shape = tuple(model.input_shape) if not isinstance(model.input_shape, list) else ()
     if len(shape) != 5 or any(d is None for d in shape[2:]):
@@ -133,7 +141,7 @@ def build_tta_model(model: keras.Model, views: Sequence[str] = DEFAULT_VIEWS,
                          f"with fixed H, W, C; its input shape is {model.input_shape}")
     views = _check_views(views, crop_scale)
     frames = keras.Input((None,) + shape[2:], name="frames")
-    stacked = TTAViews(views, crop_scale, name="tta_views")(frames)
+    stacked = TTAViews(views, crop_scale, colour_norm, name="tta_views")(frames)
     embeddings = model(stacked, training=False)
     mean = ViewMean(len(views), name="tta_mean")(embeddings)
     out = keras.layers.Activation("linear", dtype="float32", name="embedding")(mean)

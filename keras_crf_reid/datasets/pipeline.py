@@ -26,7 +26,7 @@ import tensorflow as tf
 
 from keras_crf_reid.datasets.flow import FLOW_LEVELS
 from keras_crf_reid.options import option
-from keras_crf_reid.geometry import FRAME_HEIGHT, FRAME_WIDTH
+from keras_crf_reid.geometry import DEFAULT_COLOUR_NORM, FRAME_HEIGHT, FRAME_WIDTH
 from keras_crf_reid.datasets.preprocess import group_windows, loop_indices, to_model_input
 from keras_crf_reid.datasets.store import TrackletStore
 
@@ -205,7 +205,7 @@ def _erase(x: tf.Tensor, boxes: tf.Tensor) -> tf.Tensor:
 
 def _augment(rgb: tf.Tensor, flow: tf.Tensor, boxes: tf.Tensor, flip: tf.Tensor,
              flow_scale: float = 1.0, jitter: tf.Tensor | None = None,
-             erase: tf.Tensor | None = None) -> tf.Tensor:
+             erase: tf.Tensor | None = None, colour_norm: str = DEFAULT_COLOUR_NORM) -> tf.Tensor:
     """rgb (N, L, H, W, 3) uint8, flow (N, L, H, W, 2), boxes (N, 4), flip (N,) -> (N, L, H, W, 5).
 
     flow * flow_scale is the scaled flow (1 / FLOW_LEVELS for int8 quantised flow). Optional
@@ -231,7 +231,7 @@ def _augment(rgb: tf.Tensor, flow: tf.Tensor, boxes: tf.Tensor, flip: tf.Tensor,
     zoom = tf.stack([tf.where(flip_f, -1.0, 1.0) / (frame_boxes[:, 3] - frame_boxes[:, 1]),
                      1.0 / (frame_boxes[:, 2] - frame_boxes[:, 0])], -1) * flow_scale
     flow_out = tf.clip_by_value(flow_out * zoom[:, None, None, :], -1.0, 1.0)
-    x = to_model_input(rgb_out, flow_out)
+    x = to_model_input(rgb_out, flow_out, colour_norm)
     if erase is not None:
         x = _erase(x, tf.repeat(erase, length, axis=0))
     return tf.reshape(x, [n, length, *size, 5])
@@ -239,12 +239,14 @@ def _augment(rgb: tf.Tensor, flow: tf.Tensor, boxes: tf.Tensor, flip: tf.Tensor,
 
 def pair_dataset(store: TrackletStore, train: Sequence[int], config: PairConfig,
                  num_batches: int | None = None, start_batch: int = 0,
-                 parallel_calls: int | None = None) -> tuple[tf.data.Dataset, PairSampler]:
+                 parallel_calls: int | None = None,
+                 colour_norm: str = DEFAULT_COLOUR_NORM) -> tuple[tf.data.Dataset, PairSampler]:
     """Yields ((seq_a, seq_b), {"label", "class_a", "class_b"}) batches, plus the sampler.
 
     seq_a/seq_b: float32 (B, seq_len, 128, 64, 5); label 1.0 for positive pairs. Batches
     continue from `start_batch` (to resume training at a step) for `num_batches` (None: forever).
     `parallel_calls` overrides config.num_parallel_calls; the stream does not depend on it.
+    `colour_norm`: the model's (ModelConfig.colour_norm), see preprocess.to_model_input.
     """
     sampler = PairSampler(store, train, config)
     cfg = config
@@ -272,7 +274,7 @@ def pair_dataset(store: TrackletStore, train: Sequence[int], config: PairConfig,
         flow = tf.reshape(flow, [n, cfg.seq_len, FRAME_HEIGHT, FRAME_WIDTH, 2])
         opt = {k: tf.reshape(v, [n, 4]) for k, v in zip(extras, more)}
         x = _augment(rgb, flow, tf.reshape(boxes, [n, 4]), tf.reshape(flip, [n]), 1.0 / FLOW_LEVELS,
-                     **opt)
+                     colour_norm=colour_norm, **opt)
         x = tf.reshape(x, [bs, 2, cfg.seq_len, FRAME_HEIGHT, FRAME_WIDTH, 5])
         targets = {"label": tf.reshape(label, [bs]), "class_a": tf.reshape(ca, [bs]),
                    "class_b": tf.reshape(cb, [bs])}
@@ -288,7 +290,8 @@ def pair_dataset(store: TrackletStore, train: Sequence[int], config: PairConfig,
 
 
 def replica_pairs(store: TrackletStore, train: Sequence[int], config: PairConfig, start_step: int,
-                  ctx: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
+                  ctx: tf.distribute.InputContext | None = None,
+                  colour_norm: str = DEFAULT_COLOUR_NORM) -> tf.data.Dataset:
     """The pair stream of one input pipeline of a tf.distribute run, resumable at a step.
 
     `config.batch_size` is the global batch. With several replicas each input pipeline (one
@@ -296,19 +299,21 @@ def replica_pairs(store: TrackletStore, train: Sequence[int], config: PairConfig
     its own stream, so no worker builds batches it then drops.
     """
     if ctx is None or ctx.num_replicas_in_sync == 1:
-        return pair_dataset(store, train, config, start_batch=start_step)[0]
+        return pair_dataset(store, train, config, start_batch=start_step,
+                            colour_norm=colour_norm)[0]
     per_replica = ctx.get_per_replica_batch_size(config.batch_size)
     if per_replica % 2:
         raise ValueError(f"--batch_size={config.batch_size} gives {per_replica} pairs per replica "
                          f"over {ctx.num_replicas_in_sync} replicas; it must be even")
     local_replicas = ctx.num_replicas_in_sync // ctx.num_input_pipelines
     cfg = dataclasses.replace(config, batch_size=per_replica, stream=ctx.input_pipeline_id + 1)
-    return pair_dataset(store, train, cfg, start_batch=start_step * local_replicas)[0]
+    return pair_dataset(store, train, cfg, start_batch=start_step * local_replicas,
+                        colour_norm=colour_norm)[0]
 
 
 def group_dataset(store: TrackletStore, indices: Sequence[int], seq_len: int = 16,
-                  batch_size: int = 32,
-                  num_parallel_calls: int = -1) -> tuple[tf.data.Dataset, np.ndarray]:
+                  batch_size: int = 32, num_parallel_calls: int = -1,
+                  colour_norm: str = DEFAULT_COLOUR_NORM) -> tuple[tf.data.Dataset, np.ndarray]:
     """Every frame of each tracklet cut into seq_len-frame groups (preprocess.group_windows).
 
     Returns the dataset of batches (groups float32 (G, seq_len, 128, 64, 5), owner (G,) int64:
@@ -340,7 +345,7 @@ def group_dataset(store: TrackletStore, indices: Sequence[int], seq_len: int = 1
         rgb = tf.ensure_shape(rgb, (None, seq_len, FRAME_HEIGHT, FRAME_WIDTH, 3))
         q = tf.ensure_shape(q, (None, seq_len, FRAME_HEIGHT, FRAME_WIDTH, 2))
         flow = tf.cast(q, tf.float32) * (1.0 / FLOW_LEVELS)
-        return to_model_input(rgb, flow), tf.ensure_shape(pos, (None,))
+        return to_model_input(rgb, flow, colour_norm), tf.ensure_shape(pos, (None,))
 
     calls = check_parallel_calls(num_parallel_calls)
     ds = tf.data.Dataset.range(num_batches).map(to_batch, num_parallel_calls=calls,

@@ -238,7 +238,8 @@ def export_final(cfg: ExperimentConfig, split_id: int) -> dict:
     model.save(out["keras_model"])
     if cfg.run.export:
         base = cfg.run.model_base_path or os.path.join("saved_models", cfg.run.name)
-        out["export"] = export_saved_model(model, base, group_len=cfg.eval.seq_len)
+        out["export"] = export_saved_model(model, base, group_len=cfg.eval.seq_len,
+                                           colour_norm=cfg.model.colour_norm)
     return out
 
 

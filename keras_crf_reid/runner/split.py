@@ -93,7 +93,7 @@ def missing_entries(cfg: ExperimentConfig, data: RunData, split_id: int,
 
 def scored_model(cfg: ExperimentConfig, model: keras.Model) -> keras.Model:
     """The model that is evaluated and exported: wrapped in test-time augmentation with --tta."""
-    return build_tta_model(model) if cfg.eval.tta else model
+    return build_tta_model(model, colour_norm=cfg.model.colour_norm) if cfg.eval.tta else model
 
 
 def train_part(cfg: ExperimentConfig, data: RunData, split_id: int, part: str,
@@ -112,10 +112,12 @@ def train_part(cfg: ExperimentConfig, data: RunData, split_id: int, part: str,
 
     def split_eval(step: int) -> dict:
         metrics = evaluate_split(embed, data.store, split, cfg.eval.seq_len,
-                                 num_parallel_calls=cfg.pairs.num_parallel_calls)
+                                 num_parallel_calls=cfg.pairs.num_parallel_calls,
+                                 colour_norm=cfg.model.colour_norm)
         return {k: v for k, v in metrics.items() if k != "cmc"}
 
-    stats = trainer.fit(lambda start, ctx: replica_pairs(data.store, split.train, pairs, start, ctx),
+    stats = trainer.fit(lambda start, ctx: replica_pairs(data.store, split.train, pairs, start, ctx,
+                                                         cfg.model.colour_norm),
                         pairs.batch_size, eval_fn=split_eval, progress=cfg.run.progress)
     if trainer.interrupted:
         raise KeyboardInterrupt(f"training of {trainer.model_dir} interrupted; checkpoint saved, "
@@ -140,7 +142,8 @@ def train_fusion(cfg: ExperimentConfig, data: RunData, split_id: int,
                                learning_rate=1e-2, weights=LossWeights(1.0, 0.0, 0.0), eval_every=0)
     trainer = Trainer(fusion, sampler.num_classes, tcfg,
                       os.path.join(split_dir(cfg, split_id), FUSION), strategy)
-    trainer.fit(lambda start, ctx: replica_pairs(data.store, split.train, pairs, start, ctx),
+    trainer.fit(lambda start, ctx: replica_pairs(data.store, split.train, pairs, start, ctx,
+                                                 cfg.model.colour_norm),
                 pairs.batch_size, progress=cfg.run.progress)
     return fusion
 
@@ -187,7 +190,7 @@ def run_split(cfg: ExperimentConfig, data: RunData, split_id: int, entries: Sequ
             done["entries"][entry], distances[entry] = evaluate_split(
                 compiled_embedder(scored_model(cfg, model)), data.store, split, cfg.eval.seq_len,
                 progress=cfg.run.progress, with_distances=True,
-                num_parallel_calls=cfg.pairs.num_parallel_calls)
+                num_parallel_calls=cfg.pairs.num_parallel_calls, colour_norm=cfg.model.colour_norm)
         done["seconds"] = float(done.get("seconds", 0.0)) + time.time() - t_entry
         done["num_query"], done["num_gallery"] = len(split.query), len(split.gallery)
         if write:

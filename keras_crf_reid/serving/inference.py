@@ -6,8 +6,9 @@
 
 `tracklet_input` is the one place where a folder of frames becomes model input; the gRPC client
 and the gallery search use it too, so every path embeds a tracklet identically (and as the
-evaluation protocol does: every frame, cut into groups of the length the model was evaluated
-with (recorded in its export; 16 frames by default), group embeddings averaged).
+evaluation protocol does: every frame, colour normalised as the model was trained, cut into
+groups of the length the model was evaluated with (both recorded in its export; by default
+frame_std and 16 frames), group embeddings averaged).
 """
 from __future__ import annotations
 
@@ -21,17 +22,20 @@ from keras_crf_reid import checkpoints
 from keras_crf_reid.datasets import DatasetError, list_images
 from keras_crf_reid.datasets.flow import model_flow
 from keras_crf_reid.datasets.frames import read_frames
-from keras_crf_reid.datasets.preprocess import group_windows, to_model_input
-from keras_crf_reid.geometry import FRAME_HEIGHT, FRAME_WIDTH, GROUP_LEN
+from keras_crf_reid.datasets.preprocess import check_colour_norm, group_windows, to_model_input
+from keras_crf_reid.geometry import DEFAULT_COLOUR_NORM, FRAME_HEIGHT, FRAME_WIDTH, GROUP_LEN
 from keras_crf_reid.serving import contract
 from keras_crf_reid.serving.export import frame_shape
+from keras_crf_reid.tta import TTAViews
 
 def tracklet_input(folder: str, seq_len: int = GROUP_LEN, height: int = FRAME_HEIGHT,
-                   width: int = FRAME_WIDTH, on_bad_image: str = "skip") -> np.ndarray:
+                   width: int = FRAME_WIDTH, on_bad_image: str = "skip",
+                   colour_norm: str = DEFAULT_COLOUR_NORM) -> np.ndarray:
     """A folder of frames -> float32 groups (G, seq_len, height, width, 5) covering every frame.
 
     Frames are read in file-name order, undecodable ones skipped (or raised, on_bad_image="fail"),
-    optical flow is computed over the whole sequence, and `preprocess.group_windows` cuts it.
+    optical flow is computed over the whole sequence, colour is normalised per `colour_norm`
+    (the model's, see preprocess.to_model_input), and `preprocess.group_windows` cuts it.
     """
     if not os.path.isdir(folder):
         raise DatasetError(f"{folder}: tracklet folder does not exist or is not a directory")
@@ -41,7 +45,7 @@ def tracklet_input(folder: str, seq_len: int = GROUP_LEN, height: int = FRAME_HE
     rgb, _ = read_frames(paths, on_bad_image=on_bad_image, height=height, width=width)
     if len(rgb) == 0:
         raise DatasetError(f"{folder}: none of the {len(paths)} images could be decoded")
-    frames = to_model_input(rgb, model_flow(rgb)).numpy()
+    frames = to_model_input(rgb, model_flow(rgb), colour_norm).numpy()
     return frames[group_windows(len(frames), seq_len)]
 
 
@@ -49,17 +53,19 @@ class Embedder:
     """Maps frames (B, T, H, W, C) float32 to embeddings (B, D), in batches of `batch_size`."""
 
     def __init__(self, fn: Callable[[tf.Tensor], tf.Tensor], frame_shape: tuple[int, int, int],
-                 embed_dim: int, source: str, batch_size: int = 16, group_len: int = GROUP_LEN):
+                 embed_dim: int, source: str, batch_size: int = 16, group_len: int = GROUP_LEN,
+                 colour_norm: str = DEFAULT_COLOUR_NORM):
         self._fn = fn
         self.frame_shape = tuple(int(d) for d in frame_shape)
         self.embed_dim = int(embed_dim)
         self.source = source
         self.batch_size = int(batch_size)
         self.group_len = int(group_len)
+        self.colour_norm = check_colour_norm(colour_norm)
 
     def __repr__(self) -> str:
         return (f"Embedder({self.source!r}, frames={self.frame_shape}, embed_dim={self.embed_dim}, "
-                f"group_len={self.group_len})")
+                f"group_len={self.group_len}, colour_norm={self.colour_norm!r})")
 
     def predict(self, frames: np.ndarray) -> np.ndarray:
         """Embeddings (B, D) float32 of frames (B, T, H, W, C)."""
@@ -77,20 +83,24 @@ class Embedder:
     def embed(self, tracklet_dir: str) -> np.ndarray:
         """Embedding (D,) of a tracklet folder: the mean of its `group_len`-frame group embeddings."""
         h, w, _ = self.frame_shape
-        groups = tracklet_input(tracklet_dir, self.group_len, height=h, width=w)
+        groups = tracklet_input(tracklet_dir, self.group_len, height=h, width=w,
+                                colour_norm=self.colour_norm)
         return self.predict(groups).mean(axis=0)
 
 
-def _keras_embedder(path: str, batch_size: int, group_len: int | None) -> Embedder:
+def _keras_embedder(path: str, batch_size: int, group_len: int | None,
+                    colour_norm: str | None) -> Embedder:
     model = checkpoints.load_keras_model(path)
     shape = frame_shape(model)
     fn = tf.function(lambda x: model(x, training=False), reduce_retracing=True,
                      input_signature=[tf.TensorSpec((None, None) + shape, tf.float32)])
+    tta = [layer.colour_norm for layer in model.layers if isinstance(layer, TTAViews)]
     return Embedder(fn, shape, model.output_shape[-1], os.path.abspath(path), batch_size,
-                    group_len or GROUP_LEN)
+                    group_len or GROUP_LEN, colour_norm or (tta or [DEFAULT_COLOUR_NORM])[0])
 
 
-def _saved_model_embedder(path: str, batch_size: int, group_len: int | None) -> Embedder:
+def _saved_model_embedder(path: str, batch_size: int, group_len: int | None,
+                          colour_norm: str | None) -> Embedder:
     version_dir = contract.resolve_version_dir(path)
     try:
         loaded = tf.saved_model.load(version_dir)
@@ -120,21 +130,26 @@ def _saved_model_embedder(path: str, batch_size: int, group_len: int | None) -> 
         return sig(**{contract.INPUT_NAME: x})[contract.OUTPUT_NAME]
 
     group_len = group_len or contract.group_len_of(loaded) or GROUP_LEN
+    colour_norm = colour_norm or contract.colour_norm_of(loaded, version_dir)
     embedder = Embedder(fn, shape, outputs[contract.OUTPUT_NAME].shape[-1], version_dir, batch_size,
-                        group_len)
+                        group_len, colour_norm)
     embedder.saved_model = loaded
     return embedder
 
 
-def load(path: str, batch_size: int = 16, group_len: int | None = None) -> Embedder:
+def load(path: str, batch_size: int = 16, group_len: int | None = None,
+         colour_norm: str | None = None) -> Embedder:
     """An Embedder for a SavedModel version directory, a model base path (its latest complete
-    version) or a `.keras` file. `group_len` overrides the group length recorded in the export
-    (a .keras file records none: 16 by default)."""
+    version) or a `.keras` file. `group_len` and `colour_norm` override what the export records
+    (a .keras file records no group length: 16 by default; its colour_norm is its TTA views',
+    else "frame_std")."""
     if group_len is not None and group_len < 1:
         raise ValueError(f"group_len must be >= 1, got {group_len}")
+    if colour_norm is not None:
+        check_colour_norm(colour_norm)
     if path.endswith(".keras"):
-        return _keras_embedder(path, batch_size, group_len)
+        return _keras_embedder(path, batch_size, group_len, colour_norm)
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: model path does not exist (expected a .keras file, a "
                                 f"SavedModel directory or a model base path)")
-    return _saved_model_embedder(path, batch_size, group_len)
+    return _saved_model_embedder(path, batch_size, group_len, colour_norm)

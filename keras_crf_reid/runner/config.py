@@ -29,6 +29,7 @@ from keras_crf_reid.options import option
 from keras_crf_reid.trainer import TrainConfig
 
 ROWS = ("cnn", "rnn", "cnn_rnn", "fusion")
+TRAIN_SPLITS = ("train", "all")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +54,10 @@ class DataConfig:
     split_seed: int = option(0, "Seed of the random identity splits.")
     train_fraction: float = option(0.5, "Share of the identities trained on per random split; "
                                    "1.0 trains on all of them and needs --eval_data_root.")
+    train_split: str = option("train", "With --eval_data_root, what of a --data_root with a fixed "
+                              "split (MARS) trains: its training part (train) or every tracklet "
+                              "of a real person, training and test folders alike (all; MARS "
+                              "junk and distractor tracks excluded).", choices=TRAIN_SPLITS)
     eval_dataset: str = option("", "Reader of --eval_data_root (default: --dataset).",
                                choices=("",) + tuple(sorted(DATASETS)))
     eval_data_root: str = option("", "Evaluate on this separate dataset folder of unseen people "
@@ -74,6 +79,10 @@ class DataConfig:
         if self.train_fraction == 1.0 and not self.eval_data_root:
             raise ValueError("--train_fraction=1.0 trains on every identity of --data_root and "
                              "leaves none to test: give a separate --eval_data_root")
+        if self.train_split == "all" and not self.eval_data_root:
+            raise ValueError("--train_split=all trains on every tracklet of --data_root and "
+                             "leaves none to test: give a separate --eval_data_root (e.g. "
+                             "../shared/realdata/mot_tracklets/pets09_s2l1)")
         if self.eval_dataset and not self.eval_data_root:
             raise ValueError(f"--eval_dataset={self.eval_dataset} needs --eval_data_root (the "
                              f"folder of the evaluation people)")
@@ -92,7 +101,8 @@ class EvalConfig:
     baseline_kind: str = option(DEFAULT_KIND, "The report's baseline: stripe_hsv (HSV "
                                 "histograms of 4 horizontal stripes, the standard one), hist "
                                 "(per-frame standardised RGB histogram, weak on real people) "
-                                "or pixel (keras_crf_reid/baseline.py).", choices=KINDS)
+                                "or pixel (keras_crf_reid/baseline.py). Changing it recomputes "
+                                "only the baseline row.", choices=KINDS, results=False)
     ranked_queries: int = option(5, "Queries shown in the ranked-results figure.", results=False)
     ranked_top_k: int = option(5, "Gallery ranks shown per query in that figure.", results=False)
 

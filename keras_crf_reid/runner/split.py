@@ -10,7 +10,10 @@ ablation row):
 metrics.json and distances.npz are rewritten atomically after every entry, so a killed run
 resumes at the first entry without results (and inside it, at the trainer's last checkpoint).
 Entries are independent of --parts: a later run asking for more parts reuses those already
-scored, if the settings that change results (`ExperimentConfig.results_key`) are the same.
+scored, if the settings that change results (`ExperimentConfig.results_key`) are the same; a
+setting added to the package after a split was written counts as its default there (defaults
+reproduce the earlier behaviour). The baseline entry records its --baseline_kind and is
+recomputed when another kind is asked for (entries from before the option: "hist").
 """
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_crf_reid import cli
 from keras_crf_reid.atomic import atomic_path, write_atomic
 from keras_crf_reid.checkpoints import FUSION, build_model
 from keras_crf_reid.datasets.pipeline import PairSampler, replica_pairs
@@ -37,6 +41,7 @@ from keras_crf_reid.trainer import Trainer
 from keras_crf_reid.tta import build_tta_model
 
 BASELINE = "baseline"
+LEGACY_BASELINE_KIND = "hist"  # what a baseline entry without a recorded kind was computed with
 METRICS_FILE = "metrics.json"
 DISTANCES_FILE = "distances.npz"
 
@@ -73,7 +78,9 @@ def read_split(cfg: ExperimentConfig, data: RunData, split_id: int) -> dict | No
     except (OSError, ValueError) as e:
         raise ValueError(f"{path}: unreadable per-split results ({e}); delete it to rerun "
                          f"the split")
-    old, new = done.get("key") or {}, split_key(cfg, data, split_id)
+    old, new = dict(done.get("key") or {}), split_key(cfg, data, split_id)
+    if isinstance(old.get("config"), dict):  # settings added since take their defaults
+        old["config"] = {**cli.flag_dict(ExperimentConfig(), results_only=True), **old["config"]}
     if old != new:
         diff = [f"{k} files" if k == "data" else "split identities"
                 for k in ("data", "split") if old.get(k) != new[k]]
@@ -85,10 +92,18 @@ def read_split(cfg: ExperimentConfig, data: RunData, split_id: int) -> dict | No
     return done
 
 
+def _scored(cfg: ExperimentConfig, done: dict) -> set[str]:
+    """Entries of a split's results that `cfg` can reuse (a baseline of another kind cannot)."""
+    scored = set(done["entries"])
+    if done.get("baseline_kind", LEGACY_BASELINE_KIND) != cfg.eval.baseline_kind:
+        scored.discard(BASELINE)
+    return scored
+
+
 def missing_entries(cfg: ExperimentConfig, data: RunData, split_id: int,
                     entries: Sequence[str]) -> list[str]:
     done = read_split(cfg, data, split_id)
-    return [e for e in entries if done is None or e not in done["entries"]]
+    return [e for e in entries if done is None or e not in _scored(cfg, done)]
 
 
 def scored_model(cfg: ExperimentConfig, model: keras.Model) -> keras.Model:
@@ -160,7 +175,7 @@ def run_split(cfg: ExperimentConfig, data: RunData, split_id: int, entries: Sequ
     done = read_split(cfg, data, split_id) or {
         "split": split_id, "key": split_key(cfg, data, split_id), "entries": {}, "train": [],
         "seconds": 0.0}
-    todo = [e for e in entries if e not in done["entries"]]
+    todo = [e for e in entries if e not in _scored(cfg, done)]
     if not todo:
         return done
     split, out_dir = data.splits[split_id], split_dir(cfg, split_id)
@@ -179,6 +194,7 @@ def run_split(cfg: ExperimentConfig, data: RunData, split_id: int, entries: Sequ
         if entry == BASELINE:
             done["entries"][entry] = evaluate_baseline(data.dataset, split,
                                                        kind=cfg.eval.baseline_kind)
+            done["baseline_kind"] = cfg.eval.baseline_kind
         else:
             if entry == FUSION:
                 model = train_fusion(cfg, data, split_id, {p: part_model(p) for p in PARTS},

@@ -28,18 +28,22 @@ def main(argv: list[str]) -> int:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     from keras_crf_reid.datasets import DatasetError
     from keras_crf_reid.datasets.store import TrackletStore
-    from keras_crf_reid.runner.data import load_dataset
+    from keras_crf_reid.runner.data import load_dataset, readable
     try:
         cfg = config.config_from_flags(FLAGS).data
         dataset = load_dataset(cfg, FLAGS.progress)
         t0 = time.time()
         store = TrackletStore(dataset, cfg.cache_dir, on_bad_image=cfg.on_bad_image)
         store.build(workers=FLAGS.cache_workers or None, progress=FLAGS.progress)
+        kept, _ = readable(dataset, store)   # as training will see it
     except (DatasetError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return cli.EXIT_USAGE
-    print(json.dumps({**dataset.stats(), "cache": store.dir, "seconds": round(time.time() - t0, 2),
-                      "skipped_frames": len(store.skipped_frames)}))
+    # "skipped" counts what load and build left out: entries, undecodable frames, and the
+    # tracklets with no readable frame (with their persons where a camera is left without them)
+    print(json.dumps({**kept.stats(), "cache": store.dir, "seconds": round(time.time() - t0, 2),
+                      "skipped_frames": len(store.skipped_frames),
+                      "unreadable_tracklets": len(store.empty)}))
     return 0
 
 

@@ -1,14 +1,16 @@
 """Custom training loop for the CRF objective (siamese + two softmax terms).
 
 One step embeds both sides of every pair in a single forward pass (the two halves of a 2B
-batch), computes per-example losses averaged over the global batch (so tf.distribute
-strategies sum replica gradients correctly), clips gradients by global norm, and applies them.
+batch), or the P*K sequences of an identity batch (--sampler=pk, losses.pk_loss), computes
+per-example losses averaged over the global batch (so tf.distribute strategies sum replica
+gradients correctly), clips gradients by global norm, and applies them.
 Checkpoints (model, classifier, optimizer, step) go through tf.train.CheckpointManager; the
 input stream is indexed by step, so a restored run continues with the batches it had not seen.
 """
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 import os
@@ -23,7 +25,7 @@ import tensorflow as tf
 from keras import ops
 from tqdm import tqdm
 
-from keras_crf_reid.losses import LossWeights, crf_loss
+from keras_crf_reid.losses import METRIC_LOSSES, LossWeights, crf_loss, pk_loss
 from keras_crf_reid.options import option
 
 log = logging.getLogger(__name__)
@@ -44,8 +46,13 @@ class TrainConfig:
     momentum: float = option(0.9, "SGD momentum.")
     clipnorm: float = option(10.0, "Gradient clipping by global norm.")
     margin: float = option(2.0, "Contrastive margin alpha.")
-    weights: LossWeights = option(LossWeights(), "W1 (siamese), W2, W3 (softmax of each side).",
-                                  flag="loss_weights")
+    weights: LossWeights = option(LossWeights(), "W1 (siamese), W2, W3 (softmax of each side). "
+                                  "With --sampler=pk: W1 weights the metric loss and W2 + W3 "
+                                  "the identity softmax of every sequence.", flag="loss_weights")
+    metric_loss: str = option("contrastive", "Metric loss: contrastive (the paper's; on a P x K "
+                              "batch over all its positive and negative pairs) or triplet "
+                              "(batch-hard, needs --sampler=pk).", choices=METRIC_LOSSES)
+    triplet_margin: float = option(0.3, "Margin of the batch-hard triplet loss.")
     ckpt_every: int = option(200, "Checkpoint every N steps (0: only at the end).", results=False)
     max_to_keep: int = option(3, "Checkpoints kept per model.", results=False)
     log_every: int = option(100, "Steps between TensorBoard loss summaries and, without a "
@@ -76,7 +83,10 @@ class TrainConfig:
             raise ValueError(f"--on_nan must be 'stop' or 'skip', got {self.on_nan!r}")
         if self.steps < 0:
             raise ValueError(f"--steps must be >= 0, got {self.steps}")
-        for name in ("learning_rate", "clipnorm", "margin"):
+        if self.metric_loss not in METRIC_LOSSES:
+            raise ValueError(f"--metric_loss must be one of {', '.join(METRIC_LOSSES)}, got "
+                             f"{self.metric_loss!r}")
+        for name in ("learning_rate", "clipnorm", "margin", "triplet_margin"):
             v = getattr(self, name)
             if not (math.isfinite(v) and v > 0):
                 raise ValueError(f"--{name} must be a finite number > 0, got {v}")
@@ -186,9 +196,11 @@ class Trainer:
         # The dropout generators' [seed, counter] go into the checkpoint too: a resumed run
         # draws the same masks as an uninterrupted one (Keras does not save them with weights).
         self.rng_states = rng_states(self.model)
+        # The running loss averages (JSON) too: a resumed run reports the same losses.
+        self.running_state = tf.Variable("{}", dtype=tf.string, trainable=False, name="running")
         self.ckpt = tf.train.Checkpoint(model=self.model, classifier=self.classifier,
                                         optimizer=self.optimizer, step=self.step,
-                                        rng=list(self.rng_states))
+                                        rng=list(self.rng_states), running=self.running_state)
         # Every worker of a cluster must take part in saving; only the chief writes to model_dir,
         # the others to a scratch folder removed after fit (the standard tf.distribute pattern).
         self.is_chief = is_chief(self.strategy)
@@ -220,16 +232,23 @@ class Trainer:
         return self.current_step
 
     def _replica_step(self, inputs, targets, global_batch: int):
-        a, b = inputs
         cfg = self.config
-        x = tf.concat([a, b], 0)
+        pairs = "label" in targets
+        if pairs and cfg.metric_loss != "contrastive":
+            raise ValueError(f"--metric_loss={cfg.metric_loss} needs identity batches "
+                             f"(--sampler=pk); pair batches train the contrastive loss")
+        x = tf.concat(list(inputs), 0) if pairs else inputs
         with tf.GradientTape() as tape:
             emb = self.model(x, training=True)
             logits = self.classifier(emb)
-            ea, eb = tf.split(emb, 2)
-            la, lb = tf.split(logits, 2)
-            terms = crf_loss(ea, eb, la, lb, targets["label"], targets["class_a"],
-                             targets["class_b"], cfg.margin, cfg.weights)
+            if pairs:
+                ea, eb = tf.split(emb, 2)
+                la, lb = tf.split(logits, 2)
+                terms = crf_loss(ea, eb, la, lb, targets["label"], targets["class_a"],
+                                 targets["class_b"], cfg.margin, cfg.weights)
+            else:
+                margin = cfg.triplet_margin if cfg.metric_loss == "triplet" else cfg.margin
+                terms = pk_loss(emb, logits, targets["class"], cfg.metric_loss, margin, cfg.weights)
             loss = tf.nn.compute_average_loss(terms["total"], global_batch_size=global_batch)
             scaled = self.optimizer.scale_loss(loss) if cfg.mixed_precision else loss
         grads = tape.gradient(scaled, self.variables)
@@ -249,6 +268,10 @@ class Trainer:
             self.step.assign_add(1)
             return out
         return tf.function(step, jit_compile=self.config.jit_compile or None)
+
+    def _save(self, step: int, running: dict[str, float]) -> None:
+        self.running_state.assign(json.dumps(running))
+        self.manager.save(checkpoint_number=step)
 
     def _on_signal(self, signum, _frame):
         self._stop_signal = signum
@@ -271,7 +294,7 @@ class Trainer:
         writer = (tf.summary.create_file_writer(os.path.join(self.model_dir, "tb")) if self.is_chief
                   else tf.summary.create_noop_writer())
         old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-        running: dict[str, float] = {}
+        running: dict[str, float] = json.loads(self.running_state.numpy().decode() or "{}")
         bar = tqdm(total=cfg.steps, initial=start, desc=f"train {self.model.name}", unit="step",
                    disable=not progress, dynamic_ncols=True)
         t0, n0 = time.time(), start
@@ -303,7 +326,7 @@ class Trainer:
                             tf.summary.scalar(f"loss/{k}", v)
                         tf.summary.scalar("perf/steps_per_s", (step - n0) / max(time.time() - t0, 1e-9))
                 if cfg.ckpt_every and step % cfg.ckpt_every == 0:
-                    self.manager.save(checkpoint_number=step)
+                    self._save(step, running)
                 if eval_fn and cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.steps:
                     metrics = eval_fn(step)
                     with writer.as_default(step=step):
@@ -311,13 +334,13 @@ class Trainer:
                             tf.summary.scalar(f"eval/{k}", v)
                     bar.write(f"step {step}: " + ", ".join(f"{k} {v:.1f}" for k, v in metrics.items()))
                 if self._stop_signal is not None:
-                    self.manager.save(checkpoint_number=step)
+                    self._save(step, running)
                     bar.write(f"signal {self._stop_signal}: checkpoint saved at step {step}, stopping")
                     break
             else:
                 if self.manager.latest_checkpoint is None or \
                         not self.manager.latest_checkpoint.endswith(f"-{self.current_step}"):
-                    self.manager.save(checkpoint_number=self.current_step)
+                    self._save(self.current_step, running)
         finally:
             bar.close()
             writer.close()

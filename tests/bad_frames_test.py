@@ -83,3 +83,22 @@ def test_train_skips_a_person_whose_frames_are_all_unreadable(prid, tmp_path):
     split = json.load(open(tmp_path / "runs" / "bad" / "splits.json"))["splits"][0]
     assert sorted(split["train"] + split["query"] + split["gallery"]) == list(range(8))
     assert "tracklets without a readable frame" in done.stderr
+
+
+def test_cache_build_without_progress_bar_prints_periodic_lines(prid, tmp_path, capsys):
+    dataset = load_prid_layout(prid)
+    TrackletStore(dataset, str(tmp_path / "cache")).build(progress=False, log_every_s=0)
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("frame cache")]
+    assert len(lines) == 11 and "10/10 tracklets" in lines[-1] and "ETA" in lines[0]  # 10 + final
+
+
+def test_precompute_flow_counts_a_tracklet_with_no_readable_frame_as_skipped(prid, tmp_path):
+    cmd = [sys.executable, "-m", "keras_crf_reid.precompute_flow", "--dataset=prid2011",
+           f"--data_root={prid}", f"--cache_dir={tmp_path}/cache", "--progress=false"]
+    done = subprocess.run(cmd, cwd=str(tmp_path), env={**os.environ, "PYTHONPATH": REPO},
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["unreadable_tracklets"] == 1 and summary["skipped_frames"] == 7
+    assert (summary["tracklets"], summary["skipped"]) == (8, 3)   # as the training run counts them
+    assert "frame cache" in done.stderr and "no readable frame" in done.stderr

@@ -12,7 +12,7 @@ from keras_crf_reid.datasets.base import DatasetError
 from keras_crf_reid.datasets.flow import model_flow
 from keras_crf_reid.datasets.frames import read_frames
 from keras_crf_reid.model import ModelConfig, build_crf_model
-from keras_crf_reid.datasets.preprocess import to_model_input
+from keras_crf_reid.datasets.preprocess import group_windows, to_model_input
 
 TINY = ModelConfig(filters=(4, 4, 4), embed_dim=16, dropout=0.0)
 
@@ -50,6 +50,30 @@ def test_tracklet_input_groups(tmp_path):
     full = to_model_input(rgb, model_flow(rgb)).numpy()
     np.testing.assert_array_equal(x[0], full[:16])
     np.testing.assert_array_equal(x[1], full[4:20])
+
+
+@pytest.mark.parametrize("n", [1, 3, 4, 8, 11])
+def test_streamed_groups_are_the_evaluation_groups(tmp_path, n):
+    """tracklet_groups streams exactly group_windows over the whole sequence's model input."""
+    folder = write_tracklet(tmp_path / "t", n)
+    rgb, _ = read_frames(sorted(os.path.join(folder, name) for name in os.listdir(folder)))
+    full = to_model_input(rgb, model_flow(rgb)).numpy()[group_windows(n, 4)]
+    batches = list(inference.tracklet_groups(folder, 4, batch=2))
+    assert all(1 <= len(b) <= 2 for b in batches)
+    np.testing.assert_array_equal(np.concatenate(batches), full)
+
+
+def test_embed_holds_one_batch_of_groups_however_long_the_tracklet(model, paths, tmp_path, monkeypatch):
+    folder = write_tracklet(tmp_path / "t", 70)
+    embedder = inference.load(paths["keras"], batch_size=2, group_len=4)
+    want = embedder.predict(inference.tracklet_input(folder, 4)).mean(0)
+    sizes = {"frames": [], "groups": []}
+    real_input, real_predict = inference.to_model_input, embedder.predict
+    monkeypatch.setattr(inference, "to_model_input",
+                        lambda rgb, flow: sizes["frames"].append(len(rgb)) or real_input(rgb, flow))
+    monkeypatch.setattr(embedder, "predict", lambda x: sizes["groups"].append(len(x)) or real_predict(x))
+    np.testing.assert_allclose(embedder.embed(folder), want, rtol=1e-6, atol=1e-6)
+    assert max(sizes["frames"]) <= 4 and max(sizes["groups"]) <= 2   # not all 70 frames at once
 
 
 def test_short_tracklet_is_looped(tmp_path):

@@ -5,6 +5,7 @@ the stronger hand-crafted baseline (stripe HSV sits near chance there), so it is
 import json
 import os
 
+import numpy as np
 import pytest
 
 from keras_crf_reid.datasets.pipeline import PairConfig
@@ -34,3 +35,28 @@ def test_crf_learns_beyond_chance_and_histogram_baseline(tmp_path):
     assert crf >= 3 * chance, results
     assert crf >= hist + 10.0, results
     assert os.path.getsize(os.path.join(cfg.run_dir, "cmc.png")) > 1000
+
+
+@pytest.mark.slow
+def test_pk_batches_with_triplet_loss_learn_beyond_chance(tmp_path):
+    """The same small problem trained on P x K identity batches with the batch-hard triplet
+    loss (and the identity softmax) also ranks far above chance."""
+    cfg = ExperimentConfig(
+        data=DataConfig(num_ids=40, data_dir=str(tmp_path / "data"),
+                        cache_dir=str(tmp_path / "cache"), num_splits=1, splits=(0,)),
+        model=ModelConfig(filters=(8, 16, 16), embed_dim=32, dropout=0.2),
+        pairs=PairConfig(seq_len=4, sampler="pk", num_persons=8, num_instances=2,
+                         random_erase=0.3),
+        train=TrainConfig(steps=300, optimizer="adam", learning_rate=1e-3, ckpt_every=0,
+                          metric_loss="triplet"),
+        eval=EvalConfig(baseline=False),
+        run=RunConfig(name="learn_pk", output_dir=str(tmp_path / "runs"), export=False,
+                      progress=False))
+    out = run(cfg)
+    with open(out["results"]) as f:
+        results = json.load(f)["results"]
+    crf = results["CRF cnn_rnn (full)"]["rank1"]["mean"]
+    assert crf >= 3 * 100.0 / 20, results  # 20 test identities
+    with open(os.path.join(cfg.run_dir, "split_0", "metrics.json")) as f:
+        train = json.load(f)["train"][0]
+    assert "triplet" in train and train["softmax"] < np.log(20), train  # 20 training identities

@@ -124,3 +124,27 @@ def test_search_cli_with_saved_model(data, tmp_path):
     with open(output) as f:
         results = json.load(f)["results"]
     assert results[0]["matches"][0]["tracklet"] == "cam_b/person_0002"
+
+
+def test_undecodable_tracklet_stops_the_search_or_is_skipped_and_counted(data, tmp_path, caplog):
+    root, model_path = data
+    gallery = tmp_path / "gallery"
+    shutil.copytree(root / "gallery", gallery)
+    (gallery / "cam_b" / "person_0007").mkdir()
+    (gallery / "cam_b" / "person_0007" / "0000.png").write_bytes(b"not a png")
+    query = tmp_path / "query"
+    shutil.copytree(root / "query", query)
+    (query / "person_0008").mkdir()
+    (query / "person_0008" / "0000.jpg").write_bytes(b"\xff\xd8 truncated")
+    embedder = inference.load(model_path)
+    with pytest.raises(DatasetError, match="person_0007.*--skip_bad_tracklets"):
+        search.search(embedder, model_path, str(gallery), str(query), top_k=3)
+    for cache in (None, str(tmp_path / "cache"), str(tmp_path / "cache")):   # fresh, then cached
+        caplog.clear()
+        out = search.search(embedder, model_path, str(gallery), str(query), top_k=3,
+                            cache_dir=cache, skip_bad=True)
+        assert out["gallery_size"] == 5 and [r["query"] for r in out["results"]] == ["person_0002", "person_0009"]
+        assert sorted(out["skipped"]["gallery"]) == ["cam_b/person_0007"]
+        assert sorted(out["skipped"]["query"]) == ["person_0008"] and out["skipped"]["count"] == 2
+        assert out["results"][0]["matches"][0]["tracklet"] == "cam_b/person_0002"
+        assert any("cannot be embedded" in r.getMessage() for r in caplog.records)

@@ -270,7 +270,7 @@ def test_half_written_version_is_retried_once_completed_in_place(base, tmp_path)
     models = str(tmp_path / "crf_reid")
     os.makedirs(models)
     shutil.copytree(os.path.join(base, "1"), os.path.join(models, "1"))
-    manager = versions.ModelManager(models, "crf_reid")
+    manager = versions.ModelManager(models, "crf_reid", settle_s=0)
     manager.poll()
     version = os.path.join(models, "2")
     shutil.copytree(os.path.join(base, "1"), version)
@@ -287,6 +287,34 @@ def test_half_written_version_is_retried_once_completed_in_place(base, tmp_path)
     manager.poll()
     assert manager.versions() == [2]
     assert manager.statuses()[2][0] == versions.State.AVAILABLE
+
+
+def test_version_copied_file_by_file_is_loaded_only_once_complete_and_stable(base, tmp_path):
+    """saved_model.pb and variables/ arrive first, assets.extra/ (the warm-up) last."""
+    models = str(tmp_path / "crf_reid")
+    os.makedirs(models)
+    shutil.copytree(os.path.join(base, "1"), os.path.join(models, "1"))
+    warmed = []
+    manager = versions.ModelManager(models, "crf_reid", warmup=lambda served: warmed.append(
+        (served.version, os.path.isfile(os.path.join(served.path, contract.WARMUP_FILE)))), settle_s=0.5)
+    time.sleep(0.6)
+    manager.poll()
+    assert manager.versions() == [1]
+    source, version = os.path.join(base, "1"), os.path.join(models, "2")
+    os.makedirs(version)
+    shutil.copy2(os.path.join(source, "saved_model.pb"), version)   # copies keep mtimes
+    shutil.copytree(os.path.join(source, "variables"), os.path.join(version, "variables"))
+    manager.poll()
+    assert manager.versions() == [1] and manager.pending() == [2]   # complete, not yet stable
+    time.sleep(0.3)
+    shutil.copytree(os.path.join(source, "assets.extra"), os.path.join(version, "assets.extra"))
+    time.sleep(0.3)
+    manager.poll()
+    assert manager.versions() == [1]                    # changed 0.3 s ago: still waiting
+    time.sleep(0.6)
+    manager.poll()
+    assert manager.versions() == [2]
+    assert warmed == [(1, True), (2, True)]             # its warm-up requests were there to replay
 
 
 def test_folder_signature_changes_with_any_file(tmp_path):

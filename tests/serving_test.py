@@ -265,7 +265,7 @@ def test_client_retries_only_unavailable():
 def test_failed_version_keeps_previous_serving(model, tmp_path):
     base = str(tmp_path / "crf_reid")
     export.export_saved_model(model, base)
-    manager = versions.ModelManager(base, "crf_reid")
+    manager = versions.ModelManager(base, "crf_reid", settle_s=0)
     manager.poll()
     broken = tmp_path / "crf_reid" / "2"
     (broken / "variables").mkdir(parents=True)

@@ -3,6 +3,12 @@
 For each batch size, times the model in inference mode inside a tf.function (as evaluation and
 serving run it) on random in-memory sequences: sequences per second, and achieved FLOP/s
 (keras_crf_reid.flops) as a fraction of the matmul peak sampled between calls.
+
+With --tracklet_frames=N it measures instead the memory of `serving.inference.load(...).embed` on
+one folder of N frames (default-config model saved as .keras): peak RSS after a warm-up embed of
+16 frames, peak RSS after the N-frame embed, and its wall time. Run it in a fresh process.
+
+    python tools/bench_embed.py --tracklet_frames=2000
 """
 from __future__ import annotations
 
@@ -22,10 +28,58 @@ flags.DEFINE_float("max_seconds", 10.0, "Time budget per batch size (at least on
 flags.DEFINE_bool("jit_compile", False, "XLA-compile the embedding function.")
 flags.DEFINE_bool("mixed_precision", False, "mixed_float16 policy (float16 compute; for GPUs).")
 flags.DEFINE_float("peak_gflops", 0.0, "Matmul peak to compare against (0: sample it here).")
+flags.DEFINE_integer("tracklet_frames", 0, "Measure peak RSS of embedding one folder of this many "
+                     "frames instead (0: the throughput benchmark).", lower_bound=0)
+
+
+def _peak_rss_mb() -> float:
+    import resource
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def _write_frames(folder: str, n: int) -> str:
+    import cv2
+    import numpy as np
+
+    os.makedirs(folder)
+    base = np.random.default_rng(0).integers(0, 256, (128, 64, 3), dtype=np.uint8)
+    for i in range(n):
+        cv2.imwrite(os.path.join(folder, f"{i:05d}.png"), np.roll(base, i, axis=1))
+    return folder
+
+
+def bench_tracklet(frames: int) -> dict:
+    """Peak RSS and time of load(...).embed on a folder of `frames` frames."""
+    import tempfile
+
+    import keras
+
+    from keras_crf_reid.model import ModelConfig, build_crf_model
+    from keras_crf_reid.serving import inference
+
+    keras.utils.set_random_seed(0)
+    with tempfile.TemporaryDirectory(prefix="bench-embed-") as tmp:
+        path = os.path.join(tmp, "crf.keras")
+        build_crf_model(ModelConfig()).save(path)
+        small = _write_frames(os.path.join(tmp, "small"), 16)
+        big = _write_frames(os.path.join(tmp, "big"), frames)
+        embedder = inference.load(path)
+        embedder.embed(small)
+        before = _peak_rss_mb()
+        t0 = time.perf_counter()
+        embedder.embed(big)
+        seconds = time.perf_counter() - t0
+        after = _peak_rss_mb()
+    return {"benchmark": "embed_tracklet", "frames": frames, "seconds": round(seconds, 2),
+            "peak_rss_mb_after_warmup": before, "peak_rss_mb": after,
+            "peak_growth_mb": round(after - before, 1), "loadavg_1m": round(os.getloadavg()[0], 2)}
 
 
 def main(argv):
     del argv
+    if FLAGS.tracklet_frames:
+        print(json.dumps(bench_tracklet(FLAGS.tracklet_frames)))
+        return
     import keras
     import numpy as np
     import tensorflow as tf

@@ -16,6 +16,8 @@ dequantised flow is within half a step (0.031 px) of the float flow.
 """
 from __future__ import annotations
 
+from typing import Iterable, Iterator
+
 import cv2
 import numpy as np
 
@@ -28,20 +30,34 @@ def _dis() -> "cv2.DISOpticalFlow":
     return dis
 
 
+def iter_flow(frames: Iterable[np.ndarray]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(frame, its float16 flow (H, W, 2) in [-1, 1]) for each RGB uint8 frame (H, W, 3) of a
+    sequence, in order, holding two frames at a time: `compute_flow` as a stream."""
+    dis, first, prev = None, None, None
+    for frame in frames:
+        grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+        if first is None:
+            first = prev = (frame, grey)
+            continue
+        dis = dis or _dis()
+        flow = np.clip(dis.calc(prev[1], grey, None) / FLOW_CLIP, -1.0, 1.0).astype(np.float16)
+        if prev is first:
+            yield first[0], flow  # frame 0 gets the flow of pair (0, 1)
+        yield frame, flow
+        prev = (frame, grey)
+    if first is not None and prev is first:
+        h, w = first[0].shape[:2]
+        yield first[0], np.zeros((h, w, 2), np.float16)
+
+
 def compute_flow(frames: np.ndarray) -> np.ndarray:
     """Optical flow of an RGB uint8 sequence (T, H, W, 3) -> float16 (T, H, W, 2) in [-1, 1]."""
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"compute_flow expects uint8 (T, H, W, 3), got {frames.dtype} {frames.shape}")
     t, h, w, _ = frames.shape
     out = np.zeros((t, h, w, 2), np.float16)
-    if t < 2:
-        return out
-    dis = _dis()
-    grey = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
-    for i in range(1, t):
-        f = dis.calc(grey[i - 1], grey[i], None)
-        out[i] = np.clip(f / FLOW_CLIP, -1.0, 1.0)
-    out[0] = out[1]
+    for i, (_, flow) in enumerate(iter_flow(frames)):
+        out[i] = flow
     return out
 
 

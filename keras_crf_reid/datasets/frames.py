@@ -5,7 +5,7 @@ import io
 import logging
 import os
 import warnings
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -106,16 +106,26 @@ def read_frames(paths: Sequence[str], on_bad_image: str = "skip", height: int = 
     on_bad_image: "skip" drops undecodable frames with a warning (they are returned so callers
     can count them); "fail" raises BadImageError on the first one.
     """
+    skipped: list[str] = []
+    out = list(iter_frames(paths, on_bad_image, height, width, skipped))
+    arr = np.stack(out) if out else np.zeros((0, height, width, 3), np.uint8)
+    return arr, skipped
+
+
+def iter_frames(paths: Sequence[str], on_bad_image: str = "skip", height: int = FRAME_HEIGHT,
+                width: int = FRAME_WIDTH, skipped: list[str] | None = None) -> Iterator[np.ndarray]:
+    """`read_frames` one frame at a time (uint8 (H, W, 3)); skipped paths are appended to
+    `skipped` when given."""
     if on_bad_image not in ("skip", "fail"):
         raise ValueError(f"on_bad_image must be 'skip' or 'fail', got {on_bad_image!r}")
-    out, skipped = [], []
     for p in paths:
         try:
-            out.append(read_frame(p, height, width))
+            frame = read_frame(p, height, width)
         except BadImageError as e:
             if on_bad_image == "fail":
                 raise
             log.warning("skipping frame: %s", e)
-            skipped.append(p)
-    arr = np.stack(out) if out else np.zeros((0, height, width, 3), np.uint8)
-    return arr, skipped
+            if skipped is not None:
+                skipped.append(p)
+            continue
+        yield frame

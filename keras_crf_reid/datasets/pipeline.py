@@ -18,7 +18,6 @@ parallelism; reading a window (JPEG decoding, see store.py) releases the GIL.
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Sequence
 
 import numpy as np
@@ -28,7 +27,12 @@ from keras_crf_reid.datasets.flow import FLOW_LEVELS
 from keras_crf_reid.options import option
 from keras_crf_reid.geometry import DEFAULT_COLOUR_NORM, FRAME_HEIGHT, FRAME_WIDTH
 from keras_crf_reid.datasets.preprocess import group_windows, loop_indices, to_model_input
+from keras_crf_reid.datasets.sampling import (IdentityIndex, PKSampler, batch_rng, draw_extras,
+                                              draw_views)
 from keras_crf_reid.datasets.store import TrackletStore
+
+
+SAMPLERS = ("pairs", "pk")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,8 +53,27 @@ class PairConfig:
                                  "channels 0) of each training sequence.")
     num_parallel_calls: int = option(-1, "Batches prepared concurrently by every pipeline map "
                                      "(-1: tf.data.AUTOTUNE, the machine's cores).", results=False)
+    sampler: str = option("pairs", "Training batches: pairs (the paper's: --batch_size pairs, "
+                          "half positive across cameras, half negative) or pk (--num_persons "
+                          "persons x --num_instances tracklets each, from different cameras "
+                          "where the person has them; --batch_size unused).",
+                          choices=SAMPLERS)
+    num_persons: int = option(8, "P: persons per batch with --sampler=pk.")
+    num_instances: int = option(4, "K: tracklets per person with --sampler=pk (a person with "
+                                "fewer repeats some).")
+
+    @property
+    def global_batch(self) -> int:
+        """Examples the per-example losses of a batch are averaged over: pairs or P*K sequences."""
+        return self.num_persons * self.num_instances if self.sampler == "pk" else self.batch_size
 
     def __post_init__(self):
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"--sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
+        if self.sampler == "pk" and (self.num_persons < 2 or self.num_instances < 2):
+            raise ValueError(f"--sampler=pk needs --num_persons >= 2 (negatives) and "
+                             f"--num_instances >= 2 (positives), got {self.num_persons} and "
+                             f"{self.num_instances}")
         if self.batch_size < 2 or self.batch_size % 2:
             raise ValueError(f"--batch_size must be an even number >= 2 (half positive, half "
                              f"negative pairs), got {self.batch_size}")
@@ -72,20 +95,11 @@ def check_parallel_calls(n: int) -> int:
     return n
 
 
-class PairSampler:
+class PairSampler(IdentityIndex):
     """Draws balanced pair batches (indices, window starts, augmentation) from a training set."""
 
     def __init__(self, store: TrackletStore, train: Sequence[int], config: PairConfig):
-        tracklets = store.dataset.tracklets
-        self.config = config
-        self.lengths = store.lengths()
-        self.by_pid_cam: dict[int, dict[int, list[int]]] = {}
-        for i in train:
-            t = tracklets[i]
-            self.by_pid_cam.setdefault(t.pid, {}).setdefault(t.camid, []).append(i)
-        self.pid_of = [t.pid for t in tracklets]
-        self.pids = sorted(self.by_pid_cam)
-        self.label_of = {pid: k for k, pid in enumerate(self.pids)}
+        super().__init__(store, train, config)
         self.multi_cam = [p for p in self.pids if len(self.by_pid_cam[p]) >= 2]
         if not self.multi_cam:
             raise ValueError(f"{store.dataset.root}: no training identity is seen by two cameras; "
@@ -93,23 +107,15 @@ class PairSampler:
         if len(self.pids) < 2:
             raise ValueError(f"{store.dataset.root}: negative pairs need at least 2 training identities")
 
-    @property
-    def num_classes(self) -> int:
-        return len(self.pids)
-
     def _any(self, rng: np.random.Generator, pid: int) -> int:
         cams = self.by_pid_cam[pid]
         cam = list(cams)[rng.integers(len(cams))]
         return cams[cam][rng.integers(len(cams[cam]))]
 
-    def _start(self, rng: np.random.Generator, i: int) -> int:
-        n = int(self.lengths[i])
-        return int(rng.integers(0, n - self.config.seq_len + 1)) if n > self.config.seq_len else 0
-
     def batch(self, b: int) -> dict[str, np.ndarray]:
         """Batch number b: tracklet indices (B, 2), starts (B, 2), labels, augmentation boxes/flips."""
         cfg = self.config
-        rng = np.random.default_rng([cfg.seed, b] + ([cfg.stream] if cfg.stream else []))
+        rng = batch_rng(cfg, b)
         half = cfg.batch_size // 2
         idx = np.zeros((cfg.batch_size, 2), np.int64)
         for k in range(half):
@@ -127,51 +133,11 @@ class PairSampler:
         starts = np.array([[self._start(rng, i) for i in row] for row in idx], np.int64)
         classes = np.array([[self.label_of[self.pid_of[i]] for i in row] for row in idx], np.int64)
         n = cfg.batch_size * 2
-        if cfg.augment:
-            scale = rng.uniform(cfg.min_crop_scale, 1.0, n)
-            aspect = rng.uniform(0.95, 1.05, n)
-            h = np.clip(scale * aspect, 0.1, 1.0)
-            w = np.clip(scale / aspect, 0.1, 1.0)
-            y0 = rng.uniform(0, 1, n) * (1 - h)
-            x0 = rng.uniform(0, 1, n) * (1 - w)
-            flip = rng.random(n) < 0.5 if cfg.flip else np.zeros(n, bool)
-        else:
-            h = w = np.ones(n)
-            y0 = x0 = np.zeros(n)
-            flip = np.zeros(n, bool)
-        boxes = np.stack([y0, x0, y0 + h, x0 + w], 1).astype(np.float32)
+        boxes, flip = draw_views(rng, n, cfg)
         out = {"index": idx, "start": starts, "label": label, "class": classes,
                "boxes": boxes.reshape(cfg.batch_size, 2, 4), "flip": flip.reshape(cfg.batch_size, 2)}
-        # Drawn after everything above, and only when enabled, so the default stream is unchanged.
-        if cfg.color_jitter > 0:
-            out["jitter"] = _draw_jitter(rng, n, cfg.color_jitter).reshape(cfg.batch_size, 2, 4)
-        if cfg.random_erase > 0:
-            out["erase"] = _draw_erase(rng, n, cfg.random_erase).reshape(cfg.batch_size, 2, 4)
+        out.update({k: v.reshape(cfg.batch_size, 2, 4) for k, v in draw_extras(rng, n, cfg).items()})
         return out
-
-
-ERASE_AREA = (0.02, 0.4)  # fraction of the frame erased (Zhong et al., random erasing)
-ERASE_ASPECT = (0.3, 1 / 0.3)  # height / width of the rectangle in pixels
-
-
-def _draw_jitter(rng: np.random.Generator, n: int, strength: float) -> np.ndarray:
-    """(n, 4) float32: brightness, contrast and saturation factors, hue shift (turns)."""
-    factors = rng.uniform(1.0 - strength, 1.0 + strength, (n, 3))
-    hue = rng.uniform(-0.1 * strength, 0.1 * strength, (n, 1))
-    return np.concatenate([factors, hue], 1).astype(np.float32)
-
-
-def _draw_erase(rng: np.random.Generator, n: int, prob: float) -> np.ndarray:
-    """(n, 4) float32 boxes (y0, x0, y1, x1) relative to the frame; empty where not erased."""
-    area = rng.uniform(*ERASE_AREA, n)
-    aspect = np.exp(rng.uniform(math.log(ERASE_ASPECT[0]), math.log(ERASE_ASPECT[1]), n))
-    h = np.minimum(np.sqrt(area * aspect * FRAME_WIDTH / FRAME_HEIGHT), 1.0)
-    w = np.minimum(area / h, 1.0)
-    y0 = rng.uniform(0, 1, n) * (1 - h)
-    x0 = rng.uniform(0, 1, n) * (1 - w)
-    on = rng.random(n) < prob
-    boxes = np.stack([y0, x0, y0 + h, x0 + w], 1) * on[:, None]
-    return boxes.astype(np.float32)
 
 
 def _color_jitter(rgb: tf.Tensor, jitter: tf.Tensor) -> tf.Tensor:
@@ -237,6 +203,34 @@ def _augment(rgb: tf.Tensor, flow: tf.Tensor, boxes: tf.Tensor, flip: tf.Tensor,
     return tf.reshape(x, [n, length, *size, 5])
 
 
+def _read_windows(store: TrackletStore, lengths: np.ndarray, index: np.ndarray, start: np.ndarray,
+                  seq_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """rgb uint8 (M, seq_len, H, W, 3) and int8 flow (M, seq_len, H, W, 2) of the windows of
+    tracklets `index` (M,) from `start` (M,), looped where a tracklet is shorter."""
+    rgb = np.empty((len(index), seq_len, FRAME_HEIGHT, FRAME_WIDTH, 3), np.uint8)
+    flow = np.empty((len(index), seq_len, FRAME_HEIGHT, FRAME_WIDTH, 2), np.int8)
+    for m, (i, s) in enumerate(zip(index.tolist(), start.tolist())):
+        rgb[m], flow[m] = store.window_q(i, loop_indices(int(lengths[i]), seq_len, s))
+    return rgb, flow
+
+
+def _batches(to_batch, config: PairConfig, num_batches: int | None, start_batch: int,
+             parallel_calls: int | None) -> tf.data.Dataset:
+    """Batch numbers start_batch.. (num_batches of them, None: forever) mapped by to_batch."""
+    stop = None if num_batches is None else start_batch + num_batches
+    ds = tf.data.Dataset.range(start_batch, stop if stop is not None else np.iinfo(np.int64).max)
+    opts = tf.data.Options()
+    opts.deterministic = True
+    calls = check_parallel_calls(config.num_parallel_calls if parallel_calls is None else parallel_calls)
+    return ds.map(to_batch, num_parallel_calls=calls, deterministic=True).prefetch(2).with_options(opts)
+
+
+def _extras(config: PairConfig) -> list[str]:
+    """The optional augmentation draws a batch carries, in order."""
+    return [k for k, on in (("jitter", config.color_jitter > 0), ("erase", config.random_erase > 0))
+            if on]
+
+
 def pair_dataset(store: TrackletStore, train: Sequence[int], config: PairConfig,
                  num_batches: int | None = None, start_batch: int = 0,
                  parallel_calls: int | None = None,
@@ -250,20 +244,14 @@ def pair_dataset(store: TrackletStore, train: Sequence[int], config: PairConfig,
     """
     sampler = PairSampler(store, train, config)
     cfg = config
+    extras = _extras(cfg)
 
     def load(b):
         spec = sampler.batch(int(b))
-        rgb = np.empty((cfg.batch_size, 2, cfg.seq_len, FRAME_HEIGHT, FRAME_WIDTH, 3), np.uint8)
-        flow = np.empty((cfg.batch_size, 2, cfg.seq_len, FRAME_HEIGHT, FRAME_WIDTH, 2), np.int8)
-        for k in range(cfg.batch_size):
-            for s in range(2):
-                i = int(spec["index"][k, s])
-                idx = loop_indices(int(sampler.lengths[i]), cfg.seq_len, int(spec["start"][k, s]))
-                rgb[k, s], flow[k, s] = store.window_q(i, idx)
+        rgb, flow = _read_windows(store, sampler.lengths, spec["index"].reshape(-1),
+                                  spec["start"].reshape(-1), cfg.seq_len)
         return (rgb, flow, spec["boxes"], spec["flip"], spec["label"],
                 spec["class"][:, 0], spec["class"][:, 1]) + tuple(spec[k] for k in extras)
-
-    extras = [k for k, on in (("jitter", cfg.color_jitter > 0), ("erase", cfg.random_erase > 0)) if on]
 
     def to_batch(b):
         rgb, flow, boxes, flip, label, ca, cb, *more = tf.numpy_function(
@@ -280,35 +268,80 @@ def pair_dataset(store: TrackletStore, train: Sequence[int], config: PairConfig,
                    "class_b": tf.reshape(cb, [bs])}
         return (x[:, 0], x[:, 1]), targets
 
-    stop = None if num_batches is None else start_batch + num_batches
-    ds = tf.data.Dataset.range(start_batch, stop if stop is not None else np.iinfo(np.int64).max)
-    opts = tf.data.Options()
-    opts.deterministic = True
-    calls = check_parallel_calls(cfg.num_parallel_calls if parallel_calls is None else parallel_calls)
-    ds = ds.map(to_batch, num_parallel_calls=calls, deterministic=True).prefetch(2).with_options(opts)
-    return ds, sampler
+    return _batches(to_batch, cfg, num_batches, start_batch, parallel_calls), sampler
+
+
+def pk_dataset(store: TrackletStore, train: Sequence[int], config: PairConfig,
+               num_batches: int | None = None, start_batch: int = 0,
+               parallel_calls: int | None = None,
+               colour_norm: str = DEFAULT_COLOUR_NORM) -> tuple[tf.data.Dataset, PKSampler]:
+    """Yields (seqs, {"class"}) P x K batches (sampling.PKSampler), plus the sampler.
+
+    seqs: float32 (P*K, seq_len, 128, 64, 5), person-major (sequence j is person j // K);
+    class: int64 (P*K,) identity classes. Same augmentation, resumability and parallelism
+    as pair_dataset (`colour_norm` included).
+    """
+    sampler = PKSampler(store, train, config)
+    cfg, n = config, sampler.batch_size
+    extras = _extras(cfg)
+
+    def load(b):
+        spec = sampler.batch(int(b))
+        rgb, flow = _read_windows(store, sampler.lengths, spec["index"], spec["start"], cfg.seq_len)
+        return (rgb, flow, spec["boxes"], spec["flip"], spec["class"]) + tuple(spec[k] for k in extras)
+
+    def to_batch(b):
+        rgb, flow, boxes, flip, classes, *more = tf.numpy_function(
+            load, [b], [tf.uint8, tf.int8, tf.float32, tf.bool, tf.int64] + [tf.float32] * len(extras),
+            stateful=False)
+        rgb = tf.reshape(rgb, [n, cfg.seq_len, FRAME_HEIGHT, FRAME_WIDTH, 3])
+        flow = tf.reshape(flow, [n, cfg.seq_len, FRAME_HEIGHT, FRAME_WIDTH, 2])
+        opt = {k: tf.reshape(v, [n, 4]) for k, v in zip(extras, more)}
+        x = _augment(rgb, flow, tf.reshape(boxes, [n, 4]), tf.reshape(flip, [n]), 1.0 / FLOW_LEVELS,
+                     colour_norm=colour_norm, **opt)
+        return tf.ensure_shape(x, [n, cfg.seq_len, FRAME_HEIGHT, FRAME_WIDTH, 5]), \
+            {"class": tf.reshape(classes, [n])}
+
+    return _batches(to_batch, cfg, num_batches, start_batch, parallel_calls), sampler
+
+
+def training_sampler(store: TrackletStore, train: Sequence[int],
+                     config: PairConfig) -> PairSampler | PKSampler:
+    """The sampler of config.sampler (for its num_classes and checks before training)."""
+    return (PKSampler if config.sampler == "pk" else PairSampler)(store, train, config)
 
 
 def replica_pairs(store: TrackletStore, train: Sequence[int], config: PairConfig, start_step: int,
                   ctx: tf.distribute.InputContext | None = None,
                   colour_norm: str = DEFAULT_COLOUR_NORM) -> tf.data.Dataset:
-    """The pair stream of one input pipeline of a tf.distribute run, resumable at a step.
+    """The training stream (pairs, or P x K with --sampler=pk) of one input pipeline of a
+    tf.distribute run, resumable at a step; `colour_norm` is the model's.
 
-    `config.batch_size` is the global batch. With several replicas each input pipeline (one
-    per worker) yields per-replica batches, each balanced half positive / half negative, from
-    its own stream, so no worker builds batches it then drops.
+    `config.batch_size` pairs (or `config.num_persons` persons) make the global batch. With
+    several replicas each input pipeline (one per worker) yields per-replica batches, each
+    balanced half positive / half negative (or P / replicas persons x K), from its own stream,
+    so no worker builds batches it then drops.
     """
+    make = pk_dataset if config.sampler == "pk" else pair_dataset
     if ctx is None or ctx.num_replicas_in_sync == 1:
-        return pair_dataset(store, train, config, start_batch=start_step,
-                            colour_norm=colour_norm)[0]
-    per_replica = ctx.get_per_replica_batch_size(config.batch_size)
-    if per_replica % 2:
-        raise ValueError(f"--batch_size={config.batch_size} gives {per_replica} pairs per replica "
-                         f"over {ctx.num_replicas_in_sync} replicas; it must be even")
-    local_replicas = ctx.num_replicas_in_sync // ctx.num_input_pipelines
-    cfg = dataclasses.replace(config, batch_size=per_replica, stream=ctx.input_pipeline_id + 1)
-    return pair_dataset(store, train, cfg, start_batch=start_step * local_replicas,
-                        colour_norm=colour_norm)[0]
+        return make(store, train, config, start_batch=start_step, colour_norm=colour_norm)[0]
+    replicas = ctx.num_replicas_in_sync
+    if config.sampler == "pk":
+        if config.num_persons % replicas or config.num_persons // replicas < 2:
+            raise ValueError(f"--num_persons={config.num_persons} over {replicas} replicas: each "
+                             f"replica needs the same number of persons, >= 2 (give a multiple "
+                             f"of {replicas}, at least {2 * replicas})")
+        local = {"num_persons": config.num_persons // replicas}
+    else:
+        per_replica = ctx.get_per_replica_batch_size(config.batch_size)
+        if per_replica % 2:
+            raise ValueError(f"--batch_size={config.batch_size} gives {per_replica} pairs per "
+                             f"replica over {replicas} replicas; it must be even")
+        local = {"batch_size": per_replica}
+    local_replicas = replicas // ctx.num_input_pipelines
+    cfg = dataclasses.replace(config, stream=ctx.input_pipeline_id + 1, **local)
+    return make(store, train, cfg, start_batch=start_step * local_replicas,
+                colour_norm=colour_norm)[0]
 
 
 def group_dataset(store: TrackletStore, indices: Sequence[int], seq_len: int = 16,

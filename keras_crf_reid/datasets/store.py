@@ -35,7 +35,9 @@ import logging
 import os
 import re
 import shutil
+import sys
 import threading
+import time
 import zlib
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from typing import Iterable, Sequence
@@ -45,7 +47,7 @@ import numpy as np
 from tqdm import tqdm
 
 from keras_crf_reid.atomic import pid_alive
-from keras_crf_reid.datasets.base import DatasetError, ReidDataset, Tracklet
+from keras_crf_reid.datasets.base import DatasetError, ReidDataset, Tracklet, warn_skipped
 from keras_crf_reid.datasets.flow import compute_flow, dequantize_flow, quantize_flow
 from keras_crf_reid.datasets.frames import read_frames
 from keras_crf_reid.datasets.validate import EmptyTrackletError
@@ -232,6 +234,36 @@ def write_entry(path: str, chunks: Iterable[bytes]) -> None:
         raise CacheError(f"{path}: cannot write the frame cache entry ({e.strerror or e})") from e
 
 
+class _BuildLog:
+    """Periodic progress lines of a cache build on stderr, for runs without a progress bar."""
+
+    def __init__(self, what: str, frames: int, tracklets: int, every_s: float, enabled: bool):
+        self.what, self.frames, self.tracklets = what, frames, tracklets
+        self.every_s, self.enabled = every_s, enabled
+        self.t0 = self.last = time.monotonic()
+        self.done_frames = self.done_tracklets = 0
+
+    def update(self, frames: int) -> None:
+        self.done_frames += frames
+        self.done_tracklets += 1
+        if self.enabled and time.monotonic() - self.last >= self.every_s:
+            self._line()
+
+    def done(self) -> None:
+        if self.enabled:
+            self._line()
+
+    def _line(self) -> None:
+        self.last = time.monotonic()
+        elapsed = max(self.last - self.t0, 1e-9)
+        rate = self.done_frames / elapsed
+        eta = (self.frames - self.done_frames) / rate if rate > 0 else float("inf")
+        print(f"{self.what}: {self.done_frames}/{self.frames} frames "
+              f"({100 * self.done_frames / max(self.frames, 1):.0f}%), {self.done_tracklets}/"
+              f"{self.tracklets} tracklets, {rate:.0f} frames/s, {elapsed:.0f} s elapsed, "
+              f"ETA {eta:.0f} s", file=sys.stderr, flush=True)
+
+
 class TrackletStore:
     """Random access to (rgb, flow) of each tracklet of a dataset."""
 
@@ -305,11 +337,13 @@ class TrackletStore:
                 except OSError:
                     pass
 
-    def build(self, workers: int | None = None, progress: bool = True) -> "TrackletStore":
+    def build(self, workers: int | None = None, progress: bool = True,
+              log_every_s: float = 30.0) -> "TrackletStore":
         """Decodes frames and computes flow for every tracklet not cached yet.
 
         Streams: at most 2 * workers tracklets are in flight (default workers: all cores).
-        Resumable: entries already on disk are kept. Progress bar in frames, with an ETA.
+        Resumable: entries already on disk are kept. Progress bar in frames, with an ETA; without
+        it (progress=False, e.g. batch logs) one line on stderr every log_every_s seconds.
         """
         if self.dir is None:
             return self
@@ -325,6 +359,8 @@ class TrackletStore:
                    unit="frame", unit_scale=True, disable=not progress, dynamic_ncols=True)
         pending: set = set()
         queue = iter(todo)
+        status = _BuildLog(f"frame cache {self.dataset.name}", total, len(todo), log_every_s,
+                           enabled=not progress)
         with ThreadPoolExecutor(workers) as pool:
             try:
                 while True:
@@ -336,14 +372,20 @@ class TrackletStore:
                         break
                     finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                     for f in finished:
-                        bar.update(f.result())
+                        frames = f.result()
+                        bar.update(frames)
+                        status.update(frames)
             finally:
                 for f in pending:
                     f.cancel()
                 bar.close()
+        status.done()
         if self.skipped_frames:
             log.warning("%d unreadable frames skipped while caching %s",
                         len(self.skipped_frames), self.dataset.name)
+        if self.empty:
+            warn_skipped(f"frame cache {self.dataset.name}: tracklets with no readable frame",
+                         {self.dataset.tracklets[i].key: r for i, r in self.empty.items()})
         return self
 
     def _entry(self, i: int) -> _Entry:

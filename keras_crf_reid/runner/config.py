@@ -4,7 +4,7 @@
       data:  DataConfig       which dataset, where, splits
       model: ModelConfig      the CRF network (model.py)
       parts, fusion_steps     local-global fusion
-      pairs: PairConfig       pair sampling and augmentation (datasets/pipeline.py)
+      pairs: PairConfig       pair or P x K sampling and augmentation (datasets/pipeline.py)
       train: TrainConfig      optimisation (trainer.py)
       eval:  EvalConfig       test protocol and report
       run:   RunConfig        names, outputs, rows of an ablation, processes
@@ -171,6 +171,9 @@ class ExperimentConfig:
                              f"{','.join(self.parts)}")
         if self.fusion_steps < 0:
             raise ValueError(f"--fusion_steps must be >= 0, got {self.fusion_steps}")
+        if self.train.metric_loss == "triplet" and self.pairs.sampler != "pk":
+            raise ValueError("--metric_loss=triplet needs identity batches: add --sampler=pk "
+                             "(pair batches train the contrastive loss)")
 
     @property
     def run_dir(self) -> str:

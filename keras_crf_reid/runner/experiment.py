@@ -28,6 +28,7 @@ from keras_crf_reid import cli
 from keras_crf_reid.atomic import write_atomic
 from keras_crf_reid.checkpoints import FUSION, restore_checkpoint
 from keras_crf_reid.datasets import save_splits
+from keras_crf_reid.runlock import run_lock
 from keras_crf_reid.runner.ablation import Row, split_jobs, table_rows
 from keras_crf_reid.runner.config import ExperimentConfig, replace
 from keras_crf_reid.runner.data import RunData, prepare
@@ -244,7 +245,20 @@ def export_final(cfg: ExperimentConfig, split_id: int) -> dict:
 
 
 def run(cfg: ExperimentConfig) -> dict:
-    """Runs (or resumes) the experiment; returns the report's paths and the markdown text."""
+    """Runs (or resumes) the experiment; returns the report's paths and the markdown text.
+
+    Holds the run folder's lock (runlock) throughout, so a second run with the same --name and
+    --output_dir is refused naming this one's pid; the processes of a multi-worker cluster and
+    --worker_mode runs share the folder by design and take no lock.
+    """
+    if cfg.run.worker_mode or cfg.run.strategy == "multi_worker":
+        return _run(cfg)
+    check_settings(cfg)  # a refused resume is reported before the lock question
+    with run_lock(cfg.run_dir):
+        return _run(cfg)
+
+
+def _run(cfg: ExperimentConfig) -> dict:
     import keras
 
     from keras_crf_reid.distribute import make_strategy

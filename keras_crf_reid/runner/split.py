@@ -30,7 +30,7 @@ import tensorflow as tf
 from keras_crf_reid import cli
 from keras_crf_reid.atomic import atomic_path, write_atomic
 from keras_crf_reid.checkpoints import FUSION, build_model
-from keras_crf_reid.datasets.pipeline import PairSampler, replica_pairs
+from keras_crf_reid.datasets.pipeline import replica_pairs, training_sampler
 from keras_crf_reid.evaluation import compiled_embedder, evaluate_split
 from keras_crf_reid.fusion import build_fusion_model, fusion_weights
 from keras_crf_reid.geometry import PARTS
@@ -120,7 +120,7 @@ def train_part(cfg: ExperimentConfig, data: RunData, split_id: int, part: str,
     pairs = dataclasses.replace(cfg.pairs, seed=seed)
     with strategy.scope():
         model = build_model(cfg.model, part)
-    sampler = PairSampler(data.store, split.train, pairs)
+    sampler = training_sampler(data.store, split.train, pairs)
     trainer = Trainer(model, sampler.num_classes, cfg.train,
                       os.path.join(split_dir(cfg, split_id), part), strategy)
     embed = compiled_embedder(scored_model(cfg, model))
@@ -133,7 +133,7 @@ def train_part(cfg: ExperimentConfig, data: RunData, split_id: int, part: str,
 
     stats = trainer.fit(lambda start, ctx: replica_pairs(data.store, split.train, pairs, start, ctx,
                                                          cfg.model.colour_norm),
-                        pairs.batch_size, eval_fn=split_eval, progress=cfg.run.progress)
+                        pairs.global_batch, eval_fn=split_eval, progress=cfg.run.progress)
     if trainer.interrupted:
         raise KeyboardInterrupt(f"training of {trainer.model_dir} interrupted; checkpoint saved, "
                                 f"re-run the same command to resume")
@@ -144,7 +144,7 @@ def train_fusion(cfg: ExperimentConfig, data: RunData, split_id: int,
                  part_models: dict[str, keras.Model], strategy: tf.distribute.Strategy) -> keras.Model:
     """Learns W_u, W_l, W_g with the part models frozen.
 
-    Only the contrastive term is used (W2 = W3 = 0): the three scalars rescale a fixed
+    Only the metric loss is used (W2 = W3 = 0): the three scalars rescale a fixed
     embedding space, and an identity classifier trained from scratch on top of it would mostly
     learn its own weights rather than inform the fusion weights.
     """
@@ -152,14 +152,14 @@ def train_fusion(cfg: ExperimentConfig, data: RunData, split_id: int,
     with strategy.scope():
         fusion = build_fusion_model(part_models)
     pairs = dataclasses.replace(cfg.pairs, seed=cfg.pairs.seed + 1000 * split_id + 7)
-    sampler = PairSampler(data.store, split.train, pairs)
+    sampler = training_sampler(data.store, split.train, pairs)
     tcfg = dataclasses.replace(cfg.train, steps=cfg.fusion_steps, optimizer="adam",
                                learning_rate=1e-2, weights=LossWeights(1.0, 0.0, 0.0), eval_every=0)
     trainer = Trainer(fusion, sampler.num_classes, tcfg,
                       os.path.join(split_dir(cfg, split_id), FUSION), strategy)
     trainer.fit(lambda start, ctx: replica_pairs(data.store, split.train, pairs, start, ctx,
                                                  cfg.model.colour_norm),
-                pairs.batch_size, progress=cfg.run.progress)
+                pairs.global_batch, progress=cfg.run.progress)
     return fusion
 
 

@@ -4,49 +4,88 @@
     embedder = inference.load("saved_models/crf_reid")      # base path, version dir or .keras
     vector = embedder.embed("data/prid_2011/multi_shot/cam_a/person_0001")   # (D,)
 
-`tracklet_input` is the one place where a folder of frames becomes model input; the gRPC client
-and the gallery search use it too, so every path embeds a tracklet identically (and as the
-evaluation protocol does: every frame, colour normalised as the model was trained, cut into
-groups of the length the model was evaluated with (both recorded in its export; by default
-frame_std and 16 frames), group embeddings averaged).
+`tracklet_groups` is the one place where a folder of frames becomes model input (`tracklet_input`
+collects it; the gRPC client and the gallery search use that), so every path embeds a tracklet
+identically (and as the evaluation protocol does: every frame, colour normalised as the model was
+trained, cut into groups of the length the model was evaluated with (both recorded in its export;
+by default frame_std and 16 frames), group embeddings averaged). It streams: frames are read,
+given flow and cut into groups one at a time, so `Embedder.embed` holds a few groups in memory
+however long the tracklet is.
 """
 from __future__ import annotations
 
 import os
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import tensorflow as tf
 
 from keras_crf_reid import checkpoints
 from keras_crf_reid.datasets import DatasetError, list_images
-from keras_crf_reid.datasets.flow import model_flow
-from keras_crf_reid.datasets.frames import read_frames
-from keras_crf_reid.datasets.preprocess import check_colour_norm, group_windows, to_model_input
+from keras_crf_reid.datasets.flow import dequantize_flow, iter_flow, quantize_flow
+from keras_crf_reid.datasets.frames import iter_frames
+from keras_crf_reid.datasets.preprocess import check_colour_norm, loop_indices, to_model_input
 from keras_crf_reid.geometry import DEFAULT_COLOUR_NORM, FRAME_HEIGHT, FRAME_WIDTH, GROUP_LEN
 from keras_crf_reid.serving import contract
 from keras_crf_reid.serving.export import frame_shape
 from keras_crf_reid.tta import TTAViews
 
-def tracklet_input(folder: str, seq_len: int = GROUP_LEN, height: int = FRAME_HEIGHT,
-                   width: int = FRAME_WIDTH, on_bad_image: str = "skip",
-                   colour_norm: str = DEFAULT_COLOUR_NORM) -> np.ndarray:
-    """A folder of frames -> float32 groups (G, seq_len, height, width, 5) covering every frame.
+def tracklet_groups(folder: str, seq_len: int = GROUP_LEN, height: int = FRAME_HEIGHT,
+                    width: int = FRAME_WIDTH, on_bad_image: str = "skip",
+                    batch: int = 16,
+                    colour_norm: str = DEFAULT_COLOUR_NORM) -> Iterator[np.ndarray]:
+    """A folder of frames -> float32 groups (<= batch, seq_len, height, width, 5), streamed.
 
     Frames are read in file-name order, undecodable ones skipped (or raised, on_bad_image="fail"),
-    optical flow is computed over the whole sequence, colour is normalised per `colour_norm`
-    (the model's, see preprocess.to_model_input), and `preprocess.group_windows` cuts it.
+    optical flow is computed over the sequence (`flow.iter_flow`, rounded to the cache's levels as
+    `flow.model_flow` does), colour is normalised per `colour_norm` (the model's, see
+    preprocess.to_model_input), and the groups are those of `preprocess.group_windows`: consecutive
+    groups of seq_len, one more of the last seq_len frames for a remainder, a looped group for a
+    tracklet shorter than seq_len. At most seq_len + batch * seq_len frames are held at a time.
     """
     if not os.path.isdir(folder):
         raise DatasetError(f"{folder}: tracklet folder does not exist or is not a directory")
     paths = list_images(folder)
     if not paths:
         raise DatasetError(f"{folder}: tracklet folder holds no images")
-    rgb, _ = read_frames(paths, on_bad_image=on_bad_image, height=height, width=width)
-    if len(rgb) == 0:
+    frames = iter_frames(paths, on_bad_image=on_bad_image, height=height, width=width)
+    pending, current, last = [], [], None
+    for frame, flow in iter_flow(frames):
+        current.append((frame, flow))
+        if len(current) == seq_len:
+            last = _group_input(current, colour_norm)
+            pending.append(last)
+            current = []
+            if len(pending) == batch:
+                yield np.stack(pending)
+                pending = []
+    if last is None and not current:
         raise DatasetError(f"{folder}: none of the {len(paths)} images could be decoded")
-    frames = to_model_input(rgb, model_flow(rgb), colour_norm).numpy()
-    return frames[group_windows(len(frames), seq_len)]
+    if last is None:
+        pending.append(_group_input([current[i] for i in loop_indices(len(current), seq_len)],
+                                     colour_norm))
+    elif current:
+        tail = _group_input(current, colour_norm)
+        pending.append(np.concatenate([last[len(current):], tail]))
+    if pending:
+        yield np.stack(pending)
+
+
+def _group_input(frames: list[tuple[np.ndarray, np.ndarray]],
+                 colour_norm: str = DEFAULT_COLOUR_NORM) -> np.ndarray:
+    """Model input float32 (n, H, W, 5) of (rgb frame, float16 flow) pairs."""
+    rgb = np.stack([f for f, _ in frames])
+    flow = dequantize_flow(quantize_flow(np.stack([g for _, g in frames])))
+    return to_model_input(rgb, flow, colour_norm).numpy()
+
+
+def tracklet_input(folder: str, seq_len: int = GROUP_LEN, height: int = FRAME_HEIGHT,
+                   width: int = FRAME_WIDTH, on_bad_image: str = "skip",
+                   colour_norm: str = DEFAULT_COLOUR_NORM) -> np.ndarray:
+    """A folder of frames -> float32 groups (G, seq_len, height, width, 5) covering every frame
+    (all of `tracklet_groups` at once)."""
+    return np.concatenate(list(tracklet_groups(folder, seq_len, height, width, on_bad_image,
+                                               colour_norm=colour_norm)))
 
 
 class Embedder:
@@ -83,9 +122,10 @@ class Embedder:
     def embed(self, tracklet_dir: str) -> np.ndarray:
         """Embedding (D,) of a tracklet folder: the mean of its `group_len`-frame group embeddings."""
         h, w, _ = self.frame_shape
-        groups = tracklet_input(tracklet_dir, self.group_len, height=h, width=w,
-                                colour_norm=self.colour_norm)
-        return self.predict(groups).mean(axis=0)
+        embeddings = [self.predict(groups) for groups in tracklet_groups(
+            tracklet_dir, self.group_len, height=h, width=w, batch=self.batch_size,
+            colour_norm=self.colour_norm)]
+        return np.concatenate(embeddings).mean(axis=0)
 
 
 def _keras_embedder(path: str, batch_size: int, group_len: int | None,

@@ -5,6 +5,8 @@ recursively for them, so both a flat folder of tracklet folders and the PRID lay
 (`root/cam_a/person_0001/*.png`) work, tracklets being named by their path relative to the root.
 Gallery embeddings are cached in `<cache_dir>/gallery_<hash>.npz`, the hash covering the model
 (path and modification time) and the gallery's files (names, sizes, modification times).
+A tracklet none of whose images decodes stops the search with an error naming it, or, with
+--skip_bad_tracklets, is left out with one warning and counted in the output's `skipped`.
 
     python -m keras_crf_reid.serving.search --model=saved_models/crf_reid --gallery=data/prid/cam_b \
         --query=data/prid/cam_a --top_k=10 --output=results.json
@@ -23,6 +25,7 @@ from tqdm import tqdm
 
 from keras_crf_reid.atomic import atomic_path, write_atomic
 from keras_crf_reid.datasets import DatasetError, list_images
+from keras_crf_reid.datasets.base import warn_skipped
 from keras_crf_reid.metrics import euclidean_distances
 from keras_crf_reid.serving import contract, inference
 from keras_crf_reid.serving.inference import Embedder
@@ -147,45 +150,76 @@ def gallery_cache_path(cache_dir: str, model_path: str, tracklets: Sequence[tupl
     return os.path.join(cache_dir, f"gallery_{h.hexdigest()[:20]}.npz")
 
 
-def embed_folders(embedder: Embedder, tracklets: Sequence[tuple[str, str]],
-                    progress: bool = False) -> np.ndarray:
-    """(N, D) embeddings of (name, folder) tracklets."""
-    out = np.zeros((len(tracklets), embedder.embed_dim), np.float32)
-    for i, (_, folder) in enumerate(tqdm(tracklets, desc="embed", unit="tracklet", disable=not progress)):
-        out[i] = embedder.embed(folder)
-    return out
+def embed_folders(embedder: Embedder, tracklets: Sequence[tuple[str, str]], progress: bool = False,
+                  skip_bad: bool = False) -> tuple[np.ndarray, dict[str, str]]:
+    """(N', D) embeddings of (name, folder) tracklets and {name: reason} of those skipped.
+
+    A tracklet that cannot be embedded (no decodable image) raises its DatasetError, or with
+    skip_bad is left out (N' < N) with one warning for all of them.
+    """
+    out, skipped = [], {}
+    for name, folder in tqdm(tracklets, desc="embed", unit="tracklet", disable=not progress):
+        try:
+            out.append(embedder.embed(folder))
+        except DatasetError as e:
+            if not skip_bad:
+                raise DatasetError(f"{e} (pass --skip_bad_tracklets to leave such tracklets out)") from e
+            skipped[name] = str(e)
+    if skipped:
+        warn_skipped("tracklets that cannot be embedded", skipped)
+    return np.asarray(out, np.float32).reshape(len(out), embedder.embed_dim), skipped
 
 
 def embed_gallery(embedder: Embedder, model_path: str, gallery_root: str, cache_dir: str | None,
-                  progress: bool = False) -> tuple[list[str], np.ndarray]:
-    """Gallery names and embeddings, read from the cache when the model and files are unchanged."""
+                  progress: bool = False, skip_bad: bool = False,
+                  ) -> tuple[list[str], np.ndarray, dict[str, str]]:
+    """Gallery names, embeddings and skipped tracklets ({name: reason}), read from the cache
+    when the model and files are unchanged."""
     tracklets = find_tracklets(gallery_root)
-    names = [n for n, _ in tracklets]
+    all_names = [n for n, _ in tracklets]
     cache = gallery_cache_path(cache_dir, model_path, tracklets) if cache_dir else None
     if cache and os.path.isfile(cache):
         try:
             with np.load(cache) as data:
-                if list(data["names"]) == names and data["embeddings"].shape == (len(names), embedder.embed_dim):
+                names = list(data["names"])
+                skipped = dict(zip(data["skipped_names"], data["skipped_reasons"])) \
+                    if "skipped_names" in data else {}
+                if (sorted(names + list(skipped)) == sorted(all_names) and (skip_bad or not skipped)
+                        and data["embeddings"].shape == (len(names), embedder.embed_dim)):
                     log.info("gallery embeddings read from %s", cache)
-                    return names, data["embeddings"].astype(np.float32)
+                    if skipped:
+                        warn_skipped("tracklets that cannot be embedded", skipped)
+                    return names, data["embeddings"].astype(np.float32), skipped
         except (OSError, ValueError, KeyError) as e:
             log.warning("ignoring unreadable gallery cache %s: %s", cache, e)
-    embeddings = embed_folders(embedder, tracklets, progress)
+    embeddings, skipped = embed_folders(embedder, tracklets, progress, skip_bad)
+    names = [n for n in all_names if n not in skipped]
     if cache:
         with atomic_path(cache) as tmp, open(tmp, "wb") as f:
-            np.savez(f, names=np.asarray(names), embeddings=embeddings)
+            np.savez(f, names=np.asarray(names), embeddings=embeddings,
+                     skipped_names=np.asarray(list(skipped), dtype=str),
+                     skipped_reasons=np.asarray(list(skipped.values()), dtype=str))
         log.info("gallery embeddings cached in %s", cache)
-    return names, embeddings
+    return names, embeddings, skipped
 
 
 def search(embedder: Embedder, model_path: str, gallery_root: str, query_root: str, top_k: int = 10,
-           index: str = "exact", cache_dir: str | None = None, progress: bool = False) -> dict:
-    """Top-k gallery matches of every query tracklet: {"results": [{"query", "matches": [...]}]}."""
+           index: str = "exact", cache_dir: str | None = None, progress: bool = False,
+           skip_bad: bool = False) -> dict:
+    """Top-k gallery matches of every query tracklet: {"results": [{"query", "matches": [...]}]}.
+
+    skip_bad: tracklets that cannot be embedded are left out (listed in "skipped") instead of
+    stopping the search.
+    """
     if top_k <= 0:
         raise ValueError(f"--top_k must be positive, got {top_k}")
-    names, gallery = embed_gallery(embedder, model_path, gallery_root, cache_dir, progress)
+    names, gallery, skipped_gallery = embed_gallery(embedder, model_path, gallery_root, cache_dir,
+                                                    progress, skip_bad)
+    if not names:
+        raise DatasetError(f"{gallery_root}: no gallery tracklet could be embedded")
     queries = find_tracklets(query_root)
-    q = embed_folders(embedder, queries, progress)
+    q, skipped_queries = embed_folders(embedder, queries, progress, skip_bad)
+    queries = [(n, f) for n, f in queries if n not in skipped_queries]
     idx = make_index(index, embedder.embed_dim)
     idx.add(gallery)
     dist, ids = idx.search(q, top_k)
@@ -195,7 +229,9 @@ def search(embedder: Embedder, model_path: str, gallery_root: str, query_root: s
                for i, (qname, _) in enumerate(queries)]
     return {"model": embedder.source, "gallery": os.path.abspath(gallery_root),
             "query": os.path.abspath(query_root), "gallery_size": len(names), "top_k": top_k,
-            "index": index, "results": results}
+            "index": index, "results": results,
+            "skipped": {"gallery": skipped_gallery, "query": skipped_queries,
+                        "count": len(skipped_gallery) + len(skipped_queries)}}
 
 
 def plot_search(out: dict, gallery_root: str, query_root: str, out_png: str,
@@ -229,9 +265,12 @@ def _main(argv) -> None:
     try:
         embedder = inference.load(f.model, batch_size=f.batch_size)
         out = search(embedder, f.model, f.gallery, f.query, f.top_k, f.index, f.cache_dir or None,
-                     progress=True)
+                     progress=True, skip_bad=f.skip_bad_tracklets)
     except (ValueError, OSError, ImportError) as e:
         raise SystemExit(f"error: {e}")
+    if out["skipped"]["count"]:
+        print(f"skipped {out['skipped']['count']} tracklet(s) that cannot be embedded: "
+              f"{sorted(out['skipped']['gallery']) + sorted(out['skipped']['query'])}")
     for r in out["results"]:
         best = ", ".join(f"{m['tracklet']} ({m['distance']:.3f})" for m in r["matches"])
         print(f"{r['query']}: {best}")
@@ -256,6 +295,8 @@ def main() -> None:
     flags.DEFINE_string("output", None, "Write the results as JSON to this file.")
     flags.DEFINE_string("picture", None, "Write a ranked-results PNG of the first queries here "
                         "(green: same folder name as the query).")
+    flags.DEFINE_bool("skip_bad_tracklets", False, "Leave out tracklets none of whose images decode "
+                      "(one warning, counted in the output's 'skipped') instead of stopping.")
     flags.DEFINE_integer("picture_queries", 5, "Queries shown in --picture.", lower_bound=1)
     for name in ("model", "gallery", "query"):
         flags.mark_flag_as_required(name)

@@ -33,6 +33,7 @@ from keras_crf_reid import cli
 from keras_crf_reid.atomic import write_atomic
 from keras_crf_reid.serving.limits import ServerLimits
 from keras_crf_reid.serving.service import serve
+from keras_crf_reid.serving.versions import SETTLE_S
 
 
 class ServerProcess(subprocess.Popen):
@@ -112,7 +113,8 @@ def _main(argv) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
         limits = cli.from_flags(ServerLimits, f)
-        server, port = serve(f.model_base_path, f.port, f.host, f.model_name, f.poll_s, f.num_versions, limits)
+        server, port = serve(f.model_base_path, f.port, f.host, f.model_name, f.poll_s, f.num_versions, limits,
+                             f.settle_s)
     except (ValueError, OSError) as e:
         raise SystemExit(f"error: {e}")
     print(f"serving {f.model_name or os.path.basename(os.path.abspath(f.model_base_path))} "
@@ -136,6 +138,8 @@ def main() -> None:
     flags.DEFINE_string("port_file", None, "Write the bound port to this file once listening.")
     flags.DEFINE_float("poll_s", 1.0, "Seconds between scans of the base path for new versions (0: never).")
     flags.DEFINE_integer("num_versions", 1, "How many of the newest versions to keep loaded.")
+    flags.DEFINE_float("settle_s", SETTLE_S, "Seconds a version folder must stay unchanged before it "
+                       "is loaded (a folder still being copied is not served).", lower_bound=0)
     cli.define_flags(ServerLimits)
     flags.mark_flag_as_required("model_base_path")
     app.run(_main)

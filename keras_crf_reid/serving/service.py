@@ -23,7 +23,7 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb
 from keras_crf_reid.serving import contract
 from keras_crf_reid.serving.admission import ByteBudget, InferenceQueue
 from keras_crf_reid.serving.limits import MB, RpcError, ServerLimits, decode_inputs, decoded_bytes
-from keras_crf_reid.serving.versions import ModelManager, ServedVersion
+from keras_crf_reid.serving.versions import SETTLE_S, ModelManager, ServedVersion
 
 log = logging.getLogger(__name__)
 SIGNATURE_DEF_FIELD = "signature_def"
@@ -271,8 +271,9 @@ def _warmup(predictor: PredictionServicer, served: ServedVersion) -> None:
 
 def serve(model_base_path: str, port: int = 0, host: str = "127.0.0.1", model_name: str | None = None,
           poll_s: float = 1.0, num_versions: int = 1, limits: ServerLimits = ServerLimits(),
-          ) -> tuple[grpc.Server, int]:
-    """Starts the server (versions present now are loaded before it returns); returns it and its port.
+          settle_s: float = SETTLE_S) -> tuple[grpc.Server, int]:
+    """Starts the server (versions present now are loaded before it returns, once they have been
+    unchanged for settle_s); returns it and its port.
 
     Stop it with `server.stop(grace)`; the polling thread and pools stop with it. `server.predictor`
     is the PredictionServicer (its `queue` and `budget` show the work in flight).
@@ -281,10 +282,15 @@ def serve(model_base_path: str, port: int = 0, host: str = "127.0.0.1", model_na
     if not os.path.isdir(base):
         raise contract.SavedModelError(f"{base}: --model_base_path does not exist or is not a directory")
     name = model_name or os.path.basename(base.rstrip(os.sep))
-    manager = ModelManager(base, name, num_versions, warmup=lambda served: _warmup(predictor, served))
+    manager = ModelManager(base, name, num_versions, warmup=lambda served: _warmup(predictor, served),
+                           settle_s=settle_s)
     predictor = PredictionServicer(manager, limits)
     model_servicer = ModelServicer(manager, limits)
     manager.poll()
+    deadline = time.monotonic() + 2 * settle_s
+    while manager.pending() and time.monotonic() < deadline:
+        time.sleep(min(0.1, settle_s))
+        manager.poll()
     if not manager.versions():
         log.warning("model %s: no complete version under %s yet; waiting for one", name, base)
     options = [("grpc.max_send_message_length", limits.max_message_mb * MB),

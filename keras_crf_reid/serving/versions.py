@@ -3,7 +3,11 @@
 Like TF Serving, `ModelManager` watches a base path for integer version folders (temporary and
 hidden names are ignored), loads the newest complete ones in the background while the previous
 one keeps answering, replays each new version's warm-up requests before serving it, and retries
-a version that failed to load once its folder changes.
+a version that failed to load once its folder changes. A version folder is loaded only once it is
+complete and stable: no file in it added, removed or changed for SETTLE_S seconds (its inodes'
+change times, which copies preserving modification times cannot fake, or two polls that far
+apart seeing the same files), so a folder copied file by file (saved_model.pb and variables/
+first, assets.extra/ last) is not served before its warm-up requests have arrived.
 """
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ import dataclasses
 import logging
 import os
 import threading
+import time
 from typing import Callable
 
 import grpc
@@ -23,6 +28,8 @@ from keras_crf_reid.serving.limits import RpcError
 
 log = logging.getLogger(__name__)
 State = get_model_status_pb2.ModelVersionStatus.State
+# Seconds a version folder must stay unchanged before it is loaded (--settle_s).
+SETTLE_S = 1.0
 
 
 @dataclasses.dataclass
@@ -62,6 +69,15 @@ def folder_signature(path: str) -> tuple:
     return tuple(sorted(entries))
 
 
+def last_change(path: str) -> float:
+    """The latest inode change time (st_ctime) of path and everything under it, in seconds."""
+    latest = os.stat(path).st_ctime
+    for root, dirs, files in os.walk(path, onerror=_raise):
+        for name in dirs + files:
+            latest = max(latest, os.stat(os.path.join(root, name)).st_ctime)
+    return latest
+
+
 def _raise(error: OSError) -> None:
     raise error
 
@@ -70,9 +86,14 @@ class ModelManager:
     """Loads, swaps and unloads the versions of one model under a base path."""
 
     def __init__(self, base_path: str, name: str, num_versions: int = 1,
-                 warmup: Callable[[ServedVersion], None] | None = None):
+                 warmup: Callable[[ServedVersion], None] | None = None, settle_s: float = SETTLE_S):
         if num_versions < 1:
             raise ValueError(f"--num_versions must be at least 1, got {num_versions}")
+        if settle_s < 0:
+            raise ValueError(f"--settle_s must be >= 0, got {settle_s}")
+        self.settle_s = settle_s
+        # version -> (folder signature, when first seen with it): versions not settled yet.
+        self._unsettled: dict[int, tuple[tuple, float]] = {}
         self.base_path = os.path.abspath(base_path)
         self.name = name
         self.num_versions = num_versions
@@ -108,11 +129,13 @@ class ModelManager:
             path = os.path.join(self.base_path, str(v))
             try:
                 signature = folder_signature(path)
+                with self._lock:
+                    if v in self._served or self._failed.get(v) == signature:
+                        continue
+                if not self._settled(v, signature, last_change(path)):
+                    continue
             except OSError:
                 continue
-            with self._lock:
-                if v in self._served or self._failed.get(v) == signature:
-                    continue
             try:
                 served = self._load(v)
             except Exception as e:
@@ -132,6 +155,28 @@ class ModelManager:
                 del self._served[v]
                 self._status[v] = (State.END, 0, "")
                 log.info("model %s: unloaded version %d", self.name, v)
+
+    def _settled(self, version: int, signature: tuple, changed_at: float) -> bool:
+        """Whether a version folder with these files has stayed unchanged for settle_s."""
+        now = time.time()
+        if now - changed_at >= self.settle_s:
+            self._unsettled.pop(version, None)
+            return True
+        seen = self._unsettled.get(version)
+        if seen is None or seen[0] != signature:
+            if seen is None:
+                log.info("model %s: version %d is still changing; loading it once it has been "
+                         "unchanged for %.1f s", self.name, version, self.settle_s)
+            self._unsettled[version] = (signature, now)
+            return False
+        if now - seen[1] >= self.settle_s:
+            del self._unsettled[version]
+            return True
+        return False
+
+    def pending(self) -> list[int]:
+        """Complete versions waiting to settle before they are loaded."""
+        return sorted(self._unsettled)
 
     def get(self, version: int | None) -> ServedVersion:
         """The served version (latest when None); NOT_FOUND if it is not being served."""

@@ -27,7 +27,7 @@ def evaluate_checkpoint(cfg: config.ExperimentConfig, checkpoint: str, part: str
     from keras_crf_reid import checkpoints
     from keras_crf_reid.evaluation import compiled_embedder, evaluate_split
     from keras_crf_reid.runner.data import prepare
-    from keras_crf_reid.runner.split import scored_model
+    from keras_crf_reid.tta import scored_model
 
     if not checkpoint:
         raise ValueError("--checkpoint is required")
@@ -35,7 +35,7 @@ def evaluate_checkpoint(cfg: config.ExperimentConfig, checkpoint: str, part: str
     model = checkpoints.restore_checkpoint(prefix, cfg.model, part)
     data = prepare(cfg.data, cfg.run.progress)
     s = data.split_ids(cfg.data)[0]
-    metrics = evaluate_split(compiled_embedder(scored_model(cfg, model)), data.store, data.splits[s],
+    metrics = evaluate_split(compiled_embedder(scored_model(model, cfg.eval.tta, cfg.model.colour_norm)), data.store, data.splits[s],
                              cfg.eval.seq_len, progress=cfg.run.progress,
                              num_parallel_calls=cfg.pairs.num_parallel_calls,
                              colour_norm=cfg.model.colour_norm)

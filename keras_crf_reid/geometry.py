@@ -1,4 +1,4 @@
-"""Shapes every module must agree on: frame size, input channels, body-part rows, group length,
+"""Shapes every module must agree on: frame size, input channel layout, body-part rows, group length,
 and how colour is normalised in the model input (`preprocess.to_model_input`).
 
 No I/O and no framework imports here, so readers, the model, evaluation and serving can all
@@ -8,9 +8,15 @@ from __future__ import annotations
 
 FRAME_HEIGHT = 128
 FRAME_WIDTH = 64
-COLOR_CHANNELS = 3  # Y, U, V
-FLOW_CHANNELS = 2  # horizontal, vertical
-NUM_CHANNELS = COLOR_CHANNELS + FLOW_CHANNELS
+# Channels of the model input (preprocess.to_model_input): Y, U, V, then flow x, flow y.
+NUM_COLOR_CHANNELS = 3
+NUM_FLOW_CHANNELS = 2
+NUM_CHANNELS = NUM_COLOR_CHANNELS + NUM_FLOW_CHANNELS
+COLOR_SLICE = slice(0, NUM_COLOR_CHANNELS)  # x[..., COLOR_SLICE]: Y, U, V
+FLOW_SLICE = slice(NUM_COLOR_CHANNELS, NUM_CHANNELS)  # x[..., FLOW_SLICE]: flow x, flow y
+FLOW_X, FLOW_Y = NUM_COLOR_CHANNELS, NUM_COLOR_CHANNELS + 1  # horizontal, vertical displacement
+# Floor of a frame's standard deviation when a channel is standardised (YUV, flow_norm=frame_std).
+STD_EPS = 1e-3
 INPUT_SHAPE = (FRAME_HEIGHT, FRAME_WIDTH, NUM_CHANNELS)
 # Frames per evaluation group (the paper's 16-frame sequences); exports record their own.
 GROUP_LEN = 16

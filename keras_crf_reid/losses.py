@@ -13,9 +13,9 @@ Written in keras.ops only, so the same code serves the TensorFlow trainer and th
 """
 from __future__ import annotations
 
-import dataclasses
-
 from keras import ops
+
+from keras_crf_reid.configs.train import METRIC_LOSSES, LossWeights
 
 _D2_EPS = 1e-12
 
@@ -36,15 +36,6 @@ def contrastive_loss(a, b, label, margin: float = 2.0):
     return label * 0.5 * d2 + (1.0 - label) * 0.5 * ops.square(ops.relu(margin - d))
 
 
-@dataclasses.dataclass(frozen=True)
-class LossWeights:
-    """W1 (siamese), W2 and W3 (softmax of each side of the pair)."""
-
-    siamese: float = 1.0
-    softmax_a: float = 1.0
-    softmax_b: float = 1.0
-
-
 def crf_loss(emb_a, emb_b, logits_a, logits_b, label, class_a, class_b,
              margin: float = 2.0, weights: LossWeights = LossWeights()) -> dict:
     """Per-example loss terms (shape (B,)) and their weighted total, as a dict of tensors."""
@@ -56,7 +47,6 @@ def crf_loss(emb_a, emb_b, logits_a, logits_b, label, class_a, class_b,
     return {"total": total, "siamese": sia, "softmax_a": sof_a, "softmax_b": sof_b}
 
 
-METRIC_LOSSES = ("contrastive", "triplet")
 _FAR = 1e9  # stands in for "no such pair" in batch-hard minima
 
 

@@ -27,15 +27,15 @@ def main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     from keras_crf_reid.datasets import DatasetError
-    from keras_crf_reid.datasets.store import TrackletStore
-    from keras_crf_reid.runner.data import load_dataset, readable
+    from keras_crf_reid.datasets.store import TrackletStore, drop_unreadable
+    from keras_crf_reid.runner.data import load_dataset
     try:
         cfg = config.config_from_flags(FLAGS).data
         dataset = load_dataset(cfg, FLAGS.progress)
         t0 = time.time()
         store = TrackletStore(dataset, cfg.cache_dir, on_bad_image=cfg.on_bad_image)
         store.build(workers=FLAGS.cache_workers or None, progress=FLAGS.progress)
-        kept, _ = readable(dataset, store)   # as training will see it
+        kept, _ = drop_unreadable(dataset, store)   # as training will see it
     except (DatasetError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return cli.EXIT_USAGE

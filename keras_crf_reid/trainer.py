@@ -9,7 +9,6 @@ input stream is indexed by step, so a restored run continues with the batches it
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import math
@@ -25,82 +24,14 @@ import tensorflow as tf
 from keras import ops
 from tqdm import tqdm
 
-from keras_crf_reid.losses import METRIC_LOSSES, LossWeights, crf_loss, pk_loss
-from keras_crf_reid.options import option
+from keras_crf_reid.configs.train import LR_SCHEDULES, TrainConfig  # noqa: F401  (re-exported)
+from keras_crf_reid.losses import crf_loss, pk_loss
 
 log = logging.getLogger(__name__)
-LR_SCHEDULES = ("constant", "cosine", "step")
 
 
 class NonFiniteLossError(RuntimeError):
     """Training produced a NaN or Inf loss or gradient."""
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """Optimisation settings (defaults: the paper's where it gives them)."""
-
-    steps: int = option(1000, "Training steps per part model.", extendable=True)
-    optimizer: str = option("sgd", "Optimizer.", choices=("sgd", "adam"))
-    learning_rate: float = option(1e-3, "Learning rate.")
-    momentum: float = option(0.9, "SGD momentum.")
-    clipnorm: float = option(10.0, "Gradient clipping by global norm.")
-    margin: float = option(2.0, "Contrastive margin alpha.")
-    weights: LossWeights = option(LossWeights(), "W1 (siamese), W2, W3 (softmax of each side). "
-                                  "With --sampler=pk: W1 weights the metric loss and W2 + W3 "
-                                  "the identity softmax of every sequence.", flag="loss_weights")
-    metric_loss: str = option("contrastive", "Metric loss: contrastive (the paper's; on a P x K "
-                              "batch over all its positive and negative pairs) or triplet "
-                              "(batch-hard, needs --sampler=pk).", choices=METRIC_LOSSES)
-    triplet_margin: float = option(0.3, "Margin of the batch-hard triplet loss.")
-    ckpt_every: int = option(200, "Checkpoint every N steps (0: only at the end).", results=False)
-    max_to_keep: int = option(3, "Checkpoints kept per model.", results=False)
-    log_every: int = option(100, "Steps between TensorBoard loss summaries and, without a "
-                           "progress bar, one printed log line.", results=False)
-    eval_every: int = option(0, "Evaluate on the test split every N steps (0: at the end only).",
-                            results=False)
-    on_nan: str = option("stop", "Non-finite loss: stop, or skip the batch.", choices=("stop", "skip"))
-    mixed_precision: bool = option(False, "mixed_float16 compute (GPU).")
-    jit_compile: bool = option(False, "XLA-compile the training step.")
-    lr_schedule: str = option("constant", "Learning-rate decay over --steps: constant, cosine to "
-                              "0, or step (x0.1 at 50% and 75%).",
-                              choices=("constant", "cosine", "step"))
-    warmup_steps: int = option(0, "Steps of linear learning-rate warmup before the schedule.")
-    weight_decay: float = option(0.0, "Decoupled weight decay of the optimizer (0: none).")
-
-    def __post_init__(self):
-        if self.optimizer not in ("sgd", "adam"):
-            raise ValueError(f"--optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise ValueError(f"--lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
-        if self.warmup_steps < 0:
-            raise ValueError(f"--warmup_steps must be >= 0, got {self.warmup_steps}")
-        if self.weight_decay < 0:
-            raise ValueError(f"--weight_decay must be >= 0, got {self.weight_decay}")
-        if self.log_every < 1:
-            raise ValueError(f"--log_every must be >= 1, got {self.log_every}")
-        if self.on_nan not in ("stop", "skip"):
-            raise ValueError(f"--on_nan must be 'stop' or 'skip', got {self.on_nan!r}")
-        if self.steps < 0:
-            raise ValueError(f"--steps must be >= 0, got {self.steps}")
-        if self.metric_loss not in METRIC_LOSSES:
-            raise ValueError(f"--metric_loss must be one of {', '.join(METRIC_LOSSES)}, got "
-                             f"{self.metric_loss!r}")
-        for name in ("learning_rate", "clipnorm", "margin", "triplet_margin"):
-            v = getattr(self, name)
-            if not (math.isfinite(v) and v > 0):
-                raise ValueError(f"--{name} must be a finite number > 0, got {v}")
-        if not 0.0 <= self.momentum < 1.0:
-            raise ValueError(f"--momentum must be in [0, 1), got {self.momentum}")
-        for name in ("ckpt_every", "eval_every"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"--{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("max_to_keep", "log_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name} must be >= 1, got {getattr(self, name)}")
-        w = dataclasses.astuple(self.weights)
-        if not all(math.isfinite(x) and x >= 0 for x in w) or not any(w):
-            raise ValueError(f"--loss_weights must be finite, >= 0 and not all 0, got {w}")
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:

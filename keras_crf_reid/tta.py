@@ -6,16 +6,16 @@ wraps any embedding model (a CRF part model or the fusion model) taking frames
 views), so evaluation, `keras_crf_reid.load(...).embed`, `.keras` files and the exported
 SavedModel (serving signature `frames -> embedding`) all compute the same thing.
 
-Views act on model input (preprocess.to_model_input: YUV normalised per `colour_norm`, channel 3
-horizontal flow, channel 4 vertical flow, both stored as pixels / FLOW_CLIP, symmetric about 0):
+Views act on model input (preprocess.to_model_input: YUV normalised per `colour_norm`, then flow x,
+flow y in [-1, 1]; the layout is geometry's) and are made as training augmentation makes them
+(datasets.augment: the same crop boxes, mirror and flow rescaling):
   identity             the frames as they are
-  mirror               width flipped and horizontal flow negated (exact: flow scaling is symmetric)
-  crop_<where>         a fixed crop of `crop_scale` of the height and width, where = center,
-                       top_left, top_right, bottom_left or bottom_right, resized back to H x W;
-                       as in training augmentation, the YUV channels are re-standardised per
-                       frame (colour_norm "frame_std"; "fixed" is a constant affine map, which
-                       the resize already respects) and flow is magnified by the zoom and
-                       clipped to [-1, 1]
+  mirror               width flipped and horizontal flow negated (exact)
+  crop_<where>         the crop box of `crop_scale` of the height and width at where = center,
+                       top_left, top_right, bottom_left or bottom_right (`view_box`), resampled
+                       back to H x W; the YUV channels are re-standardised per frame (colour_norm
+                       frame_std; "fixed" is a constant affine map the resampling respects)
+                       and flow is magnified by the zoom and clipped to [-1, 1]
   mirror_crop_<where>  that crop, mirrored
 All views of a batch go through the wrapped model in a single forward pass.
 """
@@ -24,40 +24,27 @@ from __future__ import annotations
 from typing import Sequence
 
 import keras
+import tensorflow as tf
 from keras import ops
 
-from keras_crf_reid.datasets.preprocess import _EPS, check_colour_norm
-from keras_crf_reid.geometry import DEFAULT_COLOUR_NORM
-
-CROPS = ("center", "top_left", "top_right", "bottom_left", "bottom_right")
-VIEWS = ("identity", "mirror") + tuple(f"{m}crop_{c}" for m in ("", "mirror_") for c in CROPS)
-DEFAULT_VIEWS = ("identity", "mirror", "crop_center", "mirror_crop_center")
-DEFAULT_CROP_SCALE = 0.9
-COLOUR_CHANNELS = 3
-FLOW_X, FLOW_Y = 3, 4
+from keras_crf_reid.configs.tta import (DEFAULT_CROP_SCALE, DEFAULT_VIEWS,  # noqa: F401
+                                        VIEWS, TTAConfig, check_views)  # (VIEWS re-exported)
+from keras_crf_reid.datasets.augment import crop_resize, rescale_flow
+from keras_crf_reid.datasets.preprocess import check_colour_norm, standardize
+from keras_crf_reid.geometry import COLOR_SLICE, DEFAULT_COLOUR_NORM, FLOW_SLICE
 
 
-def _check_views(views: Sequence[str], crop_scale: float) -> tuple[str, ...]:
-    views = tuple(views)
-    bad = [v for v in views if v not in VIEWS]
-    if not views or bad:
-        raise ValueError(f"TTA views must be a non-empty subset of {VIEWS}, got {bad or views}")
-    if len(set(views)) != len(views):
-        raise ValueError(f"TTA views must not repeat, got {views}")
-    if not 0.1 <= crop_scale <= 1.0:
-        raise ValueError(f"TTA crop_scale must be in [0.1, 1], got {crop_scale}")
-    return views
 
-
-def crop_window(view: str, height: int, width: int, crop_scale: float) -> tuple[int, int, int, int]:
-    """(row0, col0, rows, cols) in pixels of the crop of a view (the whole frame when uncropped)."""
+def view_box(view: str, crop_scale: float) -> tuple[tuple[float, float, float, float], bool]:
+    """The relative crop box (y0, x0, y1, x1) of a view (the whole frame when uncropped) and
+    whether it is mirrored: the box and mirror a training sequence would be augmented with."""
     if "crop_" not in view:
-        return 0, 0, height, width
+        return (0.0, 0.0, 1.0, 1.0), view == "mirror"
     where = view.split("crop_", 1)[1]
-    rows, cols = max(1, round(crop_scale * height)), max(1, round(crop_scale * width))
-    row0 = {"top": 0, "bottom": height - rows}.get(where.split("_")[0], (height - rows) // 2)
-    col0 = {"left": 0, "right": width - cols}.get(where.split("_")[-1], (width - cols) // 2)
-    return row0, col0, rows, cols
+    rest = 1.0 - crop_scale
+    y0 = {"top": 0.0, "bottom": rest}.get(where.split("_")[0], rest / 2)
+    x0 = {"left": 0.0, "right": rest}.get(where.split("_")[-1], rest / 2)
+    return (y0, x0, y0 + crop_scale, x0 + crop_scale), view.startswith("mirror")
 
 
 @keras.saving.register_keras_serializable("keras_crf_reid")
@@ -68,28 +55,24 @@ class TTAViews(keras.layers.Layer):
                  colour_norm: str = DEFAULT_COLOUR_NORM, **kwargs):
         super().__init__(**kwargs)
         self.crop_scale = float(crop_scale)
-        self.views = _check_views(views, self.crop_scale)
+        self.views = check_views(views, self.crop_scale)
         self.colour_norm = check_colour_norm(colour_norm)
 
     def _view(self, x, view: str):
-        """One view of frames x (N, H, W, C)."""
-        height, width, channels = x.shape[1], x.shape[2], x.shape[3]
-        row0, col0, rows, cols = crop_window(view, height, width, self.crop_scale)
-        if (rows, cols) != (height, width):
-            x = ops.image.resize(x[:, row0:row0 + rows, col0:col0 + cols], (height, width),
-                                 interpolation="bilinear")
-            colour = x[..., :COLOUR_CHANNELS]
-            if self.colour_norm == "frame_std":
-                mean = ops.mean(colour, axis=(1, 2), keepdims=True)
-                std = ops.std(colour, axis=(1, 2), keepdims=True)
-                colour = (colour - mean) / ops.maximum(std, _EPS)
-            zoom = ops.convert_to_tensor([width / cols, height / rows], x.dtype)
-            flow = ops.clip(x[..., FLOW_X:FLOW_Y + 1] * zoom, -1.0, 1.0)
-            x = ops.concatenate([colour, flow, x[..., FLOW_Y + 1:]], axis=-1)
-        if view.startswith("mirror"):
-            sign = [-1.0 if c == FLOW_X else 1.0 for c in range(channels)]
-            x = ops.flip(x, axis=2) * ops.convert_to_tensor(sign, x.dtype)
-        return x
+        """One view of frames x (N, H, W, C): as training augments a sequence with that box and
+        mirror (datasets.augment), colour re-standardised per frame after a crop."""
+        box, mirror = view_box(view, self.crop_scale)
+        if box == (0.0, 0.0, 1.0, 1.0) and not mirror:
+            return x
+        n = tf.shape(x)[0]
+        boxes = tf.tile(tf.constant([box], tf.float32), [n, 1])
+        flip = tf.fill([n], mirror)
+        x = crop_resize(x, boxes, flip, x.shape[1:3])
+        colour = x[..., COLOR_SLICE]
+        if box != (0.0, 0.0, 1.0, 1.0) and self.colour_norm == "frame_std":
+            colour = standardize(colour)
+        flow = rescale_flow(x[..., FLOW_SLICE], boxes, flip)
+        return tf.concat([colour, flow, x[..., FLOW_SLICE.stop:]], axis=-1)
 
     def call(self, x):
         shape = ops.shape(x)
@@ -139,10 +122,18 @@ def build_tta_model(model: keras.Model, views: Sequence[str] = DEFAULT_VIEWS,
     if len(shape) != 5 or any(d is None for d in shape[2:]):
         raise ValueError(f"build_tta_model: model {model.name!r} must take frames (batch, T, H, W, C) "
                          f"with fixed H, W, C; its input shape is {model.input_shape}")
-    views = _check_views(views, crop_scale)
+    views = check_views(views, crop_scale)
     frames = keras.Input((None,) + shape[2:], name="frames")
     stacked = TTAViews(views, crop_scale, colour_norm, name="tta_views")(frames)
     embeddings = model(stacked, training=False)
     mean = ViewMean(len(views), name="tta_mean")(embeddings)
     out = keras.layers.Activation("linear", dtype="float32", name="embedding")(mean)
     return keras.Model(frames, out, name=name or f"{model.name}_tta")
+
+
+def scored_model(model: keras.Model, config: TTAConfig,
+                 colour_norm: str = DEFAULT_COLOUR_NORM) -> keras.Model:
+    """The model that is evaluated and exported: `model`, wrapped in its TTA views with --tta
+    (`colour_norm`: the model's input colour normalisation, ModelConfig.colour_norm)."""
+    return build_tta_model(model, config.views, config.crop_scale, colour_norm=colour_norm) \
+        if config.enabled else model

@@ -10,9 +10,8 @@ import pytest
 from keras_crf_reid.datasets.base import DatasetError, ReidDataset, Split, Tracklet
 from keras_crf_reid.datasets.frames import BadImageError
 from keras_crf_reid.datasets.prid2011 import load_prid_layout
-from keras_crf_reid.datasets.store import TrackletStore
+from keras_crf_reid.datasets.store import TrackletStore, drop_unreadable
 from keras_crf_reid.datasets.validate import EmptyTrackletError, drop_tracklets
-from keras_crf_reid.runner.data import readable
 from tests.fixtures import make_prid_fixture
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -42,7 +41,7 @@ def test_store_build_records_empty_tracklets_and_runner_drops_them(prid, tmp_pat
     assert list(store.empty) == [4]  # person 3, cam_a (tracklets are ordered pid, camera)
     with pytest.raises(EmptyTrackletError, match="person_0003: tracklet has no readable frame"):
         TrackletStore(dataset, str(tmp_path / "cache")).get(4)
-    kept, kept_store = readable(dataset, store)
+    kept, kept_store = drop_unreadable(dataset, store)
     assert {t.pid for t in kept.tracklets} == {1, 2, 4, 5} and len(kept.tracklets) == 8
     # the cam_a folder, the cam_b folder of the same person and the one bad frame of person 2
     assert kept.stats()["skipped"] == dataset.stats()["skipped"] + 3
@@ -92,6 +91,7 @@ def test_cache_build_without_progress_bar_prints_periodic_lines(prid, tmp_path, 
     assert len(lines) == 11 and "10/10 tracklets" in lines[-1] and "ETA" in lines[0]  # 10 + final
 
 
+@pytest.mark.slow
 def test_precompute_flow_counts_a_tracklet_with_no_readable_frame_as_skipped(prid, tmp_path):
     cmd = [sys.executable, "-m", "keras_crf_reid.precompute_flow", "--dataset=prid2011",
            f"--data_root={prid}", f"--cache_dir={tmp_path}/cache", "--progress=false"]

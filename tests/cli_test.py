@@ -77,10 +77,10 @@ def test_every_pipeline_flagfile_is_a_valid_config(fv, name):
 def test_mars_sample_flags_hold_the_study_recipe(fv):
     fv(["prog", f"--flagfile={cli.PIPELINES_DIR}/mars_sample.flags"])
     cfg = config_from_flags(fv)
-    assert cfg.eval.tta and cfg.model.flow_norm == "frame_std" and cfg.train.lr_schedule == "cosine"
+    assert cfg.eval.tta.enabled and cfg.model.flow_norm == "frame_std" and cfg.train.lr_schedule == "cosine"
     assert cfg.pairs.seq_len == cfg.eval.seq_len == 8 and cfg.parts == ("full", "upper", "lower")
     assert cfg.data.data_root == "../shared/realdata/mars_sample" and cfg.data.num_splits == 5
     for paper in ("prid", "ilids", "mars"):
         fv.unparse_flags()
         fv(["prog", f"--flagfile={cli.PIPELINES_DIR}/{paper}.flags"])
-        assert config_from_flags(fv).eval.tta, paper
+        assert config_from_flags(fv).eval.tta.enabled, paper

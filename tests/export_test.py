@@ -217,3 +217,35 @@ def test_missing_serving_apis_say_how_to_install(monkeypatch):
     monkeypatch.setitem(_sys.modules, "tensorflow_serving.apis", None)
     with pytest.raises(ImportError, match=r"pip install --no-deps tensorflow-serving-api==2.21.0"):
         contract.serving_apis()
+
+
+def test_cli_export_of_a_checkpoint_equals_the_run_export(tmp_path):
+    """With the run's TTA flags, exporting a checkpoint by hand gives the run's own export."""
+    from keras_crf_reid.checkpoints import build_model
+    from keras_crf_reid.configs.tta import TTAConfig
+    from keras_crf_reid.runner import experiment
+    from keras_crf_reid.runner.config import EvalConfig, ExperimentConfig, RunConfig
+    from keras_crf_reid.runner.split import split_dir
+    tta = TTAConfig(enabled=True, views=("identity", "mirror_crop_top_left"), crop_scale=0.8)
+    cfg = ExperimentConfig(model=TINY, eval=EvalConfig(seq_len=6, tta=tta),
+                           run=RunConfig(name="run", output_dir=str(tmp_path),
+                                         model_base_path=str(tmp_path / "run_sm")))
+    keras.utils.set_random_seed(6)
+    trained = build_model(TINY, "full")
+    ckpt = os.path.join(split_dir(cfg, 0), "full", "ckpt")
+    tf.train.Checkpoint(model=trained).save(os.path.join(ckpt, "ckpt"))
+    keras.backend.clear_session()  # as a run does after its splits: fresh layer names
+    run_export = experiment.export_final(cfg, 0)["export"]
+    cmd = [sys.executable, "-m", "keras_crf_reid.serving.export", f"--checkpoint={ckpt}",
+           f"--filters={','.join(map(str, TINY.filters))}", f"--embed_dim={TINY.embed_dim}",
+           "--tta", "--tta_views=identity,mirror_crop_top_left", "--tta_crop_scale=0.8",
+           "--group_len=6", f"--model_base_path={tmp_path / 'cli_sm'}"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=180, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    digest = lambda d: open(os.path.join(d, export.DIGEST_FILE)).read()
+    assert digest(str(tmp_path / "cli_sm" / "1")) == digest(run_export)
+    assert export.export_digest(trained, 6) + "\n" != digest(run_export)  # the TTA wrapper counts
+    x = np.random.default_rng(7).normal(size=(2, 3, 128, 64, 5)).astype(np.float32)
+    served = [tf.saved_model.load(d).signatures["serving_default"](frames=tf.constant(x))["embedding"]
+              for d in (run_export, str(tmp_path / "cli_sm" / "1"))]
+    np.testing.assert_array_equal(served[0].numpy(), served[1].numpy())

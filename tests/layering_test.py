@@ -61,3 +61,38 @@ def test_lower_layers_do_not_import_higher_ones(higher):
 
 def test_geometry_has_no_package_imports():
     assert _module_imports()["keras_crf_reid.geometry"] == set()
+
+
+# Where each concern lives (issue 18 item 6): the tree says where new work lands. A module of a
+# package on the left may import none of the keras_crf_reid modules on the right.
+FORBIDDEN = {
+    # config dataclasses: read without TensorFlow, below everything that acts on them
+    "keras_crf_reid.configs": ("keras_crf_reid.datasets", "keras_crf_reid.model",
+                               "keras_crf_reid.trainer", "keras_crf_reid.losses",
+                               "keras_crf_reid.tta", "keras_crf_reid.evaluation",
+                               "keras_crf_reid.runner", "keras_crf_reid.serving",
+                               "keras_crf_reid.tracking"),
+    # data: readers, caches, splits, sampling (pairs, P x K), augmentation; no model or training
+    "keras_crf_reid.datasets": ("keras_crf_reid.model", "keras_crf_reid.trainer",
+                                "keras_crf_reid.losses", "keras_crf_reid.fusion",
+                                "keras_crf_reid.tta", "keras_crf_reid.evaluation",
+                                "keras_crf_reid.checkpoints", "keras_crf_reid.runner",
+                                "keras_crf_reid.serving", "keras_crf_reid.tracking"),
+    # losses: pure functions of embeddings and labels, used by the trainer
+    "keras_crf_reid.losses": ("keras_crf_reid.datasets", "keras_crf_reid.model",
+                              "keras_crf_reid.trainer", "keras_crf_reid.runner",
+                              "keras_crf_reid.serving", "keras_crf_reid.tracking"),
+    # tracking (video): on top of the served model, never imported by training or serving
+    "keras_crf_reid.runner": ("keras_crf_reid.tracking",),
+    "keras_crf_reid.serving": ("keras_crf_reid.tracking",),
+    "keras_crf_reid.trainer": ("keras_crf_reid.tracking",),
+}
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN))
+def test_each_concern_stays_in_its_layer(package):
+    offenders = {m: sorted(d for d in deps if any(d == f or d.startswith(f + ".")
+                                                   for f in FORBIDDEN[package]))
+                 for m, deps in _module_imports().items()
+                 if m == package or m.startswith(package + ".")}
+    assert not {m: d for m, d in offenders.items() if d}, offenders

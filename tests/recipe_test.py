@@ -234,7 +234,7 @@ def test_flags_map_to_the_configs():
     assert (cfg.train.lr_schedule, cfg.train.warmup_steps, cfg.train.weight_decay,
             cfg.train.log_every) == ("step", 7, 0.001, 3)
     assert (cfg.pairs.min_crop_scale, cfg.pairs.color_jitter, cfg.pairs.random_erase) == (0.6, 0.2, 0.5)
-    assert cfg.eval.tta is True
+    assert cfg.eval.tta.enabled is True
     fresh = flags.FlagValues()
     define_flags(fresh)
     fresh(["prog"])

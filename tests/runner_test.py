@@ -10,9 +10,9 @@ from keras_crf_reid.datasets.pipeline import PairConfig
 from keras_crf_reid.model import ModelConfig
 from keras_crf_reid.runner import experiment, split as split_mod
 from keras_crf_reid.runner.ablation import PART_TITLES, ROW_TITLES, split_jobs, table_rows
-from keras_crf_reid.runner.config import (ROWS, DataConfig, EvalConfig, ExperimentConfig, RunConfig,
-                                          replace)
-from keras_crf_reid.runner.data import data_fingerprint, load_dataset
+from keras_crf_reid.runner.config import (ROWS, DataConfig, EvalConfig, ExperimentConfig,
+                                          FusionConfig, RunConfig, replace)
+from keras_crf_reid.runner.data import load_dataset
 from keras_crf_reid.trainer import TrainConfig
 
 TITLES = tuple(ROW_TITLES[r] for r in ROWS)
@@ -25,7 +25,7 @@ def tiny_config(root, name: str = "abl", rows=ROWS) -> ExperimentConfig:
         model=ModelConfig(filters=(4, 4, 4), embed_dim=8, dropout=0.0),
         pairs=PairConfig(seq_len=4, batch_size=4),
         train=TrainConfig(steps=3, optimizer="adam", learning_rate=1e-3, ckpt_every=0),
-        fusion_steps=2, eval=EvalConfig(seq_len=8),
+        fusion=FusionConfig(steps=2), eval=EvalConfig(seq_len=8),
         run=RunConfig(name=name, output_dir=str(root / "runs"), export=False, progress=False,
                       rows=tuple(rows)))
 
@@ -208,14 +208,18 @@ def test_pooled_data_roots_renumber_identities(tmp_path):
     assert len(ds.tracklets) == 12 and ds.name == "prid_2011+prid_2011"
 
 
-def test_data_fingerprint_sees_replaced_frames_not_moved_folders(tmp_path):
-    from keras_crf_reid.datasets import load_prid_layout
-    from tests.fixtures import make_prid_fixture, write_image
-    root = make_prid_fixture(str(tmp_path / "a"), num_ids=3, num_frames=4)
-    fp = data_fingerprint(load_prid_layout(root))
-    os.rename(tmp_path / "a", tmp_path / "b")
-    moved = str(tmp_path / "b" / "prid_2011")
-    assert data_fingerprint(load_prid_layout(moved)) == fp
-    write_image(os.path.join(moved, "multi_shot", "cam_a", "person_0002", "0001.png"), 2, 0, 1,
-                size=(32, 64))
-    assert data_fingerprint(load_prid_layout(moved)) != fp
+def test_a_setting_added_since_a_split_ran_resumes_at_its_default(tmp_path):
+    """metrics.json of a split run before a result-changing option existed is reused when the
+    option is at its default, and refused (naming the flag) otherwise."""
+    from keras_crf_reid.datasets.base import Split
+    from keras_crf_reid.runner.data import RunData
+    cfg = ExperimentConfig(run=RunConfig(output_dir=str(tmp_path)))
+    data = RunData(dataset=None, store=None, splits=[Split((0, 1), (2,), (3,))], fingerprint="f")
+    key = split_mod.split_key(cfg, data, 0)
+    del key["config"]["fusion_learning_rate"]
+    os.makedirs(split_mod.split_dir(cfg, 0))
+    with open(os.path.join(split_mod.split_dir(cfg, 0), split_mod.METRICS_FILE), "w") as f:
+        json.dump({"key": key, "entries": {}}, f)
+    assert split_mod.read_split(cfg, data, 0)["key"] == key
+    with pytest.raises(ValueError, match=r"differing: --fusion_learning_rate\)"):
+        split_mod.read_split(replace(cfg, fusion={"learning_rate": 0.5}), data, 0)

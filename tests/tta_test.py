@@ -9,7 +9,7 @@ from keras_crf_reid.serving import contract, export, inference
 from keras_crf_reid.fusion import build_fusion_model
 from keras_crf_reid.model import ModelConfig, build_crf_model
 from keras_crf_reid.datasets.preprocess import to_model_input
-from keras_crf_reid.tta import DEFAULT_VIEWS, VIEWS, TTAViews, build_tta_model, crop_window
+from keras_crf_reid.tta import DEFAULT_VIEWS, VIEWS, TTAViews, build_tta_model, view_box
 from tests.inference_test import write_tracklet
 
 TINY = ModelConfig(filters=(4, 4, 4), embed_dim=16, dropout=0.0)
@@ -40,24 +40,12 @@ def test_mirror_flips_width_and_negates_horizontal_flow():
     np.testing.assert_allclose(out, want, atol=1e-5)
 
 
-@pytest.mark.parametrize("view", ["crop_center", "crop_top_left", "mirror_crop_bottom_right"])
-def test_crop_view_equals_preparing_the_cropped_frames(view):
-    """A crop of model input equals to_model_input of the cropped, resized raw frames, with flow
-    magnified by the zoom (as training augmentation does)."""
-    rgb, flow = _raw(1, 2)
-    row0, col0, rows, cols = crop_window(view, 128, 64, 0.9)
-    assert (rows, cols) == (115, 58)
-    assert (row0, col0) == {"crop_center": (6, 3), "crop_top_left": (0, 0),
-                            "mirror_crop_bottom_right": (13, 6)}[view]
-    crop = lambda a: tf.image.resize(
-        a[0, :, row0:row0 + rows, col0:col0 + cols].astype(np.float32), (128, 64)).numpy()[None]
-    small_rgb = crop(rgb) / 255.0
-    small_flow = np.clip(crop(flow) * np.float32([64 / cols, 128 / rows]), -1, 1)
-    if view.startswith("mirror"):
-        small_rgb, small_flow = small_rgb[:, :, :, ::-1], small_flow[:, :, :, ::-1] * np.float32([-1, 1])
-    want = to_model_input(small_rgb, small_flow).numpy()
-    got = TTAViews((view,), 0.9)(to_model_input(rgb, flow)).numpy()
-    np.testing.assert_allclose(got, want, atol=1e-4)
+def test_view_boxes_are_relative_crops_of_crop_scale():
+    assert view_box("identity", 0.9) == ((0.0, 0.0, 1.0, 1.0), False)
+    assert view_box("mirror", 0.9) == ((0.0, 0.0, 1.0, 1.0), True)
+    box, mirror = view_box("mirror_crop_bottom_right", 0.75)
+    assert box == (0.25, 0.25, 1.0, 1.0) and mirror
+    np.testing.assert_allclose(view_box("crop_center", 0.8)[0], (0.1, 0.1, 0.9, 0.9))
 
 
 def test_embedding_is_the_mean_of_the_view_embeddings(model):

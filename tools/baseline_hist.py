@@ -17,7 +17,8 @@ from absl import app, flags
 from keras_crf_reid.baseline import DEFAULT_KIND, KINDS, TITLES, evaluate_baseline
 from keras_crf_reid.datasets import Split, get_splits
 from keras_crf_reid.runner.config import DataConfig
-from keras_crf_reid.runner.data import eval_protocol, load_dataset
+from keras_crf_reid.datasets.splits import eval_protocol
+from keras_crf_reid.runner.data import load_dataset
 
 flags.DEFINE_string("data_root", "", "Dataset folder (comma-separated two-camera folders are "
                     "pooled, as in training); empty: generate synthetic data under --data_dir.")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -51,6 +52,28 @@ class Split:
     @classmethod
     def from_dict(cls, d: dict) -> "Split":
         return cls(tuple(d["train"]), tuple(d["query"]), tuple(d["gallery"]))
+
+
+def fingerprint(tracklets: Sequence[Tracklet], portable: bool = False, salt: str = "",
+                length: int = 16) -> str:
+    """The first `length` hex digits of a sha1 of every tracklet's person id, camera, length, frames.
+
+    portable=False names each tracklet's first frame by its path: a key of where the files are
+    (the frame cache's folder). portable=True names the first and last frames by their last
+    three path components and their sizes in bytes: moving the dataset folder keeps it,
+    regenerated or replaced frames change it (what a run's results are checked against).
+    """
+    h = hashlib.sha1(salt.encode())
+    for t in tracklets:
+        if portable:
+            ends = (t.frames[0], t.frames[-1]) if t.frames else ()
+            names = [os.path.join(*os.path.normpath(p).split(os.sep)[-3:]) for p in ends]
+            sizes = [os.path.getsize(p) if os.path.exists(p) else -1 for p in ends]
+            frames = f"{names}|{sizes}"
+        else:
+            frames = t.frames[0] if t.frames else ""
+        h.update(f"{t.pid}|{t.camid}|{len(t.frames)}|{frames}\n".encode())
+    return h.hexdigest()[:length]
 
 
 @dataclasses.dataclass

@@ -24,75 +24,15 @@ import numpy as np
 import tensorflow as tf
 
 from keras_crf_reid.datasets.flow import FLOW_LEVELS
-from keras_crf_reid.options import option
-from keras_crf_reid.geometry import DEFAULT_COLOUR_NORM, FRAME_HEIGHT, FRAME_WIDTH
+from keras_crf_reid.configs.pairs import (SAMPLERS, PairConfig,  # noqa: F401  (re-exported)
+                                          check_parallel_calls)
+from keras_crf_reid.datasets.augment import crop_resize, per_frame, rescale_flow
+from keras_crf_reid.geometry import (DEFAULT_COLOUR_NORM, FRAME_HEIGHT, FRAME_WIDTH, NUM_CHANNELS,
+                                     NUM_COLOR_CHANNELS, NUM_FLOW_CHANNELS)
 from keras_crf_reid.datasets.preprocess import group_windows, loop_indices, to_model_input
 from keras_crf_reid.datasets.sampling import (IdentityIndex, PKSampler, batch_rng, draw_extras,
                                               draw_views)
 from keras_crf_reid.datasets.store import TrackletStore
-
-
-SAMPLERS = ("pairs", "pk")
-
-
-@dataclasses.dataclass(frozen=True)
-class PairConfig:
-    """How training pairs are sampled and augmented."""
-
-    seq_len: int = option(16, "Frames per training sequence (a random window of a tracklet).")
-    batch_size: int = option(16, "Sequence pairs per batch (even: half positive, half negative).")
-    augment: bool = option(True, "Random crop/translation and mirror per sequence.")
-    min_crop_scale: float = option(0.8, "Smallest random crop, as a fraction of the frame side.")
-    flip: bool = option(True, "Random horizontal mirror (negates horizontal flow) with --augment.")
-    seed: int = option(0, "Seed of weight initialisation and pair sampling.")
-    stream: int = option(0, "Input pipeline of a distributed run (0: the single stream).", cli=False,
-                         results=False)
-    color_jitter: float = option(0.0, "Colour jitter strength j per training sequence: "
-                                 "brightness/contrast/saturation x U(1-j, 1+j), hue +-0.1j turn.")
-    random_erase: float = option(0.0, "Probability of erasing one random rectangle (all "
-                                 "channels 0) of each training sequence.")
-    num_parallel_calls: int = option(-1, "Batches prepared concurrently by every pipeline map "
-                                     "(-1: tf.data.AUTOTUNE, the machine's cores).", results=False)
-    sampler: str = option("pairs", "Training batches: pairs (the paper's: --batch_size pairs, "
-                          "half positive across cameras, half negative) or pk (--num_persons "
-                          "persons x --num_instances tracklets each, from different cameras "
-                          "where the person has them; --batch_size unused).",
-                          choices=SAMPLERS)
-    num_persons: int = option(8, "P: persons per batch with --sampler=pk.")
-    num_instances: int = option(4, "K: tracklets per person with --sampler=pk (a person with "
-                                "fewer repeats some).")
-
-    @property
-    def global_batch(self) -> int:
-        """Examples the per-example losses of a batch are averaged over: pairs or P*K sequences."""
-        return self.num_persons * self.num_instances if self.sampler == "pk" else self.batch_size
-
-    def __post_init__(self):
-        if self.sampler not in SAMPLERS:
-            raise ValueError(f"--sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
-        if self.sampler == "pk" and (self.num_persons < 2 or self.num_instances < 2):
-            raise ValueError(f"--sampler=pk needs --num_persons >= 2 (negatives) and "
-                             f"--num_instances >= 2 (positives), got {self.num_persons} and "
-                             f"{self.num_instances}")
-        if self.batch_size < 2 or self.batch_size % 2:
-            raise ValueError(f"--batch_size must be an even number >= 2 (half positive, half "
-                             f"negative pairs), got {self.batch_size}")
-        if self.seq_len < 1:
-            raise ValueError(f"--seq_len must be >= 1, got {self.seq_len}")
-        if not 0.1 <= self.min_crop_scale <= 1.0:
-            raise ValueError(f"--min_crop_scale must be in [0.1, 1], got {self.min_crop_scale}")
-        if not 0.0 <= self.color_jitter < 1.0:
-            raise ValueError(f"--color_jitter must be in [0, 1), got {self.color_jitter}")
-        if not 0.0 <= self.random_erase <= 1.0:
-            raise ValueError(f"--random_erase must be a probability in [0, 1], got {self.random_erase}")
-        check_parallel_calls(self.num_parallel_calls)
-
-
-def check_parallel_calls(n: int) -> int:
-    """`n` if it is a valid num_parallel_calls (>= 1, or -1 for AUTOTUNE); ValueError otherwise."""
-    if n != tf.data.AUTOTUNE and n < 1:
-        raise ValueError(f"--num_parallel_calls must be >= 1 or -1 (AUTOTUNE), got {n}")
-    return n
 
 
 class PairSampler(IdentityIndex):
@@ -174,33 +114,28 @@ def _augment(rgb: tf.Tensor, flow: tf.Tensor, boxes: tf.Tensor, flip: tf.Tensor,
              erase: tf.Tensor | None = None, colour_norm: str = DEFAULT_COLOUR_NORM) -> tf.Tensor:
     """rgb (N, L, H, W, 3) uint8, flow (N, L, H, W, 2), boxes (N, 4), flip (N,) -> (N, L, H, W, 5).
 
-    flow * flow_scale is the scaled flow (1 / FLOW_LEVELS for int8 quantised flow). Optional
-    per-sequence jitter (N, 4) (see _color_jitter) and erase boxes (N, 4), applied
-    identically to every frame of a
+    Each sequence's crop box and mirror apply to all its frames (augment.crop_resize and
+    augment.rescale_flow, shared with test-time augmentation). flow * flow_scale is the scaled
+    flow (1 / FLOW_LEVELS for int8 quantised flow). Optional per-sequence jitter (N, 4) (see
+    _color_jitter) and erase boxes (N, 4) are applied identically to every frame of a
     sequence; erasing zeroes all channels of the model input.
     """
     shape = tf.shape(rgb)
     n, length = shape[0], shape[1]
     size = [FRAME_HEIGHT, FRAME_WIDTH]
-    frame_boxes = tf.repeat(boxes, length, axis=0)
-    flip_f = tf.repeat(flip, length, axis=0)
-    # A mirrored crop is the crop of the same box with x1 and x2 swapped: one resampling pass.
-    sample = tf.where(flip_f[:, None], tf.gather(frame_boxes, [0, 3, 2, 1], axis=1), frame_boxes)
-    ind = tf.range(n * length)
-    rgb_out = tf.image.crop_and_resize(tf.reshape(rgb, [n * length, *size, 3]), sample, ind, size) / 255.0
+    frame_boxes, flip_f = per_frame(boxes, length), per_frame(flip, length)
+    rgb_out = crop_resize(tf.reshape(rgb, [n * length, *size, NUM_COLOR_CHANNELS]), frame_boxes,
+                          flip_f, size) / 255.0
     if jitter is not None:
-        rgb_out = _color_jitter(rgb_out, tf.repeat(jitter, length, axis=0))
-    flow_out = tf.image.crop_and_resize(
-        tf.reshape(tf.cast(flow, tf.float32), [n * length, *size, 2]), sample, ind, size)
-    # Zooming into a crop of relative size (h, w) magnifies displacements by (1/h, 1/w);
-    # mirroring negates the horizontal one.
-    zoom = tf.stack([tf.where(flip_f, -1.0, 1.0) / (frame_boxes[:, 3] - frame_boxes[:, 1]),
-                     1.0 / (frame_boxes[:, 2] - frame_boxes[:, 0])], -1) * flow_scale
-    flow_out = tf.clip_by_value(flow_out * zoom[:, None, None, :], -1.0, 1.0)
-    x = to_model_input(rgb_out, flow_out, colour_norm)
+        rgb_out = _color_jitter(rgb_out, per_frame(jitter, length))
+    flow_out = crop_resize(tf.reshape(tf.cast(flow, tf.float32),
+                                      [n * length, *size, NUM_FLOW_CHANNELS]),
+                           frame_boxes, flip_f, size)
+    x = to_model_input(rgb_out, rescale_flow(flow_out, frame_boxes, flip_f, flow_scale),
+                       colour_norm)
     if erase is not None:
-        x = _erase(x, tf.repeat(erase, length, axis=0))
-    return tf.reshape(x, [n, length, *size, 5])
+        x = _erase(x, per_frame(erase, length))
+    return tf.reshape(x, [n, length, *size, NUM_CHANNELS])
 
 
 def _read_windows(store: TrackletStore, lengths: np.ndarray, index: np.ndarray, start: np.ndarray,

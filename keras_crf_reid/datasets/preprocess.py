@@ -8,9 +8,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from keras_crf_reid.geometry import COLOUR_NORMS, DEFAULT_COLOUR_NORM, YUV_FIXED_MEAN, YUV_FIXED_STD
-
-_EPS = 1e-3
+from keras_crf_reid.geometry import (COLOUR_NORMS, DEFAULT_COLOUR_NORM, STD_EPS, YUV_FIXED_MEAN,
+                                     YUV_FIXED_STD)
 
 
 def check_colour_norm(colour_norm: str) -> str:
@@ -24,9 +23,7 @@ def normalise_yuv(yuv: tf.Tensor, colour_norm: str = DEFAULT_COLOUR_NORM) -> tf.
     """YUV (..., H, W, 3) -> the model's colour channels (see `to_model_input`)."""
     if check_colour_norm(colour_norm) == "fixed":
         return (yuv - tf.constant(YUV_FIXED_MEAN, yuv.dtype)) / tf.constant(YUV_FIXED_STD, yuv.dtype)
-    mean = tf.reduce_mean(yuv, axis=[-3, -2], keepdims=True)
-    std = tf.math.reduce_std(yuv, axis=[-3, -2], keepdims=True)
-    return (yuv - mean) / tf.maximum(std, _EPS)
+    return standardize(yuv)
 
 
 def to_model_input(rgb, flow, colour_norm: str = DEFAULT_COLOUR_NORM) -> tf.Tensor:
@@ -46,6 +43,14 @@ def to_model_input(rgb, flow, colour_norm: str = DEFAULT_COLOUR_NORM) -> tf.Tens
         rgb = tf.cast(rgb, tf.float32) / 255.0
     yuv = normalise_yuv(tf.image.rgb_to_yuv(tf.cast(rgb, tf.float32)), colour_norm)
     return tf.concat([yuv, tf.cast(flow, tf.float32)], axis=-1)
+
+
+def standardize(x: tf.Tensor) -> tf.Tensor:
+    """Each channel of each frame (..., H, W, C) to zero mean and unit variance over its pixels
+    (the deviation floored at geometry.STD_EPS, so a flat frame stays finite)."""
+    mean = tf.reduce_mean(x, axis=[-3, -2], keepdims=True)
+    std = tf.math.reduce_std(x, axis=[-3, -2], keepdims=True)
+    return (x - mean) / tf.maximum(std, STD_EPS)
 
 
 def loop_indices(num_frames: int, length: int, start: int = 0) -> np.ndarray:

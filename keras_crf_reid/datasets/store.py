@@ -47,10 +47,11 @@ import numpy as np
 from tqdm import tqdm
 
 from keras_crf_reid.atomic import pid_alive
-from keras_crf_reid.datasets.base import DatasetError, ReidDataset, Tracklet, warn_skipped
+from keras_crf_reid.datasets.base import (DatasetError, ReidDataset, Tracklet, fingerprint,
+                                          warn_skipped)
 from keras_crf_reid.datasets.flow import compute_flow, dequantize_flow, quantize_flow
 from keras_crf_reid.datasets.frames import read_frames
-from keras_crf_reid.datasets.validate import EmptyTrackletError
+from keras_crf_reid.datasets.validate import EmptyTrackletError, drop_tracklets
 from keras_crf_reid.geometry import FRAME_HEIGHT, FRAME_WIDTH
 
 CACHE_VERSION = "v3-dis-medium-clip8-int8-jpeg90-crc32"
@@ -92,13 +93,6 @@ def _entry_name(t: Tracklet) -> str:
     stamps = [_file_stamp(p) for p in (t.frames[:1] + t.frames[-1:])]
     digest = hashlib.sha1("\n".join(t.frames + tuple(stamps)).encode()).hexdigest()[:10]
     return f"{t.key}-{digest}{ENTRY_SUFFIX}"
-
-
-def _fingerprint(tracklets: Sequence[Tracklet]) -> str:
-    h = hashlib.sha1(CACHE_VERSION.encode())
-    for t in tracklets:
-        h.update(f"{t.pid}|{t.camid}|{len(t.frames)}|{t.frames[0] if t.frames else ''}\n".encode())
-    return h.hexdigest()[:12]
 
 
 def _jpeg(frame: np.ndarray, budget: int) -> bytes:
@@ -273,7 +267,8 @@ class TrackletStore:
         self.on_bad_image = on_bad_image
         self.dir = None
         if cache_dir:
-            self.dir = os.path.join(cache_dir, f"{dataset.name}-{_fingerprint(dataset.tracklets)}")
+            key = fingerprint(dataset.tracklets, salt=CACHE_VERSION, length=12)
+            self.dir = os.path.join(cache_dir, f"{dataset.name}-{key}")
         self._open: dict[int, _Entry] = {}
         self._names: dict[int, str] = {}
         self._lengths: list[int] | None = None
@@ -464,3 +459,16 @@ class TrackletStore:
             idx = np.asarray(idx) % len(rgb)
             return rgb[idx], q[idx]
         return self._read(i, idx)
+
+
+def drop_unreadable(dataset: ReidDataset, store: TrackletStore) -> tuple[ReidDataset, TrackletStore]:
+    """The dataset and store without the tracklets the store's build found no readable frame in.
+
+    Their persons are dropped too where a camera is left without them; every dropped tracklet
+    and skipped frame is recorded in `dataset.skipped` (the summary's "skipped" count).
+    """
+    dropped_frames = {p for i in store.empty for p in dataset.tracklets[i].frames}
+    dataset, keep = drop_tracklets(dataset, store.empty)
+    dataset.skipped.update({p: "undecodable frame skipped" for p in store.skipped_frames
+                            if p not in dropped_frames and p not in dataset.skipped})
+    return dataset, (store if len(keep) == len(store) else store.subset(dataset, keep))

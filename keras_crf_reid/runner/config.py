@@ -2,15 +2,17 @@
 
     ExperimentConfig
       data:  DataConfig       which dataset, where, splits
-      model: ModelConfig      the CRF network (model.py)
-      parts, fusion_steps     local-global fusion
-      pairs: PairConfig       pair or P x K sampling and augmentation (datasets/pipeline.py)
-      train: TrainConfig      optimisation (trainer.py)
-      eval:  EvalConfig       test protocol and report
+      model: ModelConfig      the CRF network (configs/model.py; built by model.py)
+      parts                   body-part models trained
+      fusion: FusionConfig    how the three fusion weights are learned (configs/train.py)
+      pairs: PairConfig       pair or P x K sampling and augmentation (configs/pairs.py)
+      train: TrainConfig      optimisation (configs/train.py; trainer.py acts on it)
+      eval:  EvalConfig       test protocol, report, test-time augmentation (configs/tta.py)
       run:   RunConfig        names, outputs, rows of an ablation, processes
 
 `define_flags()` makes one absl flag per leaf (named after the field, e.g. --seq_len) and
-`config_from_flags()` builds the tree back; both come from `keras_crf_reid.cli`.
+`config_from_flags()` builds the tree back; both come from `keras_crf_reid.cli`. Nothing here
+imports TensorFlow: parsing flags and reading a run's settings stay cheap.
 """
 from __future__ import annotations
 
@@ -21,12 +23,13 @@ from absl import flags
 
 from keras_crf_reid import cli
 from keras_crf_reid.baseline import DEFAULT_KIND, KINDS
+from keras_crf_reid.configs.model import ModelConfig
+from keras_crf_reid.configs.pairs import PairConfig
+from keras_crf_reid.configs.train import FusionConfig, TrainConfig
+from keras_crf_reid.configs.tta import TTAConfig
 from keras_crf_reid.datasets import DATASETS
-from keras_crf_reid.datasets.pipeline import PairConfig
 from keras_crf_reid.geometry import GROUP_LEN, PARTS
-from keras_crf_reid.model import ModelConfig
 from keras_crf_reid.options import option
-from keras_crf_reid.trainer import TrainConfig
 
 ROWS = ("cnn", "rnn", "cnn_rnn", "fusion")
 TRAIN_SPLITS = ("train", "all")
@@ -94,8 +97,7 @@ class EvalConfig:
 
     seq_len: int = option(GROUP_LEN, "Frames per evaluation group (also recorded in the export).",
                           flag="eval_seq_len")
-    tta: bool = option(False, "Test-time augmentation: average the embeddings of mirrored and "
-                       "cropped views (evaluation and the exported model alike).")
+    tta: TTAConfig = TTAConfig()
     baseline: bool = option(True, "Also report a hand-crafted nearest-neighbour baseline per "
                             "split (--baseline_kind).")
     baseline_kind: str = option(DEFAULT_KIND, "The report's baseline: stripe_hsv (HSV "
@@ -158,7 +160,7 @@ class ExperimentConfig:
     model: ModelConfig = ModelConfig()
     parts: tuple[str, ...] = option(("full",), "Part models to train: full,upper,lower; all "
                                     "three are also fused.", results=False)
-    fusion_steps: int = option(100, "Steps learning the three fusion weights.", extendable=True)
+    fusion: FusionConfig = FusionConfig()
     pairs: PairConfig = PairConfig()
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
@@ -169,8 +171,6 @@ class ExperimentConfig:
         if bad or not self.parts or len(set(self.parts)) != len(self.parts):
             raise ValueError(f"--parts must be a non-empty subset of {','.join(PARTS)}, got "
                              f"{','.join(self.parts)}")
-        if self.fusion_steps < 0:
-            raise ValueError(f"--fusion_steps must be >= 0, got {self.fusion_steps}")
         if self.train.metric_loss == "triplet" and self.pairs.sampler != "pk":
             raise ValueError("--metric_loss=triplet needs identity batches: add --sampler=pk "
                              "(pair batches train the contrastive loss)")

@@ -33,7 +33,7 @@ from keras_crf_reid.runner.ablation import Row, split_jobs, table_rows
 from keras_crf_reid.runner.config import ExperimentConfig, replace
 from keras_crf_reid.runner.data import RunData, prepare
 from keras_crf_reid.runner.split import (BASELINE, DISTANCES_FILE, missing_entries, read_split,
-                                         run_split, scored_model, split_dir)
+                                         run_split, split_dir)
 
 log = logging.getLogger(__name__)
 SETTINGS_FILE = "settings.json"
@@ -230,11 +230,13 @@ def final_model_entry(cfg: ExperimentConfig) -> str | None:
 def export_final(cfg: ExperimentConfig, split_id: int) -> dict:
     """Saves the first split's final model as model.keras and exports it (unless --export=false)."""
     from keras_crf_reid.serving.export import export_saved_model
+    from keras_crf_reid.tta import scored_model
     entry = final_model_entry(cfg)
     if entry is None:
         return {}
-    model = scored_model(cfg, restore_checkpoint(
-        os.path.join(split_dir(cfg, split_id), entry, "ckpt"), cfg.model, entry))
+    model = scored_model(restore_checkpoint(
+        os.path.join(split_dir(cfg, split_id), entry, "ckpt"), cfg.model, entry), cfg.eval.tta,
+        cfg.model.colour_norm)
     out = {"keras_model": os.path.join(cfg.run_dir, "model.keras")}
     model.save(out["keras_model"])
     if cfg.run.export:

@@ -21,7 +21,7 @@ import dataclasses
 import json
 import os
 import time
-from typing import Sequence
+from typing import Callable, Sequence
 
 import keras
 import numpy as np
@@ -34,11 +34,10 @@ from keras_crf_reid.datasets.pipeline import replica_pairs, training_sampler
 from keras_crf_reid.evaluation import compiled_embedder, evaluate_split
 from keras_crf_reid.fusion import build_fusion_model, fusion_weights
 from keras_crf_reid.geometry import PARTS
-from keras_crf_reid.losses import LossWeights
 from keras_crf_reid.runner.config import ExperimentConfig
 from keras_crf_reid.runner.data import RunData
-from keras_crf_reid.trainer import Trainer
-from keras_crf_reid.tta import build_tta_model
+from keras_crf_reid.trainer import TrainConfig, Trainer
+from keras_crf_reid.tta import scored_model
 
 BASELINE = "baseline"
 LEGACY_BASELINE_KIND = "hist"  # what a baseline entry without a recorded kind was computed with
@@ -78,9 +77,9 @@ def read_split(cfg: ExperimentConfig, data: RunData, split_id: int) -> dict | No
     except (OSError, ValueError) as e:
         raise ValueError(f"{path}: unreadable per-split results ({e}); delete it to rerun "
                          f"the split")
-    old, new = dict(done.get("key") or {}), split_key(cfg, data, split_id)
-    if isinstance(old.get("config"), dict):  # settings added since take their defaults
-        old["config"] = {**cli.flag_dict(ExperimentConfig(), results_only=True), **old["config"]}
+    old, new = done.get("key") or {}, split_key(cfg, data, split_id)
+    if "config" in old:  # a setting added since the split ran: it ran with the default
+        old = {**old, "config": {**cli.flag_dict(type(cfg)(), results_only=True), **old["config"]}}
     if old != new:
         diff = [f"{k} files" if k == "data" else "split identities"
                 for k in ("data", "split") if old.get(k) != new[k]]
@@ -106,24 +105,43 @@ def missing_entries(cfg: ExperimentConfig, data: RunData, split_id: int,
     return [e for e in entries if done is None or e not in _scored(cfg, done)]
 
 
-def scored_model(cfg: ExperimentConfig, model: keras.Model) -> keras.Model:
-    """The model that is evaluated and exported: wrapped in test-time augmentation with --tta."""
-    return build_tta_model(model, colour_norm=cfg.model.colour_norm) if cfg.eval.tta else model
+# Added to the seed of a split's pairs per entry: each model of a split has its own stream.
+SEED_OFFSETS = {**{p: k for k, p in enumerate(PARTS)}, FUSION: 7}
+
+
+def entry_seed(cfg: ExperimentConfig, split_id: int, entry: str) -> int:
+    """The seed of one entry's weights and training pairs on one split."""
+    return cfg.pairs.seed + 1000 * split_id + SEED_OFFSETS[entry]
+
+
+def _train(cfg: ExperimentConfig, data: RunData, split_id: int, entry: str, model: keras.Model,
+           tcfg: TrainConfig, strategy: tf.distribute.Strategy,
+           eval_fn: Callable | None = None) -> tuple[Trainer, dict]:
+    """Fits `model` (resuming from its checkpoint) on the split's training pairs; returns the
+    trainer and its statistics."""
+    split = data.splits[split_id]
+    pairs = dataclasses.replace(cfg.pairs, seed=entry_seed(cfg, split_id, entry))
+    sampler = training_sampler(data.store, split.train, pairs)
+    trainer = Trainer(model, sampler.num_classes, tcfg,
+                      os.path.join(split_dir(cfg, split_id), entry), strategy)
+    stats = trainer.fit(lambda start, ctx: replica_pairs(data.store, split.train, pairs, start, ctx,
+                                                         cfg.model.colour_norm),
+                        pairs.global_batch, eval_fn=eval_fn, progress=cfg.run.progress)
+    return trainer, stats
 
 
 def train_part(cfg: ExperimentConfig, data: RunData, split_id: int, part: str,
-               strategy: tf.distribute.Strategy) -> tuple[keras.Model, dict]:
-    """Trains (or resumes, or reloads when finished) one part model on a split's training set."""
+               strategy: tf.distribute.Strategy) -> tuple[keras.Model, Callable, dict]:
+    """Trains (or resumes, or reloads when finished) one part model on a split's training set.
+
+    Returns the model, its compiled scored embedder (TTA-wrapped with --tta) and the training
+    statistics.
+    """
     split = data.splits[split_id]
-    seed = cfg.pairs.seed + 1000 * split_id + PARTS.index(part)
-    keras.utils.set_random_seed(seed)
-    pairs = dataclasses.replace(cfg.pairs, seed=seed)
+    keras.utils.set_random_seed(entry_seed(cfg, split_id, part))
     with strategy.scope():
         model = build_model(cfg.model, part)
-    sampler = training_sampler(data.store, split.train, pairs)
-    trainer = Trainer(model, sampler.num_classes, cfg.train,
-                      os.path.join(split_dir(cfg, split_id), part), strategy)
-    embed = compiled_embedder(scored_model(cfg, model))
+    embed = compiled_embedder(scored_model(model, cfg.eval.tta, cfg.model.colour_norm))
 
     def split_eval(step: int) -> dict:
         metrics = evaluate_split(embed, data.store, split, cfg.eval.seq_len,
@@ -131,35 +149,22 @@ def train_part(cfg: ExperimentConfig, data: RunData, split_id: int, part: str,
                                  colour_norm=cfg.model.colour_norm)
         return {k: v for k, v in metrics.items() if k != "cmc"}
 
-    stats = trainer.fit(lambda start, ctx: replica_pairs(data.store, split.train, pairs, start, ctx,
-                                                         cfg.model.colour_norm),
-                        pairs.global_batch, eval_fn=split_eval, progress=cfg.run.progress)
+    trainer, stats = _train(cfg, data, split_id, part, model, cfg.train, strategy, split_eval)
     if trainer.interrupted:
         raise KeyboardInterrupt(f"training of {trainer.model_dir} interrupted; checkpoint saved, "
                                 f"re-run the same command to resume")
-    return model, stats
+    return model, embed, stats
 
 
 def train_fusion(cfg: ExperimentConfig, data: RunData, split_id: int,
                  part_models: dict[str, keras.Model], strategy: tf.distribute.Strategy) -> keras.Model:
-    """Learns W_u, W_l, W_g with the part models frozen.
-
-    Only the metric loss is used (W2 = W3 = 0): the three scalars rescale a fixed
-    embedding space, and an identity classifier trained from scratch on top of it would mostly
-    learn its own weights rather than inform the fusion weights.
-    """
-    split = data.splits[split_id]
+    """Learns W_u, W_l, W_g with the part models frozen, as --fusion_* say (FusionConfig)."""
     with strategy.scope():
         fusion = build_fusion_model(part_models)
-    pairs = dataclasses.replace(cfg.pairs, seed=cfg.pairs.seed + 1000 * split_id + 7)
-    sampler = training_sampler(data.store, split.train, pairs)
-    tcfg = dataclasses.replace(cfg.train, steps=cfg.fusion_steps, optimizer="adam",
-                               learning_rate=1e-2, weights=LossWeights(1.0, 0.0, 0.0), eval_every=0)
-    trainer = Trainer(fusion, sampler.num_classes, tcfg,
-                      os.path.join(split_dir(cfg, split_id), FUSION), strategy)
-    trainer.fit(lambda start, ctx: replica_pairs(data.store, split.train, pairs, start, ctx,
-                                                 cfg.model.colour_norm),
-                pairs.global_batch, progress=cfg.run.progress)
+    f = cfg.fusion
+    tcfg = dataclasses.replace(cfg.train, steps=f.steps, optimizer=f.optimizer,
+                               learning_rate=f.learning_rate, weights=f.weights, eval_every=0)
+    _train(cfg, data, split_id, FUSION, fusion, tcfg, strategy)
     return fusion
 
 
@@ -181,11 +186,12 @@ def run_split(cfg: ExperimentConfig, data: RunData, split_id: int, entries: Sequ
     split, out_dir = data.splits[split_id], split_dir(cfg, split_id)
     npz = os.path.join(out_dir, DISTANCES_FILE)
     distances = dict(np.load(npz)) if os.path.exists(npz) else {}
-    models: dict[str, keras.Model] = {}
+    models: dict[str, tuple[keras.Model, Callable]] = {}  # part -> (model, scored embedder)
 
-    def part_model(part: str) -> keras.Model:
+    def part_model(part: str) -> tuple[keras.Model, Callable]:
         if part not in models:
-            models[part], stats = train_part(cfg, data, split_id, part, strategy)
+            model, embed, stats = train_part(cfg, data, split_id, part, strategy)
+            models[part] = model, embed
             done["train"].append({"part": part, **stats})
         return models[part]
 
@@ -197,14 +203,15 @@ def run_split(cfg: ExperimentConfig, data: RunData, split_id: int, entries: Sequ
             done["baseline_kind"] = cfg.eval.baseline_kind
         else:
             if entry == FUSION:
-                model = train_fusion(cfg, data, split_id, {p: part_model(p) for p in PARTS},
+                model = train_fusion(cfg, data, split_id, {p: part_model(p)[0] for p in PARTS},
                                      strategy)
                 done["fusion_weights"] = fusion_weights(model)
                 print(f"split {split_id}: fusion weights {done['fusion_weights']}", flush=True)
+                embed = compiled_embedder(scored_model(model, cfg.eval.tta, cfg.model.colour_norm))
             else:
-                model = part_model(entry)
+                embed = part_model(entry)[1]
             done["entries"][entry], distances[entry] = evaluate_split(
-                compiled_embedder(scored_model(cfg, model)), data.store, split, cfg.eval.seq_len,
+                embed, data.store, split, cfg.eval.seq_len,
                 progress=cfg.run.progress, with_distances=True,
                 num_parallel_calls=cfg.pairs.num_parallel_calls, colour_norm=cfg.model.colour_norm)
         done["seconds"] = float(done.get("seconds", 0.0)) + time.time() - t_entry

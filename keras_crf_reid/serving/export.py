@@ -12,6 +12,9 @@ instead of a duplicate. Scratch folders left by killed exports are removed at th
 
     python -m keras_crf_reid.serving.export --keras_model=runs/demo/model.keras --model_base_path=saved_models/crf_reid
     python -m keras_crf_reid.serving.export --checkpoint=runs/demo/split_0/upper/ckpt --part=upper --model_base_path=...
+
+A checkpoint is wrapped as the run's own export wraps it (`tta.scored_model`): give the run's
+--tta, --tta_views and --tta_crop_scale (or its flagfile) to export the same model.
 """
 from __future__ import annotations
 
@@ -289,7 +292,9 @@ def _main(argv) -> None:
     from absl import app, flags
 
     from keras_crf_reid import checkpoints, cli
+    from keras_crf_reid.configs.tta import TTAConfig
     from keras_crf_reid.model import ModelConfig
+    from keras_crf_reid.tta import scored_model
 
     f = flags.FLAGS
     if len(argv) > 1:
@@ -301,7 +306,8 @@ def _main(argv) -> None:
             model = checkpoints.load_keras_model(f.keras_model)
         else:
             config = cli.from_flags(ModelConfig, f, dropout=0.0)
-            model = checkpoints.restore_checkpoint(f.checkpoint, config, f.part)
+            model = scored_model(checkpoints.restore_checkpoint(f.checkpoint, config, f.part),
+                                 cli.from_flags(TTAConfig, f), config.colour_norm)
         path = export_saved_model(model, f.model_base_path, f.version, f.overwrite, f.group_len,
                                   f.colour_norm)
     except (ValueError, OSError) as e:
@@ -318,6 +324,7 @@ def main() -> None:
     from absl import flags
 
     from keras_crf_reid import cli
+    from keras_crf_reid.configs.tta import TTAConfig
     from keras_crf_reid.model import ModelConfig
 
     flags.DEFINE_string("keras_model", None, "A .keras model file to export.")
@@ -326,6 +333,7 @@ def main() -> None:
     flags.DEFINE_enum("part", "full", ["full", "upper", "lower", "fusion"],
                       "Which model the --checkpoint holds: a body part or the fusion of all three.")
     cli.define_flags(ModelConfig)
+    cli.define_flags(TTAConfig)
     flags.DEFINE_integer("group_len", GROUP_LEN, "Frames per group when embedding tracklets "
                          "(the run's --eval_seq_len).", lower_bound=1)
     flags.DEFINE_string("model_base_path", None, "Base directory; the export goes to <base>/<version>.")

@@ -28,7 +28,8 @@ from keras_crf_reid.serving import contract, export, limits, service
 from keras_crf_reid.serving.client import ReidClient
 from keras_crf_reid.serving.inference import tracklet_input
 from keras_crf_reid.trainer import TrainConfig
-from keras_crf_reid.tta import DEFAULT_CROP_SCALE, build_tta_model, crop_window
+from keras_crf_reid.datasets.augment import crop_resize
+from keras_crf_reid.tta import DEFAULT_CROP_SCALE, build_tta_model, view_box
 from tests.inference_test import write_tracklet
 
 GROUP = 4
@@ -75,8 +76,9 @@ def test_tta_crop_views_keep_fixed_colour():
     out = {}
     for norm in COLOUR_NORMS:
         out[norm] = build_tta_model(identity, ("crop_center",), colour_norm=norm)(x).numpy()[0]
-    r0, c0, rows, cols = crop_window("crop_center", 128, 64, DEFAULT_CROP_SCALE)
-    crop = tf.image.resize(x[0, :, r0:r0 + rows, c0:c0 + cols], (128, 64), method="bilinear").numpy()
+    box, _ = view_box("crop_center", DEFAULT_CROP_SCALE)
+    crop = crop_resize(tf.constant(x[0]), tf.constant([box, box], tf.float32),
+                       tf.constant([False, False]), (128, 64)).numpy()
     np.testing.assert_allclose(out["fixed"][:3], crop[..., :3].mean((0, 1, 2)), atol=1e-3)
     np.testing.assert_allclose(out["frame_std"][:3], 0.0, atol=1e-3)
 

@@ -28,6 +28,7 @@ from keras_crf_reid.serving import contract, export, limits, service
 from keras_crf_reid.serving.client import ReidClient
 from keras_crf_reid.serving.inference import tracklet_input
 from keras_crf_reid.trainer import TrainConfig
+from keras_crf_reid.configs.tta import TTAConfig
 from keras_crf_reid.datasets.augment import crop_resize
 from keras_crf_reid.tta import DEFAULT_CROP_SCALE, build_tta_model, view_box
 from tests.inference_test import write_tracklet
@@ -117,7 +118,7 @@ def trained_fixed(tmp_path_factory):
         model=ModelConfig(filters=(4, 4, 4), embed_dim=8, dropout=0.0, colour_norm="fixed"),
         pairs=PairConfig(seq_len=4, batch_size=4),
         train=TrainConfig(steps=3, optimizer="adam", learning_rate=1e-3, ckpt_every=0),
-        eval=EvalConfig(seq_len=GROUP, tta=True, baseline=False),
+        eval=EvalConfig(seq_len=GROUP, tta=TTAConfig(enabled=True), baseline=False),
         run=RunConfig(name="fixed", output_dir=str(root / "runs"), model_base_path=base,
                       progress=False))
     out = run(cfg)

@@ -18,14 +18,18 @@ setup(
         "pillow>=10",
         "grpcio>=1.60",
         "tensorboard>=2.16",
+        "filterpy>=1.4",
     ],
     # tensorflow-serving-api (export warm-up records, gRPC client and development server) is not
     # listed: it declares the full `tensorflow` wheel, which clashes with tensorflow-cpu. Install
     # it with `pip install --no-deps tensorflow-serving-api==2.21.0` (tools/setup_env.sh does);
     # keras_crf_reid.serving.contract.serving_apis() says so when it is missing.
     extras_require={
-        "test": ["pytest>=8", "faiss-cpu>=1.8"],
+        "test": ["pytest>=8", "faiss-cpu>=1.8", "motmetrics>=1.4"],
         "ann": ["faiss-cpu>=1.8"],
+        # tracking metrics (tools/eval_tracking.py); keras_crf_reid.tracking.metrics shims the
+        # np.asfarray that py-motmetrics 1.4 calls and NumPy 2 removed
+        "track": ["motmetrics>=1.4"],
         # Keras 3's JAX backend (keras_crf_reid.jax_step, tools/bench_backends.py); on a GPU
         # machine install jax's CUDA wheels instead of jax[cpu].
         "jax": ["jax[cpu]>=0.10"],

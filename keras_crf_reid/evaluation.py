@@ -13,6 +13,7 @@ from keras_crf_reid.datasets.pipeline import group_dataset
 from keras_crf_reid.datasets.store import TrackletStore
 from keras_crf_reid.geometry import DEFAULT_COLOUR_NORM, GROUP_LEN, INPUT_SHAPE
 from keras_crf_reid.metrics import cmc_summary, euclidean_distances, evaluate_rank
+from keras_crf_reid.rerank import rerank_features
 
 
 def compiled_embedder(model: keras.Model) -> Callable:
@@ -47,10 +48,12 @@ def embed_tracklets(embed: Callable, store: TrackletStore, indices: Sequence[int
     return (sums / counts[:, None]).astype(np.float32)
 
 
-def split_distances(features: dict[int, np.ndarray], split: Split) -> np.ndarray:
-    """Euclidean (query x gallery) distances from per-tracklet features (index -> vector)."""
-    return euclidean_distances(np.stack([features[i] for i in split.query]),
-                               np.stack([features[i] for i in split.gallery]))
+def split_distances(features: dict[int, np.ndarray], split: Split, rerank: bool = False) -> np.ndarray:
+    """(query x gallery) distances from per-tracklet features (index -> vector): Euclidean, or
+    k-reciprocal re-ranked ones with `rerank`."""
+    query = np.stack([features[i] for i in split.query])
+    gallery = np.stack([features[i] for i in split.gallery])
+    return rerank_features(query, gallery) if rerank else euclidean_distances(query, gallery)
 
 
 def score_distances(dist: np.ndarray, store: TrackletStore, split: Split, max_rank: int = 20) -> dict:
@@ -65,8 +68,10 @@ def score_distances(dist: np.ndarray, store: TrackletStore, split: Split, max_ra
 
 def evaluate_split(embed: Callable, store: TrackletStore, split: Split, seq_len: int = GROUP_LEN,
                    batch_size: int = 32, progress: bool = False, with_distances: bool = False,
-                   num_parallel_calls: int = -1, colour_norm: str = DEFAULT_COLOUR_NORM):
-    """Embeds the query and gallery tracklets of a split and scores them.
+                   num_parallel_calls: int = -1, colour_norm: str = DEFAULT_COLOUR_NORM,
+                   rerank: bool = False):
+    """Embeds the query and gallery tracklets of a split and scores them (distances re-ranked
+    with `rerank`).
 
     Returns the metrics dict, or (metrics, float32 distance matrix) with `with_distances`.
     `num_parallel_calls`: evaluation batches prepared concurrently (-1: AUTOTUNE).
@@ -74,6 +79,6 @@ def evaluate_split(embed: Callable, store: TrackletStore, split: Split, seq_len:
     indices = sorted(set(split.query) | set(split.gallery))
     feats = embed_tracklets(embed, store, indices, seq_len, batch_size, progress,
                             num_parallel_calls, colour_norm)
-    dist = split_distances(dict(zip(indices, feats)), split)
+    dist = split_distances(dict(zip(indices, feats)), split, rerank)
     metrics = score_distances(dist, store, split)
     return (metrics, dist.astype(np.float32)) if with_distances else metrics

@@ -15,7 +15,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from keras_crf_reid.losses import LossWeights, crf_loss
+from keras_crf_reid.losses import LossWeights, crf_loss, pk_loss
 
 
 def require_jax_backend() -> None:
@@ -36,15 +36,18 @@ def clip_by_global_norm(grads: list, clipnorm: float):
 class JaxTrainStep:
     """One jitted CRF training step over (model + identity classifier), state held as arrays.
 
-    `step(inputs, targets)` takes the TF trainer's batch layout: inputs (a, b) of shape
-    (B, T, 128, 64, 5) each, targets {"label": (B,), "class_a": (B,), "class_b": (B,)}, numpy
-    or jax arrays; it returns the batch means of the loss terms and "finite" (1.0 when the
+    `step(inputs, targets)` takes the TF trainer's batch layouts, numpy or jax arrays: pairs,
+    inputs (a, b) of shape (B, T, 128, 64, 5) each and targets {"label": (B,), "class_a": (B,),
+    "class_b": (B,)} (crf_loss), or a P x K identity batch, inputs (N, T, 128, 64, 5) and
+    targets {"class": (N,)} (pk_loss with `metric_loss`; the triplet loss uses
+    `triplet_margin`). It returns the batch means of the loss terms and "finite" (1.0 when the
     update was applied) as jax scalars.
     """
 
     def __init__(self, model: keras.Model, classifier: keras.layers.Layer,
                  optimizer: keras.optimizers.Optimizer, margin: float = 2.0,
-                 weights: LossWeights = LossWeights(), clipnorm: float = 10.0):
+                 weights: LossWeights = LossWeights(), clipnorm: float = 10.0,
+                 metric_loss: str = "contrastive", triplet_margin: float = 0.3):
         require_jax_backend()
         import jax
 
@@ -56,20 +59,26 @@ class JaxTrainStep:
         self.state = tuple([jax.numpy.array(v.value, copy=True) for v in vs] for vs in (
             self.variables, model.non_trainable_variables, optimizer.variables))
         self.margin, self.weights, self.clipnorm = float(margin), weights, float(clipnorm)
+        self.metric_loss = metric_loss
+        self.pk_margin = float(triplet_margin if metric_loss == "triplet" else margin)
         self._grad = jax.value_and_grad(self._loss, has_aux=True)
         self._step = jax.jit(self._train, donate_argnums=0)
         self._eval = jax.jit(self._eval_terms)
 
     def _terms(self, trainable, non_trainable, inputs, targets, training: bool):
-        a, b = inputs
-        x = ops.concatenate([a, b], axis=0)
+        pairs = "label" in targets
+        x = ops.concatenate(list(inputs), axis=0) if pairs else inputs
         emb, non_trainable = self.model.stateless_call(
             trainable[:self._n_model], non_trainable, x, training=training)
         logits, _ = self.classifier.stateless_call(trainable[self._n_model:], [], emb)
-        ea, eb = ops.split(emb, 2)
-        la, lb = ops.split(logits, 2)
-        terms = crf_loss(ea, eb, la, lb, targets["label"], targets["class_a"], targets["class_b"],
-                         self.margin, self.weights)
+        if pairs:
+            ea, eb = ops.split(emb, 2)
+            la, lb = ops.split(logits, 2)
+            terms = crf_loss(ea, eb, la, lb, targets["label"], targets["class_a"],
+                             targets["class_b"], self.margin, self.weights)
+        else:
+            terms = pk_loss(emb, logits, targets["class"], self.metric_loss, self.pk_margin,
+                            self.weights)
         return {k: ops.mean(v) for k, v in terms.items()}, non_trainable
 
     def _loss(self, trainable, non_trainable, inputs, targets):
@@ -90,13 +99,13 @@ class JaxTrainStep:
         return self._terms(trainable, non_trainable, inputs, targets, False)[0]
 
     def __call__(self, inputs, targets) -> dict:
-        self.state, means = self._step(self.state, tuple(inputs), dict(targets))
+        self.state, means = self._step(self.state, _batch(inputs), dict(targets))
         return means
 
     def evaluate(self, inputs, targets) -> dict:
         """Batch means of the loss terms with dropout off, at the current state (no update)."""
         trainable, non_trainable, _ = self.state
-        return self._eval(trainable, non_trainable, tuple(inputs), dict(targets))
+        return self._eval(trainable, non_trainable, _batch(inputs), dict(targets))
 
     def sync(self) -> None:
         """Writes the step's state into the Keras variables (model, classifier, optimizer)."""
@@ -106,3 +115,8 @@ class JaxTrainStep:
                                   (self.optimizer.variables, opt_vars)):
             for v, value in zip(variables, values):
                 v.assign(value)
+
+
+def _batch(inputs):
+    """A pair batch's (a, b) as a tuple (a jit-stable pytree); an identity batch as it is."""
+    return tuple(inputs) if isinstance(inputs, (list, tuple)) else inputs

@@ -184,7 +184,7 @@ def plot_ranked_results(query_frames: Sequence[np.ndarray],
 
     query_frames[i]: the query's frames (T, H, W, 3); gallery_frames[i][r]: the rank-(r+1)
     gallery tracklet (its middle frame is shown) or a single frame; matches[i][r]: whether it
-    is the query's identity (green border) or not (red). Every frame is shown at the size of the
+    is the query's identity (green border) or not (red), None when unknown (grey). Every frame is shown at the size of the
     first query frame. The image is `ranked_layout(...)["size"]` pixels.
     """
     if not query_frames:
@@ -208,7 +208,7 @@ def plot_ranked_results(query_frames: Sequence[np.ndarray],
             _put_tile(canvas, y, x, _resize_nearest(frame, height, width), QUERY_COLOR)
         for (y, x), g, ok in zip(layout["gallery"][i], gallery_frames[i], matches[i]):
             g = _frames_u8(g, f"query {i} gallery tracklet")
-            color = MATCH_COLOR if bool(ok) else MISMATCH_COLOR
+            color = QUERY_COLOR if ok is None else MATCH_COLOR if bool(ok) else MISMATCH_COLOR
             _put_tile(canvas, y, x, _resize_nearest(g[len(g) // 2], height, width), color)
 
     total_h, total_w = layout["size"]

@@ -17,7 +17,7 @@ def test_tensorflow_and_jax_losses_agree_on_a_tiny_model():
     proc = subprocess.run(
         [sys.executable, BENCH, "--filters=4,8", "--embed_dim=16", "--batch_size=4",
          "--seq_len=2", "--num_classes=10", "--dropout=0", "--warmup=0", "--steps=1",
-         "--nopeak"], env=env, capture_output=True, text=True, timeout=600)
+         "--nopeak"], env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     tf_run, jax_run = out["backends"]["tensorflow"], out["backends"]["jax"]

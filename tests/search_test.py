@@ -75,6 +75,17 @@ def test_unknown_index_kind():
         search.make_index("annoy", 4)
 
 
+def test_search_with_rerank_keeps_the_copy_first(data):
+    root, model_path = data
+    embedder = inference.load(model_path)
+    out = search.search(embedder, model_path, str(root / "gallery"), str(root / "query"), top_k=5,
+                        rerank=True)
+    first = out["results"][0]
+    assert out["rerank"] and first["matches"][0]["tracklet"] == "cam_b/person_0002"
+    dist = [m["distance"] for m in first["matches"]]
+    assert dist == sorted(dist) and len(dist) == 5
+
+
 def test_search_ranks_copy_first_and_caches(data, tmp_path, monkeypatch):
     root, model_path = data
     embedder = inference.load(model_path)

@@ -105,6 +105,8 @@ class EvalConfig:
                                 "(per-frame standardised RGB histogram, weak on real people) "
                                 "or pixel (keras_crf_reid/baseline.py). Changing it recomputes "
                                 "only the baseline row.", choices=KINDS, results=False)
+    rerank: bool = option(False, "k-reciprocal re-ranking (Zhong et al. 2017; k1=20, k2=6, "
+                          "lambda=0.3) of the query-gallery distances (keras_crf_reid.rerank).")
     ranked_queries: int = option(5, "Queries shown in the ranked-results figure.", results=False)
     ranked_top_k: int = option(5, "Gallery ranks shown per query in that figure.", results=False)
 

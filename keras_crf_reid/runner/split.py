@@ -146,7 +146,7 @@ def train_part(cfg: ExperimentConfig, data: RunData, split_id: int, part: str,
     def split_eval(step: int) -> dict:
         metrics = evaluate_split(embed, data.store, split, cfg.eval.seq_len,
                                  num_parallel_calls=cfg.pairs.num_parallel_calls,
-                                 colour_norm=cfg.model.colour_norm)
+                                 colour_norm=cfg.model.colour_norm, rerank=cfg.eval.rerank)
         return {k: v for k, v in metrics.items() if k != "cmc"}
 
     trainer, stats = _train(cfg, data, split_id, part, model, cfg.train, strategy, split_eval)
@@ -213,7 +213,8 @@ def run_split(cfg: ExperimentConfig, data: RunData, split_id: int, entries: Sequ
             done["entries"][entry], distances[entry] = evaluate_split(
                 embed, data.store, split, cfg.eval.seq_len,
                 progress=cfg.run.progress, with_distances=True,
-                num_parallel_calls=cfg.pairs.num_parallel_calls, colour_norm=cfg.model.colour_norm)
+                num_parallel_calls=cfg.pairs.num_parallel_calls, colour_norm=cfg.model.colour_norm,
+                rerank=cfg.eval.rerank)
         done["seconds"] = float(done.get("seconds", 0.0)) + time.time() - t_entry
         done["num_query"], done["num_gallery"] = len(split.query), len(split.gallery)
         if write:

@@ -48,6 +48,14 @@ def tracklet_groups(folder: str, seq_len: int = GROUP_LEN, height: int = FRAME_H
     paths = list_images(folder)
     if not paths:
         raise DatasetError(f"{folder}: tracklet folder holds no images")
+    yield from frame_groups(paths, seq_len, height, width, on_bad_image, batch, where=folder)
+
+
+def frame_groups(paths: list[str], seq_len: int = GROUP_LEN, height: int = FRAME_HEIGHT,
+                 width: int = FRAME_WIDTH, on_bad_image: str = "skip", batch: int = 16,
+                 where: str = "tracklet") -> Iterator[np.ndarray]:
+    """`tracklet_groups` of a tracklet given as its image files in order (e.g. a MARS track,
+    whose frames share a folder with the person's other tracks)."""
     frames = iter_frames(paths, on_bad_image=on_bad_image, height=height, width=width)
     pending, current, last = [], [], None
     for frame, flow in iter_flow(frames):
@@ -60,7 +68,7 @@ def tracklet_groups(folder: str, seq_len: int = GROUP_LEN, height: int = FRAME_H
                 yield np.stack(pending)
                 pending = []
     if last is None and not current:
-        raise DatasetError(f"{folder}: none of the {len(paths)} images could be decoded")
+        raise DatasetError(f"{where}: none of the {len(paths)} images could be decoded")
     if last is None:
         pending.append(_group_input([current[i] for i in loop_indices(len(current), seq_len)],
                                      colour_norm))

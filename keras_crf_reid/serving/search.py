@@ -27,6 +27,7 @@ from keras_crf_reid.atomic import atomic_path, write_atomic
 from keras_crf_reid.datasets import DatasetError, list_images
 from keras_crf_reid.datasets.base import warn_skipped
 from keras_crf_reid.metrics import euclidean_distances
+from keras_crf_reid.rerank import rerank_features
 from keras_crf_reid.serving import contract, inference
 from keras_crf_reid.serving.inference import Embedder
 
@@ -205,11 +206,12 @@ def embed_gallery(embedder: Embedder, model_path: str, gallery_root: str, cache_
 
 def search(embedder: Embedder, model_path: str, gallery_root: str, query_root: str, top_k: int = 10,
            index: str = "exact", cache_dir: str | None = None, progress: bool = False,
-           skip_bad: bool = False) -> dict:
+           skip_bad: bool = False, rerank: bool = False) -> dict:
     """Top-k gallery matches of every query tracklet: {"results": [{"query", "matches": [...]}]}.
 
     skip_bad: tracklets that cannot be embedded are left out (listed in "skipped") instead of
-    stopping the search.
+    stopping the search. rerank: k-reciprocal re-ranked distances over the whole gallery (the
+    index is not used).
     """
     if top_k <= 0:
         raise ValueError(f"--top_k must be positive, got {top_k}")
@@ -220,16 +222,21 @@ def search(embedder: Embedder, model_path: str, gallery_root: str, query_root: s
     queries = find_tracklets(query_root)
     q, skipped_queries = embed_folders(embedder, queries, progress, skip_bad)
     queries = [(n, f) for n, f in queries if n not in skipped_queries]
-    idx = make_index(index, embedder.embed_dim)
-    idx.add(gallery)
-    dist, ids = idx.search(q, top_k)
+    if rerank:
+        full = rerank_features(q, gallery)
+        ids = np.argsort(full, axis=1, kind="stable")[:, :top_k]
+        dist = np.take_along_axis(full, ids, axis=1)
+    else:
+        idx = make_index(index, embedder.embed_dim)
+        idx.add(gallery)
+        dist, ids = idx.search(q, top_k)
     results = [{"query": qname,
                 "matches": [{"rank": r + 1, "tracklet": names[j], "distance": float(d)}
                             for r, (j, d) in enumerate(zip(ids[i], dist[i]))]}
                for i, (qname, _) in enumerate(queries)]
     return {"model": embedder.source, "gallery": os.path.abspath(gallery_root),
             "query": os.path.abspath(query_root), "gallery_size": len(names), "top_k": top_k,
-            "index": index, "results": results,
+            "index": index, "rerank": rerank, "results": results,
             "skipped": {"gallery": skipped_gallery, "query": skipped_queries,
                         "count": len(skipped_gallery) + len(skipped_queries)}}
 
@@ -265,7 +272,7 @@ def _main(argv) -> None:
     try:
         embedder = inference.load(f.model, batch_size=f.batch_size)
         out = search(embedder, f.model, f.gallery, f.query, f.top_k, f.index, f.cache_dir or None,
-                     progress=True, skip_bad=f.skip_bad_tracklets)
+                     progress=True, skip_bad=f.skip_bad_tracklets, rerank=f.rerank)
     except (ValueError, OSError, ImportError) as e:
         raise SystemExit(f"error: {e}")
     if out["skipped"]["count"]:
@@ -290,6 +297,8 @@ def main() -> None:
     flags.DEFINE_string("query", None, "Folder of query tracklet folders (or one tracklet folder).")
     flags.DEFINE_integer("top_k", 10, "Matches reported per query.", lower_bound=1)
     flags.DEFINE_enum("index", "exact", list(INDEXES), "Nearest-neighbour index.")
+    flags.DEFINE_boolean("rerank", False, "k-reciprocal re-ranking of the distances (query and "
+                         "gallery pooled; keras_crf_reid.rerank); --index is then unused.")
     flags.DEFINE_string("cache_dir", "cache/search", "Where gallery embeddings are cached ('' = no cache).")
     flags.DEFINE_integer("batch_size", 16, "Frame groups per forward pass.", lower_bound=1)
     flags.DEFINE_string("output", None, "Write the results as JSON to this file.")

@@ -1,0 +1,108 @@
+"""A video plus its detections -> tracks (MOTChallenge rows) and per-track 64x128 crop folders."""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from typing import Callable
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from keras_crf_reid.tracking import video
+from keras_crf_reid.tracking.detections import DetectionFileError, Detections, from_arrays, write_mot
+from keras_crf_reid.tracking.tracker import Tracker, TrackerConfig
+
+TRACKS_FILE = "tracks.txt"
+TRACKLETS_DIR = "tracklets"
+log = logging.getLogger(__name__)
+
+# crops (N, 128, 64, 3) uint8 RGB -> embeddings (N, D)
+AppearanceFn = Callable[[np.ndarray], np.ndarray]
+
+
+def model_appearance(embedder) -> AppearanceFn:
+    """Per-detection embeddings from a loaded re-id model (keras_crf_reid.load): each crop is a
+    one-frame sequence (its optical flow is zero, as for any single-frame tracklet); one forward
+    pass per video frame for all of its detections."""
+    from keras_crf_reid.datasets.preprocess import to_model_input
+
+    def embed(crops: np.ndarray) -> np.ndarray:
+        rgb = np.asarray(crops, np.uint8)[:, None]
+        x = to_model_input(rgb, np.zeros(rgb.shape[:-1] + (2,), np.float32)).numpy()
+        return embedder.predict(x)
+
+    return embed
+
+
+def track_video(video_path: str, dets: Detections, appearance: AppearanceFn | None = None,
+                config: TrackerConfig = TrackerConfig(), out_dir: str | None = None,
+                progress: bool = False) -> dict:
+    """Tracks `dets` through the video; with `out_dir` writes tracks.txt and tracklets/<id>/.
+
+    Returns {"tracks": Detections (id = track id), "frames": frames read, "num_tracks": ...,
+    "frame_ranges": {track id: (first, last)}}.
+    """
+    by_frame: dict[int, np.ndarray] = {}
+    for row, f in enumerate(dets.frame):
+        by_frame.setdefault(int(f), []).append(row)
+    tracker = Tracker(config, use_appearance=appearance is not None)
+    crops_dir = os.path.join(out_dir, TRACKLETS_DIR) if out_dir else None
+    if crops_dir:
+        shutil.rmtree(crops_dir, ignore_errors=True)
+        os.makedirs(crops_dir)
+    total = video.frame_count(video_path) or None
+    rows_of: dict[tuple[int, int], int] = {}
+    frames = 0
+    for n, rgb in tqdm(video.read_video(video_path), total=total, desc="track", unit="frame",
+                       disable=not progress):
+        frames = n
+        tracker.frame_size = (rgb.shape[1], rgb.shape[0])
+        rows = np.asarray(by_frame.get(n, []), np.int64)
+        boxes = dets.boxes[rows]
+        crops = np.stack([video.crop(rgb, b) for b in boxes]) if len(rows) else None
+        feats = None
+        if appearance is not None:
+            feats = appearance(crops) if len(rows) else np.zeros((0, 1), np.float32)
+        tracker.update(n, boxes, feats)
+        if crops_dir:
+            for t in tracker.tracks:
+                f, d = tracker.history[t.id][-1]
+                if f == n:
+                    folder = os.path.join(crops_dir, str(t.id))
+                    os.makedirs(folder, exist_ok=True)
+                    cv2.imwrite(os.path.join(folder, f"{n:04d}.jpg"),
+                                cv2.cvtColor(crops[d], cv2.COLOR_RGB2BGR))
+        for d, row in enumerate(rows):
+            rows_of[(n, d)] = int(row)
+    if dets.frame.size and dets.frame.min() > frames:
+        raise DetectionFileError(f"the detections start at frame {dets.frame.min()} but the video "
+                                 f"{video_path} has only {frames} frames")
+    if dets.frame.size and dets.frame.max() > frames:
+        log.warning("detections reach frame %d but the video %s has %d frames: later ones ignored",
+                    dets.frame.max(), video_path, frames)
+    confirmed = tracker.confirmed_history()
+    # confirmed tracks numbered 1, 2, ... in order of first appearance (tentative ones, e.g. on
+    # false detections, took ids too)
+    new_id = {old: i for i, old in enumerate(sorted(confirmed, key=lambda t: (confirmed[t][0][0], t)), 1)}
+    history = {new_id[t]: h for t, h in confirmed.items()}
+    out_f, out_id, out_rows = [], [], []
+    for tid, hist in sorted(history.items()):
+        for f, d in hist:
+            out_f.append(f)
+            out_id.append(tid)
+            out_rows.append(rows_of[(f, d)])
+    out_rows = np.asarray(out_rows, np.int64)
+    tracks = from_arrays(out_f, out_id, dets.boxes[out_rows], dets.score[out_rows])
+    if crops_dir:
+        for name in os.listdir(crops_dir):
+            if int(name) in new_id:
+                os.rename(os.path.join(crops_dir, name), os.path.join(crops_dir, f"n{new_id[int(name)]}"))
+            else:
+                shutil.rmtree(os.path.join(crops_dir, name))
+        for name in os.listdir(crops_dir):
+            os.rename(os.path.join(crops_dir, name), os.path.join(crops_dir, name[1:]))
+        write_mot(os.path.join(out_dir, TRACKS_FILE), tracks)
+    ranges = {tid: (hist[0][0], hist[-1][0]) for tid, hist in sorted(history.items())}
+    return {"tracks": tracks, "frames": frames, "num_tracks": len(history), "frame_ranges": ranges}

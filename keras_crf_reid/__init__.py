@@ -8,11 +8,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 __version__ = "0.1.0"
 
 
-def load(path: str, batch_size: int = 16, group_len: int | None = None):
+def load(path: str, batch_size: int = 16, group_len: int | None = None,
+         colour_norm: str | None = None):
     """Loads a trained model (SavedModel version dir or base path, or a .keras file) for inference.
 
     Returns an object with `.predict(frames)` and `.embed(tracklet_dir)` (tracklets cut into the
-    frame groups the model was evaluated with); see keras_crf_reid.serving.inference.
+    frame groups the model was evaluated with, colour normalised as it was trained; both read
+    from the export unless given); see keras_crf_reid.serving.inference.
     """
     from keras_crf_reid.serving.inference import load as _load
-    return _load(path, batch_size, group_len)
+    return _load(path, batch_size, group_len, colour_norm)

@@ -35,10 +35,11 @@ def evaluate_checkpoint(cfg: config.ExperimentConfig, checkpoint: str, part: str
     model = checkpoints.restore_checkpoint(prefix, cfg.model, part)
     data = prepare(cfg.data, cfg.run.progress)
     s = data.split_ids(cfg.data)[0]
-    metrics = evaluate_split(compiled_embedder(scored_model(model, cfg.eval.tta)), data.store, data.splits[s],
+    embed = compiled_embedder(scored_model(model, cfg.eval.tta, cfg.model.colour_norm))
+    metrics = evaluate_split(embed, data.store, data.splits[s],
                              cfg.eval.seq_len, progress=cfg.run.progress,
                              num_parallel_calls=cfg.pairs.num_parallel_calls,
-                             rerank=cfg.eval.rerank)
+                             colour_norm=cfg.model.colour_norm, rerank=cfg.eval.rerank)
     return {"checkpoint": prefix, "part": part, "split": s, **metrics}
 
 

@@ -11,7 +11,7 @@ from tqdm import tqdm
 from keras_crf_reid.datasets.base import Split
 from keras_crf_reid.datasets.pipeline import group_dataset
 from keras_crf_reid.datasets.store import TrackletStore
-from keras_crf_reid.geometry import GROUP_LEN, INPUT_SHAPE
+from keras_crf_reid.geometry import DEFAULT_COLOUR_NORM, GROUP_LEN, INPUT_SHAPE
 from keras_crf_reid.metrics import cmc_summary, euclidean_distances, evaluate_rank
 from keras_crf_reid.rerank import rerank_features
 
@@ -30,9 +30,12 @@ def compiled_embedder(model: keras.Model) -> Callable:
 
 def embed_tracklets(embed: Callable, store: TrackletStore, indices: Sequence[int],
                     seq_len: int = GROUP_LEN, batch_size: int = 32, progress: bool = False,
-                    num_parallel_calls: int = -1) -> np.ndarray:
-    """(len(indices), D) features: the mean embedding of each tracklet's frame groups."""
-    ds, counts = group_dataset(store, indices, seq_len, batch_size, num_parallel_calls)
+                    num_parallel_calls: int = -1,
+                    colour_norm: str = DEFAULT_COLOUR_NORM) -> np.ndarray:
+    """(len(indices), D) features: the mean embedding of each tracklet's frame groups, prepared
+    with the model's `colour_norm` (ModelConfig.colour_norm)."""
+    ds, counts = group_dataset(store, indices, seq_len, batch_size, num_parallel_calls,
+                               colour_norm)
     sums = None
     bar = tqdm(total=int(counts.sum()), desc="embed", unit="group", disable=not progress)
     for x, owner in ds:
@@ -65,7 +68,8 @@ def score_distances(dist: np.ndarray, store: TrackletStore, split: Split, max_ra
 
 def evaluate_split(embed: Callable, store: TrackletStore, split: Split, seq_len: int = GROUP_LEN,
                    batch_size: int = 32, progress: bool = False, with_distances: bool = False,
-                   num_parallel_calls: int = -1, rerank: bool = False):
+                   num_parallel_calls: int = -1, colour_norm: str = DEFAULT_COLOUR_NORM,
+                   rerank: bool = False):
     """Embeds the query and gallery tracklets of a split and scores them (distances re-ranked
     with `rerank`).
 
@@ -74,7 +78,7 @@ def evaluate_split(embed: Callable, store: TrackletStore, split: Split, seq_len:
     """
     indices = sorted(set(split.query) | set(split.gallery))
     feats = embed_tracklets(embed, store, indices, seq_len, batch_size, progress,
-                            num_parallel_calls)
+                            num_parallel_calls, colour_norm)
     dist = split_distances(dict(zip(indices, feats)), split, rerank)
     metrics = score_distances(dist, store, split)
     return (metrics, dist.astype(np.float32)) if with_distances else metrics

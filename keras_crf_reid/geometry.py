@@ -1,4 +1,5 @@
-"""Shapes every module must agree on: frame size, input channel layout, body-part rows, group length.
+"""Shapes every module must agree on: frame size, input channel layout, body-part rows, group length,
+and how colour is normalised in the model input (`preprocess.to_model_input`).
 
 No I/O and no framework imports here, so readers, the model, evaluation and serving can all
 import it without pulling in each other.
@@ -19,6 +20,18 @@ STD_EPS = 1e-3
 INPUT_SHAPE = (FRAME_HEIGHT, FRAME_WIDTH, NUM_CHANNELS)
 # Frames per evaluation group (the paper's 16-frame sequences); exports record their own.
 GROUP_LEN = 16
+
+# Colour normalisation of the model input's YUV channels (ModelConfig.colour_norm, recorded in
+# every export's model_info): "frame_std" standardises each channel of each frame (the paper's;
+# it discards each frame's mean colour), "fixed" applies the constant offset and scale below,
+# keeping mean colour. The constants are YUV (tf.image.rgb_to_yuv of RGB in [0, 1]) pixel
+# statistics of 3,000 random frames of ../shared/realdata/mars_multi/bbox_train (training people
+# only), rounded; on mars_sample and the PETS09/TUD tracklets the means differ by < 0.06 and the
+# standard deviations by < 2x, so values stay roughly zero-mean and unit-variance on pedestrians.
+COLOUR_NORMS = ("frame_std", "fixed")
+DEFAULT_COLOUR_NORM = "frame_std"
+YUV_FIXED_MEAN = (0.38, -0.017, -0.003)
+YUV_FIXED_STD = (0.195, 0.046, 0.086)
 
 PARTS = ("full", "upper", "lower")
 PART_ROWS = {"full": (0, FRAME_HEIGHT), "upper": (0, FRAME_HEIGHT // 2),

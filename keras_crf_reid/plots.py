@@ -86,6 +86,49 @@ def plot_cmc_curves(curves: Mapping[str, np.ndarray], out_png: str, title: str =
     return _save(fig, out_png)
 
 
+def plot_learning_curves(curves: Mapping[str, Mapping[str, Sequence[float]]], out_png: str,
+                         metrics_shown: Sequence[str] = ("rank1", "mAP"),
+                         baselines: Mapping[str, Mapping[str, float]] | None = None,
+                         title: str = "") -> str:
+    """Held-out metrics (percent) against training step, one panel per metric.
+
+    `curves` maps a run name to {"step": [...], metric: [...]}; `baselines` maps a name to
+    {metric: value}, drawn as horizontal dashed lines (e.g. the stripe HSV histogram).
+    """
+    if not curves:
+        raise ValueError("no learning curves to plot")
+    for name, c in curves.items():
+        steps = np.asarray(c.get("step", ()), np.float64)
+        if steps.size == 0:
+            raise ValueError(f"learning curve {name!r} has no evaluated step")
+        for m in metrics_shown:
+            if m not in c or len(c[m]) != steps.size:
+                raise ValueError(f"learning curve {name!r}: {m!r} needs one value per step "
+                                 f"({steps.size})")
+    fig = plt.figure(figsize=(CMC_FIGSIZE[0] * len(metrics_shown), CMC_FIGSIZE[1]), dpi=DPI)
+    try:
+        for k, m in enumerate(metrics_shown):
+            ax = fig.add_subplot(1, len(metrics_shown), k + 1)
+            for i, (name, c) in enumerate(curves.items()):
+                ax.plot(c["step"], c[m], marker=_MARKERS[i % len(_MARKERS)], markersize=4,
+                        linewidth=1.5, label=name)
+            for j, (name, vals) in enumerate((baselines or {}).items()):
+                if m in vals:
+                    ax.axhline(vals[m], color="grey", linestyle=("--", ":", "-.")[j % 3],
+                               linewidth=1.2, label=f"{name} ({vals[m]:.1f})")
+            ax.set_xlabel("Training step")
+            ax.set_ylabel(f"{m} (%)")
+            ax.grid(True, linestyle=":", linewidth=0.8)
+            ax.legend(loc="lower right", fontsize=8)
+            if title:
+                ax.set_title(f"{title}: {m}")
+        fig.tight_layout()
+    except BaseException:
+        plt.close(fig)
+        raise
+    return _save(fig, out_png)
+
+
 def ranked_results_from_distmat(distmat: np.ndarray, q_pids, g_pids, q_camids, g_camids,
                                 top_k: int) -> tuple[np.ndarray, np.ndarray]:
     """Top-k gallery indices per query under the evaluation protocol, and their match flags.

@@ -6,15 +6,16 @@ wraps any embedding model (a CRF part model or the fusion model) taking frames
 views), so evaluation, `keras_crf_reid.load(...).embed`, `.keras` files and the exported
 SavedModel (serving signature `frames -> embedding`) all compute the same thing.
 
-Views act on model input (preprocess.to_model_input: YUV standardised per frame, then flow x,
+Views act on model input (preprocess.to_model_input: YUV normalised per `colour_norm`, then flow x,
 flow y in [-1, 1]; the layout is geometry's) and are made as training augmentation makes them
 (datasets.augment: the same crop boxes, mirror and flow rescaling):
   identity             the frames as they are
   mirror               width flipped and horizontal flow negated (exact)
   crop_<where>         the crop box of `crop_scale` of the height and width at where = center,
                        top_left, top_right, bottom_left or bottom_right (`view_box`), resampled
-                       back to H x W; the YUV channels are re-standardised per frame and flow
-                       is magnified by the zoom and clipped to [-1, 1]
+                       back to H x W; the YUV channels are re-standardised per frame (colour_norm
+                       frame_std; "fixed" is a constant affine map the resampling respects)
+                       and flow is magnified by the zoom and clipped to [-1, 1]
   mirror_crop_<where>  that crop, mirrored
 All views of a batch go through the wrapped model in a single forward pass.
 """
@@ -29,8 +30,8 @@ from keras import ops
 from keras_crf_reid.configs.tta import (DEFAULT_CROP_SCALE, DEFAULT_VIEWS,  # noqa: F401
                                         VIEWS, TTAConfig, check_views)  # (VIEWS re-exported)
 from keras_crf_reid.datasets.augment import crop_resize, rescale_flow
-from keras_crf_reid.datasets.preprocess import standardize
-from keras_crf_reid.geometry import COLOR_SLICE, FLOW_SLICE
+from keras_crf_reid.datasets.preprocess import check_colour_norm, standardize
+from keras_crf_reid.geometry import COLOR_SLICE, DEFAULT_COLOUR_NORM, FLOW_SLICE
 
 
 
@@ -51,10 +52,11 @@ class TTAViews(keras.layers.Layer):
     """(B, T, H, W, 5) -> (V * B, T, H, W, 5): the V views stacked view-major along the batch."""
 
     def __init__(self, views: Sequence[str] = DEFAULT_VIEWS, crop_scale: float = DEFAULT_CROP_SCALE,
-                 **kwargs):
+                 colour_norm: str = DEFAULT_COLOUR_NORM, **kwargs):
         super().__init__(**kwargs)
         self.crop_scale = float(crop_scale)
         self.views = check_views(views, self.crop_scale)
+        self.colour_norm = check_colour_norm(colour_norm)
 
     def _view(self, x, view: str):
         """One view of frames x (N, H, W, C): as training augments a sequence with that box and
@@ -67,7 +69,7 @@ class TTAViews(keras.layers.Layer):
         flip = tf.fill([n], mirror)
         x = crop_resize(x, boxes, flip, x.shape[1:3])
         colour = x[..., COLOR_SLICE]
-        if box != (0.0, 0.0, 1.0, 1.0):
+        if box != (0.0, 0.0, 1.0, 1.0) and self.colour_norm == "frame_std":
             colour = standardize(colour)
         flow = rescale_flow(x[..., FLOW_SLICE], boxes, flip)
         return tf.concat([colour, flow, x[..., FLOW_SLICE.stop:]], axis=-1)
@@ -84,7 +86,8 @@ class TTAViews(keras.layers.Layer):
         return (batch,) + tuple(input_shape[1:])
 
     def get_config(self):
-        return {**super().get_config(), "views": list(self.views), "crop_scale": self.crop_scale}
+        return {**super().get_config(), "views": list(self.views), "crop_scale": self.crop_scale,
+                "colour_norm": self.colour_norm}
 
 
 @keras.saving.register_keras_serializable("keras_crf_reid")
@@ -107,11 +110,13 @@ class ViewMean(keras.layers.Layer):
 
 
 def build_tta_model(model: keras.Model, views: Sequence[str] = DEFAULT_VIEWS,
-                    crop_scale: float = DEFAULT_CROP_SCALE, name: str | None = None) -> keras.Model:
+                    crop_scale: float = DEFAULT_CROP_SCALE, name: str | None = None,
+                    colour_norm: str = DEFAULT_COLOUR_NORM) -> keras.Model:
     """frames (B, T, H, W, C) -> `embedding` (B, D): the mean of `model`'s embeddings of the views.
 
     `model` takes frames (B, T, H, W, C) with fixed H, W, C (a CRF or fusion model); it is
-    called in inference mode and not modified.
+    called in inference mode and not modified. `colour_norm`: how its input's colour was
+    normalised (ModelConfig.colour_norm), which the cropped views must reproduce.
     """
     shape = tuple(model.input_shape) if not isinstance(model.input_shape, list) else ()
     if len(shape) != 5 or any(d is None for d in shape[2:]):
@@ -119,13 +124,16 @@ def build_tta_model(model: keras.Model, views: Sequence[str] = DEFAULT_VIEWS,
                          f"with fixed H, W, C; its input shape is {model.input_shape}")
     views = check_views(views, crop_scale)
     frames = keras.Input((None,) + shape[2:], name="frames")
-    stacked = TTAViews(views, crop_scale, name="tta_views")(frames)
+    stacked = TTAViews(views, crop_scale, colour_norm, name="tta_views")(frames)
     embeddings = model(stacked, training=False)
     mean = ViewMean(len(views), name="tta_mean")(embeddings)
     out = keras.layers.Activation("linear", dtype="float32", name="embedding")(mean)
     return keras.Model(frames, out, name=name or f"{model.name}_tta")
 
 
-def scored_model(model: keras.Model, config: TTAConfig) -> keras.Model:
-    """The model that is evaluated and exported: `model`, wrapped in its TTA views with --tta."""
-    return build_tta_model(model, config.views, config.crop_scale) if config.enabled else model
+def scored_model(model: keras.Model, config: TTAConfig,
+                 colour_norm: str = DEFAULT_COLOUR_NORM) -> keras.Model:
+    """The model that is evaluated and exported: `model`, wrapped in its TTA views with --tta
+    (`colour_norm`: the model's input colour normalisation, ModelConfig.colour_norm)."""
+    return build_tta_model(model, config.views, config.crop_scale, colour_norm=colour_norm) \
+        if config.enabled else model

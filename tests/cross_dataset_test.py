@@ -11,7 +11,7 @@ from keras_crf_reid.runner import experiment
 from keras_crf_reid.runner.config import DataConfig, EvalConfig, ExperimentConfig, RunConfig
 from keras_crf_reid.runner.data import prepare
 from keras_crf_reid.trainer import TrainConfig
-from tests.fixtures import make_prid_fixture
+from tests.fixtures import MARS_TEST, MARS_TRAIN, make_mars_fixture, make_prid_fixture
 
 A_IDS, B_IDS = (1, 2, 3, 4), (3, 4, 5)  # shared numbers 3, 4 are different people
 
@@ -70,6 +70,7 @@ def test_train_fraction_takes_a_seeded_share_of_the_training_identities(tmp_path
     ({"train_fraction": 1.5}, r"--train_fraction must be in \(0, 1\]"),
     ({"train_fraction": 1.0}, r"--train_fraction=1.0 .*--eval_data_root"),
     ({"eval_dataset": "prid_layout"}, r"--eval_dataset=prid_layout needs --eval_data_root"),
+    ({"dataset": "mars", "train_split": "all"}, r"--train_split=all .*--eval_data_root"),
 ])
 def test_bad_train_fraction_or_eval_flags_are_refused(kw, match):
     with pytest.raises(ValueError, match=match):
@@ -134,3 +135,23 @@ def test_tiny_run_trains_on_a_and_reports_b(tmp_path, folders):
     assert min(split["query"] + split["gallery"]) == 2 * len(A_IDS)
     assert max(split["train"]) < 2 * len(A_IDS)
     assert os.path.getsize(out["ranked_png"]) > 1000 and os.path.getsize(out["cmc_png"]) > 1000
+
+
+@pytest.mark.parametrize("train_split", ["train", "all"])
+def test_mars_trains_on_its_training_part_or_every_real_person(tmp_path, folders, train_split):
+    """--train_split=all trains on the MARS root's bbox_train and bbox_test people (junk and
+    distractor tracks excluded); the default its bbox_train people only."""
+    mars = make_mars_fixture(str(tmp_path / "mars"))
+    _, b = folders
+    cfg = DataConfig(dataset="mars", data_root=mars, eval_dataset="prid_layout", eval_data_root=b,
+                     train_fraction=1.0, num_splits=1, train_split=train_split,
+                     cache_dir=str(tmp_path / "cache"))
+    data = prepare(cfg, progress=False)
+    split = data.splits[0]
+    trained = [data.dataset.tracklets[i] for i in split.train]
+    expected = [t for t in MARS_TRAIN + (MARS_TEST if train_split == "all" else ()) if t[0] > 0]
+    assert sorted((t.pid, t.camid + 1, len(t)) for t in trained) == sorted(expected)
+    assert all(under(t.frames[0], os.path.join(mars, "bbox_test")) == (t.pid in (3, 5))
+               for t in trained)
+    tests = [data.dataset.tracklets[i] for i in split.query + split.gallery]
+    assert all(under(t.frames[0], b) for t in tests) and len(split.query) == len(B_IDS)

@@ -70,7 +70,7 @@ def test_embed_holds_one_batch_of_groups_however_long_the_tracklet(model, paths,
     sizes = {"frames": [], "groups": []}
     real_input, real_predict = inference.to_model_input, embedder.predict
     monkeypatch.setattr(inference, "to_model_input",
-                        lambda rgb, flow: sizes["frames"].append(len(rgb)) or real_input(rgb, flow))
+                        lambda rgb, *rest: sizes["frames"].append(len(rgb)) or real_input(rgb, *rest))
     monkeypatch.setattr(embedder, "predict", lambda x: sizes["groups"].append(len(x)) or real_predict(x))
     np.testing.assert_allclose(embedder.embed(folder), want, rtol=1e-6, atol=1e-6)
     assert max(sizes["frames"]) <= 4 and max(sizes["groups"]) <= 2   # not all 70 frames at once

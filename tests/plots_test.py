@@ -155,3 +155,23 @@ def test_frames_for_ranked_results_reads_sampled_frames(tmp_path):
     out = plots.plot_ranked_results(q_frames, g_frames, [[True, False]], str(tmp_path / "t.png"),
                                     frames_per_tracklet=3)
     assert read_png_u8(out).shape == plots.ranked_layout(1, 2, 3, 128, 64)["size"] + (3,)
+
+
+def test_plot_learning_curves(tmp_path):
+    curves = {"pairs": {"step": [400, 800], "rank1": [20.0, 30.0], "mAP": [16.0, 22.0]},
+              "pk": {"step": [400, 800, 1200], "rank1": [22.0, 33.0, 35.0], "mAP": [17, 24, 26]}}
+    out = plots.plot_learning_curves(curves, str(tmp_path / "lc.png"),
+                                     baselines={"stripe HSV": {"rank1": 22.3, "mAP": 14.0}})
+    img = read_png_u8(out)
+    assert img.shape == (round(plots.CMC_FIGSIZE[1] * plots.DPI),
+                         round(2 * plots.CMC_FIGSIZE[0] * plots.DPI), 3)
+    assert (img < 200).any()
+
+
+def test_plot_learning_curves_rejects_ragged(tmp_path):
+    with pytest.raises(ValueError, match="one value per step"):
+        plots.plot_learning_curves({"x": {"step": [1, 2], "rank1": [1.0], "mAP": [1, 2]}},
+                                   str(tmp_path / "lc.png"))
+    with pytest.raises(ValueError, match="no evaluated step"):
+        plots.plot_learning_curves({"x": {"step": [], "rank1": [], "mAP": []}},
+                                   str(tmp_path / "lc.png"))

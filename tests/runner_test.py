@@ -149,6 +149,32 @@ def test_finished_split_of_other_data_is_refused(ablation, tmp_path):
         split_mod.read_split(row.config, run_data, 0)
 
 
+def test_split_of_older_code_is_reused_and_its_baseline_recomputed(ablation, monkeypatch):
+    """A metrics.json written before --colour_norm and --baseline_kind existed (no such keys,
+    its baseline the standardised RGB histogram) keeps its model entries; only the baseline is
+    computed again, with the new default kind."""
+    cfg, _ = ablation
+    from keras_crf_reid.runner.data import prepare
+    run_data = prepare(cfg.data, progress=False)
+    row = table_rows(cfg)[0]  # cnn, whose folder holds the baseline entry
+    path = os.path.join(row.config.run_dir, "split_0", "metrics.json")
+    done = split_metrics(row.config.run_dir, 0)
+    assert done["baseline_kind"] == "stripe_hsv"
+    for key in ("colour_norm",):
+        del done["key"]["config"][key]
+    del done["baseline_kind"]
+    with open(path, "w") as f:
+        json.dump(done, f)
+    assert split_mod.read_split(row.config, run_data, 0)["entries"] == done["entries"]
+    assert split_mod.missing_entries(row.config, run_data, 0, ["full", "baseline"]) == ["baseline"]
+    monkeypatch.setattr(split_mod, "train_part", lambda *a, **k: pytest.fail("retrained"))
+    again = split_mod.run_split(row.config, run_data, 0, ["full", "baseline"])
+    assert again["baseline_kind"] == "stripe_hsv" and again["entries"]["full"] == done["entries"]["full"]
+    # a non-default value of a setting the old split lacks is a different setting
+    with pytest.raises(ValueError, match="--colour_norm"):
+        split_mod.read_split(replace(row.config, model={"colour_norm": "fixed"}), run_data, 0)
+
+
 @pytest.mark.slow
 def test_two_workers_give_the_same_per_split_results(ablation):
     cfg, _ = ablation

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from keras_crf_reid.geometry import FRAME_WIDTH, PARTS, part_height
+from keras_crf_reid.geometry import (COLOUR_NORMS, DEFAULT_COLOUR_NORM, FRAME_WIDTH, PARTS,
+                                     part_height)
 from keras_crf_reid.options import option
 
 VARIANTS = ("cnn", "rnn", "cnn_rnn")
@@ -24,12 +25,22 @@ class ModelConfig:
                             "per-channel standardisation inside the model.", choices=FLOW_NORMS)
     batch_norm: bool = option(False, "BatchNormalization after each conv, before pooling (a "
                               "variant; not in the paper).")
+    # Here rather than in DataConfig: what a trained model expects as input depends on it, so it
+    # travels with the model (export model_info, TTA views), though the network never reads it.
+    colour_norm: str = option(DEFAULT_COLOUR_NORM, "Colour channels of the model input: "
+                              "frame_std standardises each YUV channel of each frame (paper; "
+                              "discards mean colour), fixed uses constant dataset-level offsets "
+                              "and scales (geometry.YUV_FIXED_MEAN/STD; keeps mean colour). "
+                              "Training, evaluation, TTA and the export all apply it.",
+                              choices=COLOUR_NORMS)
     part: str = option("full", "Body part the model sees (the runner sets it per part model).",
                        cli=False, results=False)
 
     def __post_init__(self):
         if self.variant not in VARIANTS:
             raise ValueError(f"--variant must be one of {', '.join(VARIANTS)}, got {self.variant!r}")
+        if self.colour_norm not in COLOUR_NORMS:
+            raise ValueError(f"--colour_norm must be one of {COLOUR_NORMS}, got {self.colour_norm!r}")
         if self.flow_norm not in FLOW_NORMS:
             raise ValueError(f"--flow_norm must be one of {FLOW_NORMS}, got {self.flow_norm!r}")
         if not isinstance(self.batch_norm, bool):

@@ -28,8 +28,8 @@ from keras_crf_reid.datasets.flow import FLOW_LEVELS
 from keras_crf_reid.configs.pairs import (SAMPLERS, PairConfig,  # noqa: F401  (re-exported)
                                           check_parallel_calls)
 from keras_crf_reid.datasets.augment import crop_resize, per_frame, rescale_flow
-from keras_crf_reid.geometry import (FRAME_HEIGHT, FRAME_WIDTH, NUM_CHANNELS, NUM_COLOR_CHANNELS,
-                                     NUM_FLOW_CHANNELS)
+from keras_crf_reid.geometry import (DEFAULT_COLOUR_NORM, FRAME_HEIGHT, FRAME_WIDTH, NUM_CHANNELS,
+                                     NUM_COLOR_CHANNELS, NUM_FLOW_CHANNELS)
 from keras_crf_reid.datasets.preprocess import group_windows, loop_indices, to_model_input
 from keras_crf_reid.datasets.sampling import (IdentityIndex, PKSampler, batch_rng, draw_extras,
                                               draw_views)
@@ -112,7 +112,7 @@ def _erase(x: tf.Tensor, boxes: tf.Tensor) -> tf.Tensor:
 
 def _augment(rgb: tf.Tensor, flow: tf.Tensor, boxes: tf.Tensor, flip: tf.Tensor,
              flow_scale: float = 1.0, jitter: tf.Tensor | None = None,
-             erase: tf.Tensor | None = None) -> tf.Tensor:
+             erase: tf.Tensor | None = None, colour_norm: str = DEFAULT_COLOUR_NORM) -> tf.Tensor:
     """rgb (N, L, H, W, 3) uint8, flow (N, L, H, W, 2), boxes (N, 4), flip (N,) -> (N, L, H, W, 5).
 
     Each sequence's crop box and mirror apply to all its frames (augment.crop_resize and
@@ -132,7 +132,8 @@ def _augment(rgb: tf.Tensor, flow: tf.Tensor, boxes: tf.Tensor, flip: tf.Tensor,
     flow_out = crop_resize(tf.reshape(tf.cast(flow, tf.float32),
                                       [n * length, *size, NUM_FLOW_CHANNELS]),
                            frame_boxes, flip_f, size)
-    x = to_model_input(rgb_out, rescale_flow(flow_out, frame_boxes, flip_f, flow_scale))
+    x = to_model_input(rgb_out, rescale_flow(flow_out, frame_boxes, flip_f, flow_scale),
+                       colour_norm)
     if erase is not None:
         x = _erase(x, per_frame(erase, length))
     return tf.reshape(x, [n, length, *size, NUM_CHANNELS])
@@ -168,12 +169,14 @@ def _extras(config: PairConfig) -> list[str]:
 
 def pair_dataset(store: TrackletStore, train: Sequence[int], config: PairConfig,
                  num_batches: int | None = None, start_batch: int = 0,
-                 parallel_calls: int | None = None) -> tuple[tf.data.Dataset, PairSampler]:
+                 parallel_calls: int | None = None,
+                 colour_norm: str = DEFAULT_COLOUR_NORM) -> tuple[tf.data.Dataset, PairSampler]:
     """Yields ((seq_a, seq_b), {"label", "class_a", "class_b"}) batches, plus the sampler.
 
     seq_a/seq_b: float32 (B, seq_len, 128, 64, 5); label 1.0 for positive pairs. Batches
     continue from `start_batch` (to resume training at a step) for `num_batches` (None: forever).
     `parallel_calls` overrides config.num_parallel_calls; the stream does not depend on it.
+    `colour_norm`: the model's (ModelConfig.colour_norm), see preprocess.to_model_input.
     """
     sampler = PairSampler(store, train, config)
     cfg = config
@@ -195,7 +198,7 @@ def pair_dataset(store: TrackletStore, train: Sequence[int], config: PairConfig,
         flow = tf.reshape(flow, [n, cfg.seq_len, FRAME_HEIGHT, FRAME_WIDTH, 2])
         opt = {k: tf.reshape(v, [n, 4]) for k, v in zip(extras, more)}
         x = _augment(rgb, flow, tf.reshape(boxes, [n, 4]), tf.reshape(flip, [n]), 1.0 / FLOW_LEVELS,
-                     **opt)
+                     colour_norm=colour_norm, **opt)
         x = tf.reshape(x, [bs, 2, cfg.seq_len, FRAME_HEIGHT, FRAME_WIDTH, 5])
         targets = {"label": tf.reshape(label, [bs]), "class_a": tf.reshape(ca, [bs]),
                    "class_b": tf.reshape(cb, [bs])}
@@ -206,12 +209,13 @@ def pair_dataset(store: TrackletStore, train: Sequence[int], config: PairConfig,
 
 def pk_dataset(store: TrackletStore, train: Sequence[int], config: PairConfig,
                num_batches: int | None = None, start_batch: int = 0,
-               parallel_calls: int | None = None) -> tuple[tf.data.Dataset, PKSampler]:
+               parallel_calls: int | None = None,
+               colour_norm: str = DEFAULT_COLOUR_NORM) -> tuple[tf.data.Dataset, PKSampler]:
     """Yields (seqs, {"class"}) P x K batches (sampling.PKSampler), plus the sampler.
 
     seqs: float32 (P*K, seq_len, 128, 64, 5), person-major (sequence j is person j // K);
     class: int64 (P*K,) identity classes. Same augmentation, resumability and parallelism
-    as pair_dataset.
+    as pair_dataset (`colour_norm` included).
     """
     sampler = PKSampler(store, train, config)
     cfg, n = config, sampler.batch_size
@@ -230,7 +234,7 @@ def pk_dataset(store: TrackletStore, train: Sequence[int], config: PairConfig,
         flow = tf.reshape(flow, [n, cfg.seq_len, FRAME_HEIGHT, FRAME_WIDTH, 2])
         opt = {k: tf.reshape(v, [n, 4]) for k, v in zip(extras, more)}
         x = _augment(rgb, flow, tf.reshape(boxes, [n, 4]), tf.reshape(flip, [n]), 1.0 / FLOW_LEVELS,
-                     **opt)
+                     colour_norm=colour_norm, **opt)
         return tf.ensure_shape(x, [n, cfg.seq_len, FRAME_HEIGHT, FRAME_WIDTH, 5]), \
             {"class": tf.reshape(classes, [n])}
 
@@ -244,9 +248,10 @@ def training_sampler(store: TrackletStore, train: Sequence[int],
 
 
 def replica_pairs(store: TrackletStore, train: Sequence[int], config: PairConfig, start_step: int,
-                  ctx: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
+                  ctx: tf.distribute.InputContext | None = None,
+                  colour_norm: str = DEFAULT_COLOUR_NORM) -> tf.data.Dataset:
     """The training stream (pairs, or P x K with --sampler=pk) of one input pipeline of a
-    tf.distribute run, resumable at a step.
+    tf.distribute run, resumable at a step; `colour_norm` is the model's.
 
     `config.batch_size` pairs (or `config.num_persons` persons) make the global batch. With
     several replicas each input pipeline (one per worker) yields per-replica batches, each
@@ -255,7 +260,7 @@ def replica_pairs(store: TrackletStore, train: Sequence[int], config: PairConfig
     """
     make = pk_dataset if config.sampler == "pk" else pair_dataset
     if ctx is None or ctx.num_replicas_in_sync == 1:
-        return make(store, train, config, start_batch=start_step)[0]
+        return make(store, train, config, start_batch=start_step, colour_norm=colour_norm)[0]
     replicas = ctx.num_replicas_in_sync
     if config.sampler == "pk":
         if config.num_persons % replicas or config.num_persons // replicas < 2:
@@ -271,12 +276,13 @@ def replica_pairs(store: TrackletStore, train: Sequence[int], config: PairConfig
         local = {"batch_size": per_replica}
     local_replicas = replicas // ctx.num_input_pipelines
     cfg = dataclasses.replace(config, stream=ctx.input_pipeline_id + 1, **local)
-    return make(store, train, cfg, start_batch=start_step * local_replicas)[0]
+    return make(store, train, cfg, start_batch=start_step * local_replicas,
+                colour_norm=colour_norm)[0]
 
 
 def group_dataset(store: TrackletStore, indices: Sequence[int], seq_len: int = 16,
-                  batch_size: int = 32,
-                  num_parallel_calls: int = -1) -> tuple[tf.data.Dataset, np.ndarray]:
+                  batch_size: int = 32, num_parallel_calls: int = -1,
+                  colour_norm: str = DEFAULT_COLOUR_NORM) -> tuple[tf.data.Dataset, np.ndarray]:
     """Every frame of each tracklet cut into seq_len-frame groups (preprocess.group_windows).
 
     Returns the dataset of batches (groups float32 (G, seq_len, 128, 64, 5), owner (G,) int64:
@@ -308,7 +314,7 @@ def group_dataset(store: TrackletStore, indices: Sequence[int], seq_len: int = 1
         rgb = tf.ensure_shape(rgb, (None, seq_len, FRAME_HEIGHT, FRAME_WIDTH, 3))
         q = tf.ensure_shape(q, (None, seq_len, FRAME_HEIGHT, FRAME_WIDTH, 2))
         flow = tf.cast(q, tf.float32) * (1.0 / FLOW_LEVELS)
-        return to_model_input(rgb, flow), tf.ensure_shape(pos, (None,))
+        return to_model_input(rgb, flow, colour_norm), tf.ensure_shape(pos, (None,))
 
     calls = check_parallel_calls(num_parallel_calls)
     ds = tf.data.Dataset.range(num_batches).map(to_batch, num_parallel_calls=calls,

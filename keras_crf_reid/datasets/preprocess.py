@@ -1,4 +1,4 @@
-"""The model's input tensor: YUV colour, per-frame standardised, plus two flow channels.
+"""The model's input tensor: YUV colour, normalised (per frame by default), plus two flow channels.
 
 Every consumer (training pipeline, evaluation, gRPC client, gallery search) goes through
 `to_model_input` so the network always sees identically prepared frames.
@@ -8,22 +8,40 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from keras_crf_reid.geometry import STD_EPS
+from keras_crf_reid.geometry import (COLOUR_NORMS, DEFAULT_COLOUR_NORM, STD_EPS, YUV_FIXED_MEAN,
+                                     YUV_FIXED_STD)
 
 
-def to_model_input(rgb, flow) -> tf.Tensor:
+def check_colour_norm(colour_norm: str) -> str:
+    """colour_norm if it is one of geometry.COLOUR_NORMS, else ValueError naming the choices."""
+    if colour_norm not in COLOUR_NORMS:
+        raise ValueError(f"colour_norm must be one of {', '.join(COLOUR_NORMS)}, got {colour_norm!r}")
+    return colour_norm
+
+
+def normalise_yuv(yuv: tf.Tensor, colour_norm: str = DEFAULT_COLOUR_NORM) -> tf.Tensor:
+    """YUV (..., H, W, 3) -> the model's colour channels (see `to_model_input`)."""
+    if check_colour_norm(colour_norm) == "fixed":
+        return (yuv - tf.constant(YUV_FIXED_MEAN, yuv.dtype)) / tf.constant(YUV_FIXED_STD, yuv.dtype)
+    return standardize(yuv)
+
+
+def to_model_input(rgb, flow, colour_norm: str = DEFAULT_COLOUR_NORM) -> tf.Tensor:
     """RGB uint8 (..., H, W, 3) and flow (..., H, W, 2) in [-1, 1] -> float32 (..., H, W, 5).
 
-    Colour is converted to YUV and each YUV channel of each frame is standardised to zero mean
-    and unit variance (removes global illumination and colour cast differences between cameras);
-    flow is passed through as stored (already scaled to [-1, 1]).
+    Colour is converted to YUV and normalised per `colour_norm` (geometry.COLOUR_NORMS):
+    "frame_std" (the paper's) standardises each YUV channel of each frame to zero mean and unit
+    variance (removes global illumination and colour cast differences between cameras, and each
+    frame's mean colour with them); "fixed" subtracts and divides by the constant
+    geometry.YUV_FIXED_MEAN / YUV_FIXED_STD (keeps mean colour). Flow is passed through as
+    stored (already scaled to [-1, 1]).
     """
     if isinstance(flow, np.ndarray) and flow.dtype != np.float32:
         flow = flow.astype(np.float32)  # compute_flow returns float16; cast here, not in the graph
     rgb = tf.convert_to_tensor(rgb)
     if rgb.dtype == tf.uint8:
         rgb = tf.cast(rgb, tf.float32) / 255.0
-    yuv = standardize(tf.image.rgb_to_yuv(tf.cast(rgb, tf.float32)))
+    yuv = normalise_yuv(tf.image.rgb_to_yuv(tf.cast(rgb, tf.float32)), colour_norm)
     return tf.concat([yuv, tf.cast(flow, tf.float32)], axis=-1)
 
 

@@ -60,21 +60,41 @@ def eval_protocol(dataset: ReidDataset) -> tuple[list[int], list[int]]:
             [i for i, c in enumerate(cams) if c == dataset.gallery_cam])
 
 
+def trainable(dataset: ReidDataset, train_split: str = "train") -> list[int]:
+    """Indices of the tracklets of `dataset` that may train when another folder evaluates.
+
+    A dataset with a fixed split (MARS) offers its training part ("train") or every tracklet of
+    a real person, test folders included ("all": pid > 0, so MARS's junk (-1) and distractor (0)
+    tracks are left out); any other dataset every tracklet but junk.
+    """
+    if train_split not in ("train", "all"):
+        raise ValueError(f"--train_split must be train or all, got {train_split!r}")
+    if not dataset.fixed_splits:
+        return [i for i, t in enumerate(dataset.tracklets) if t.pid != JUNK_PID]
+    if train_split == "train":
+        return sorted(dataset.fixed_splits[0].train)
+    return [i for i, t in enumerate(dataset.tracklets) if t.pid > 0]
+
+
 def cross_dataset_splits(train: ReidDataset, evaluation: ReidDataset, num_splits: int, seed: int,
-                         train_fraction: float) -> list[Split]:
-    """Splits of the joined dataset (train's tracklets, then evaluation's): train on
-    `train_fraction` of the training identities (a seeded random subset per split; all of them,
-    the same in every split, at 1.0); query and gallery are the evaluation dataset's."""
+                         train_fraction: float, train_split: str = "train") -> list[Split]:
+    """Splits of the joined dataset: train on `train_fraction` of the identities of the
+    `trainable` tracklets (per `train_split`; a seeded random subset per split; all of them, the
+    same in every split, at 1.0), query and gallery are the evaluation dataset's (indices after
+    the training tracklets)."""
     n = len(train.tracklets)
     query, gallery = eval_protocol(evaluation)
     if not query or not gallery:
         raise DatasetError(f"{evaluation.root}: no query or no gallery tracklet to evaluate on")
-    pids = np.array([p for p in train.pids if p != JUNK_PID], dtype=np.int64)
+    candidates = trainable(train, train_split)
+    pids = np.array(sorted({train.tracklets[i].pid for i in candidates}), dtype=np.int64)
+    if not len(pids):
+        raise DatasetError(f"{train.root}: no tracklet to train on (--train_split={train_split})")
     num_train = max(1, int(round(len(pids) * train_fraction)))
     splits = []
     for k in range(num_splits):
         ids = set(np.random.default_rng(seed + k).permutation(pids)[:num_train].tolist())
-        splits.append(Split(tuple(i for i, t in enumerate(train.tracklets) if t.pid in ids),
+        splits.append(Split(tuple(i for i in candidates if train.tracklets[i].pid in ids),
                             tuple(n + i for i in query), tuple(n + i for i in gallery)))
     return splits
 

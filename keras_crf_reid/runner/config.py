@@ -32,6 +32,7 @@ from keras_crf_reid.geometry import GROUP_LEN, PARTS
 from keras_crf_reid.options import option
 
 ROWS = ("cnn", "rnn", "cnn_rnn", "fusion")
+TRAIN_SPLITS = ("train", "all")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +57,10 @@ class DataConfig:
     split_seed: int = option(0, "Seed of the random identity splits.")
     train_fraction: float = option(0.5, "Share of the identities trained on per random split; "
                                    "1.0 trains on all of them and needs --eval_data_root.")
+    train_split: str = option("train", "With --eval_data_root, what of a --data_root with a fixed "
+                              "split (MARS) trains: its training part (train) or every tracklet "
+                              "of a real person, training and test folders alike (all; MARS "
+                              "junk and distractor tracks excluded).", choices=TRAIN_SPLITS)
     eval_dataset: str = option("", "Reader of --eval_data_root (default: --dataset).",
                                choices=("",) + tuple(sorted(DATASETS)))
     eval_data_root: str = option("", "Evaluate on this separate dataset folder of unseen people "
@@ -77,6 +82,10 @@ class DataConfig:
         if self.train_fraction == 1.0 and not self.eval_data_root:
             raise ValueError("--train_fraction=1.0 trains on every identity of --data_root and "
                              "leaves none to test: give a separate --eval_data_root")
+        if self.train_split == "all" and not self.eval_data_root:
+            raise ValueError("--train_split=all trains on every tracklet of --data_root and "
+                             "leaves none to test: give a separate --eval_data_root (e.g. "
+                             "../shared/realdata/mot_tracklets/pets09_s2l1)")
         if self.eval_dataset and not self.eval_data_root:
             raise ValueError(f"--eval_dataset={self.eval_dataset} needs --eval_data_root (the "
                              f"folder of the evaluation people)")
@@ -94,7 +103,8 @@ class EvalConfig:
     baseline_kind: str = option(DEFAULT_KIND, "The report's baseline: stripe_hsv (HSV "
                                 "histograms of 4 horizontal stripes, the standard one), hist "
                                 "(per-frame standardised RGB histogram, weak on real people) "
-                                "or pixel (keras_crf_reid/baseline.py).", choices=KINDS)
+                                "or pixel (keras_crf_reid/baseline.py). Changing it recomputes "
+                                "only the baseline row.", choices=KINDS, results=False)
     rerank: bool = option(False, "k-reciprocal re-ranking (Zhong et al. 2017; k1=20, k2=6, "
                           "lambda=0.3) of the query-gallery distances (keras_crf_reid.rerank).")
     ranked_queries: int = option(5, "Queries shown in the ranked-results figure.", results=False)

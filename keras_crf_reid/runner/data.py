@@ -103,7 +103,7 @@ def prepare(cfg: DataConfig, progress: bool = True) -> RunData:
         evaluation, eval_store = _cached(evaluation, cfg, progress)
         joined = join_datasets(dataset, evaluation)
         splits = cross_dataset_splits(dataset, evaluation, cfg.num_splits, cfg.split_seed,
-                                      cfg.train_fraction)
+                                      cfg.train_fraction, cfg.train_split)
         return RunData(joined, JoinedStore(joined, store, eval_store), splits,
                        fingerprint(joined.tracklets, portable=True), evaluation)
     if cfg.train_fraction != 0.5:

@@ -235,12 +235,14 @@ def export_final(cfg: ExperimentConfig, split_id: int) -> dict:
     if entry is None:
         return {}
     model = scored_model(restore_checkpoint(
-        os.path.join(split_dir(cfg, split_id), entry, "ckpt"), cfg.model, entry), cfg.eval.tta)
+        os.path.join(split_dir(cfg, split_id), entry, "ckpt"), cfg.model, entry), cfg.eval.tta,
+        cfg.model.colour_norm)
     out = {"keras_model": os.path.join(cfg.run_dir, "model.keras")}
     model.save(out["keras_model"])
     if cfg.run.export:
         base = cfg.run.model_base_path or os.path.join("saved_models", cfg.run.name)
-        out["export"] = export_saved_model(model, base, group_len=cfg.eval.seq_len)
+        out["export"] = export_saved_model(model, base, group_len=cfg.eval.seq_len,
+                                           colour_norm=cfg.model.colour_norm)
     return out
 
 

@@ -10,7 +10,10 @@ ablation row):
 metrics.json and distances.npz are rewritten atomically after every entry, so a killed run
 resumes at the first entry without results (and inside it, at the trainer's last checkpoint).
 Entries are independent of --parts: a later run asking for more parts reuses those already
-scored, if the settings that change results (`ExperimentConfig.results_key`) are the same.
+scored, if the settings that change results (`ExperimentConfig.results_key`) are the same; a
+setting added to the package after a split was written counts as its default there (defaults
+reproduce the earlier behaviour). The baseline entry records its --baseline_kind and is
+recomputed when another kind is asked for (entries from before the option: "hist").
 """
 from __future__ import annotations
 
@@ -37,6 +40,7 @@ from keras_crf_reid.trainer import TrainConfig, Trainer
 from keras_crf_reid.tta import scored_model
 
 BASELINE = "baseline"
+LEGACY_BASELINE_KIND = "hist"  # what a baseline entry without a recorded kind was computed with
 METRICS_FILE = "metrics.json"
 DISTANCES_FILE = "distances.npz"
 
@@ -87,10 +91,18 @@ def read_split(cfg: ExperimentConfig, data: RunData, split_id: int) -> dict | No
     return done
 
 
+def _scored(cfg: ExperimentConfig, done: dict) -> set[str]:
+    """Entries of a split's results that `cfg` can reuse (a baseline of another kind cannot)."""
+    scored = set(done["entries"])
+    if done.get("baseline_kind", LEGACY_BASELINE_KIND) != cfg.eval.baseline_kind:
+        scored.discard(BASELINE)
+    return scored
+
+
 def missing_entries(cfg: ExperimentConfig, data: RunData, split_id: int,
                     entries: Sequence[str]) -> list[str]:
     done = read_split(cfg, data, split_id)
-    return [e for e in entries if done is None or e not in done["entries"]]
+    return [e for e in entries if done is None or e not in _scored(cfg, done)]
 
 
 # Added to the seed of a split's pairs per entry: each model of a split has its own stream.
@@ -112,7 +124,8 @@ def _train(cfg: ExperimentConfig, data: RunData, split_id: int, entry: str, mode
     sampler = training_sampler(data.store, split.train, pairs)
     trainer = Trainer(model, sampler.num_classes, tcfg,
                       os.path.join(split_dir(cfg, split_id), entry), strategy)
-    stats = trainer.fit(lambda start, ctx: replica_pairs(data.store, split.train, pairs, start, ctx),
+    stats = trainer.fit(lambda start, ctx: replica_pairs(data.store, split.train, pairs, start, ctx,
+                                                         cfg.model.colour_norm),
                         pairs.global_batch, eval_fn=eval_fn, progress=cfg.run.progress)
     return trainer, stats
 
@@ -128,12 +141,12 @@ def train_part(cfg: ExperimentConfig, data: RunData, split_id: int, part: str,
     keras.utils.set_random_seed(entry_seed(cfg, split_id, part))
     with strategy.scope():
         model = build_model(cfg.model, part)
-    embed = compiled_embedder(scored_model(model, cfg.eval.tta))
+    embed = compiled_embedder(scored_model(model, cfg.eval.tta, cfg.model.colour_norm))
 
     def split_eval(step: int) -> dict:
         metrics = evaluate_split(embed, data.store, split, cfg.eval.seq_len,
                                  num_parallel_calls=cfg.pairs.num_parallel_calls,
-                                 rerank=cfg.eval.rerank)
+                                 colour_norm=cfg.model.colour_norm, rerank=cfg.eval.rerank)
         return {k: v for k, v in metrics.items() if k != "cmc"}
 
     trainer, stats = _train(cfg, data, split_id, part, model, cfg.train, strategy, split_eval)
@@ -167,7 +180,7 @@ def run_split(cfg: ExperimentConfig, data: RunData, split_id: int, entries: Sequ
     done = read_split(cfg, data, split_id) or {
         "split": split_id, "key": split_key(cfg, data, split_id), "entries": {}, "train": [],
         "seconds": 0.0}
-    todo = [e for e in entries if e not in done["entries"]]
+    todo = [e for e in entries if e not in _scored(cfg, done)]
     if not todo:
         return done
     split, out_dir = data.splits[split_id], split_dir(cfg, split_id)
@@ -187,19 +200,21 @@ def run_split(cfg: ExperimentConfig, data: RunData, split_id: int, entries: Sequ
         if entry == BASELINE:
             done["entries"][entry] = evaluate_baseline(data.dataset, split,
                                                        kind=cfg.eval.baseline_kind)
+            done["baseline_kind"] = cfg.eval.baseline_kind
         else:
             if entry == FUSION:
                 model = train_fusion(cfg, data, split_id, {p: part_model(p)[0] for p in PARTS},
                                      strategy)
                 done["fusion_weights"] = fusion_weights(model)
                 print(f"split {split_id}: fusion weights {done['fusion_weights']}", flush=True)
-                embed = compiled_embedder(scored_model(model, cfg.eval.tta))
+                embed = compiled_embedder(scored_model(model, cfg.eval.tta, cfg.model.colour_norm))
             else:
                 embed = part_model(entry)[1]
             done["entries"][entry], distances[entry] = evaluate_split(
                 embed, data.store, split, cfg.eval.seq_len,
                 progress=cfg.run.progress, with_distances=True,
-                num_parallel_calls=cfg.pairs.num_parallel_calls, rerank=cfg.eval.rerank)
+                num_parallel_calls=cfg.pairs.num_parallel_calls, colour_norm=cfg.model.colour_norm,
+                rerank=cfg.eval.rerank)
         done["seconds"] = float(done.get("seconds", 0.0)) + time.time() - t_entry
         done["num_query"], done["num_gallery"] = len(split.query), len(split.gallery)
         if write:

@@ -60,7 +60,7 @@ class ReidClient:
         self._predict = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
         self._models = model_service_pb2_grpc.ModelServiceStub(self._channel)
         self._frame_shape: tuple[int, int, int] | None = None
-        self._group_len: int | None = None
+        self._info: dict | None = None
 
     def close(self) -> None:
         self._channel.close()
@@ -125,22 +125,34 @@ class ReidClient:
             self._frame_shape = tuple(shape[2:])
         return self._frame_shape
 
+    def model_info(self) -> dict:
+        """The served model's `model_info` result ({name: array}, read once; {} for exports
+        without that signature)."""
+        if self._info is None:
+            self._info = (self._predict_request({}, contract.INFO_SIGNATURE)
+                          if contract.INFO_SIGNATURE in self.metadata()["signatures"] else {})
+        return self._info
+
     def group_len(self) -> int:
         """Frames per group the served model was evaluated with (its `model_info` signature;
         exports without one: the default 16)."""
-        if self._group_len is None:
-            if contract.INFO_SIGNATURE in self.metadata()["signatures"]:
-                info = self._predict_request({}, contract.INFO_SIGNATURE)
-                self._group_len = int(info[contract.GROUP_LEN_OUTPUT][0])
-            else:
-                self._group_len = GROUP_LEN
-        return self._group_len
+        info = self.model_info()
+        return int(info[contract.GROUP_LEN_OUTPUT][0]) if contract.GROUP_LEN_OUTPUT in info \
+            else GROUP_LEN
+
+    def colour_norm(self) -> str:
+        """How the served model's input colour is normalised (its `model_info`; exports without
+        the field: "frame_std")."""
+        return contract.colour_norm_from_info(self.model_info(), f"model {self.model_name!r} at "
+                                              f"{self.target}")
 
     def embed_tracklet(self, folder: str) -> np.ndarray:
         """Embedding (D,) of a folder of frames: mean over its frame groups, cut to the served
-        model's group length (as evaluation does)."""
+        model's group length and colour-normalised as it was trained (as evaluation does)."""
         h, w, _ = self.frame_shape()
-        return self.predict(tracklet_input(folder, self.group_len(), height=h, width=w)).mean(axis=0)
+        groups = tracklet_input(folder, self.group_len(), height=h, width=w,
+                                colour_norm=self.colour_norm())
+        return self.predict(groups).mean(axis=0)
 
     def metadata(self) -> dict:
         """GetModelMetadata: {"model_spec": {...}, "signatures": {name: {"inputs", "outputs", "method"}}}."""

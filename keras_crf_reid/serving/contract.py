@@ -8,13 +8,18 @@ Versions are integers; the server serves the highest complete one. Signatures of
   serving_default: frames float32 (B, T, 128, 64, 5) -> embedding float32 (B, D)
   embed_raw:       rgb uint8 (B, T, h, w, 3) and flow float32 (B, T, 128, 64, 2) -> embedding
   model_info:      no input -> group_len int32 (1,), embed_dim int32 (1,): the frame-group
-                   length the model was evaluated with, which every tracklet embedder uses.
+                   length the model was evaluated with, which every tracklet embedder uses;
+                   colour_norm string (1,): how the model's input colour is normalised
+                   (geometry.COLOUR_NORMS; exports without it: "frame_std"), which every
+                   client preparing `frames` itself must apply (`embed_raw` applies it).
 """
 from __future__ import annotations
 
 import os
 
 import tensorflow as tf
+
+from keras_crf_reid.geometry import COLOUR_NORMS, DEFAULT_COLOUR_NORM
 
 SERVING_SIGNATURE = "serving_default"
 RAW_SIGNATURE = "embed_raw"
@@ -25,6 +30,7 @@ FLOW_INPUT = "flow"
 OUTPUT_NAME = "embedding"
 GROUP_LEN_OUTPUT = "group_len"
 EMBED_DIM_OUTPUT = "embed_dim"
+COLOUR_NORM_OUTPUT = "colour_norm"
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 
 
@@ -105,3 +111,25 @@ def group_len_of(loaded) -> int | None:
     if INFO_SIGNATURE not in loaded.signatures:
         return None
     return int(loaded.signatures[INFO_SIGNATURE]()[GROUP_LEN_OUTPUT].numpy()[0])
+
+
+def colour_norm_from_info(info: dict, source: str) -> str:
+    """The colour_norm of a model_info result ({name: array}); "frame_std" when it has none
+    (exports from before the field); SavedModelError for a value this package does not know."""
+    if COLOUR_NORM_OUTPUT not in info:
+        return DEFAULT_COLOUR_NORM
+    value = info[COLOUR_NORM_OUTPUT]
+    value = value.numpy() if hasattr(value, "numpy") else value
+    value = value.reshape(-1)[0] if hasattr(value, "reshape") else value
+    value = value.decode() if isinstance(value, bytes) else str(value)
+    if value not in COLOUR_NORMS:
+        raise SavedModelError(f"{source}: model_info records colour_norm {value!r}, which this "
+                              f"version does not know (expected one of {', '.join(COLOUR_NORMS)})")
+    return value
+
+
+def colour_norm_of(loaded, source: str = "SavedModel") -> str:
+    """The input colour normalisation recorded in a loaded export ("frame_std" without it)."""
+    if INFO_SIGNATURE not in loaded.signatures:
+        return DEFAULT_COLOUR_NORM
+    return colour_norm_from_info(loaded.signatures[INFO_SIGNATURE](), source)

@@ -5,8 +5,9 @@ Serving skips because it is not an integer) and renamed into place, so a polling
 sees a half-written version. The `embed_raw` signature resizes, converts to YUV and standardises
 in the graph (`preprocess.to_model_input`); optical flow cannot be computed with TF graph ops
 cheaply, so the client computes it (`flow.compute_flow` on the 128x64 frames) and ships it.
-Every export records the frame-group length its model was evaluated with (`model_info`) and a
-digest of its weights (DIGEST_FILE): exporting the same weights again returns the latest version
+Every export records the frame-group length its model was evaluated with and the colour
+normalisation of its input (`model_info`; `embed_raw` applies the latter), and a digest of its
+weights (DIGEST_FILE): exporting the same weights again returns the latest version
 instead of a duplicate. Scratch folders left by killed exports are removed at the next export.
 
     python -m keras_crf_reid.serving.export --keras_model=runs/demo/model.keras --model_base_path=saved_models/crf_reid
@@ -33,9 +34,11 @@ import numpy as np
 import tensorflow as tf
 
 from keras_crf_reid.atomic import pid_alive
-from keras_crf_reid.datasets.preprocess import to_model_input
-from keras_crf_reid.geometry import GROUP_LEN
-from keras_crf_reid.serving.contract import (EMBED_DIM_OUTPUT, FLOW_INPUT, GROUP_LEN_OUTPUT,
+from keras_crf_reid.datasets.preprocess import check_colour_norm, to_model_input
+from keras_crf_reid.geometry import DEFAULT_COLOUR_NORM, GROUP_LEN
+from keras_crf_reid.tta import TTAViews
+from keras_crf_reid.serving.contract import (COLOUR_NORM_OUTPUT, EMBED_DIM_OUTPUT, FLOW_INPUT,
+                                             GROUP_LEN_OUTPUT,
                                              INFO_SIGNATURE, INPUT_NAME, OUTPUT_NAME, RAW_SIGNATURE,
                                              RGB_INPUT, SERVING_SIGNATURE, WARMUP_FILE, SavedModelError,
                                              check_saved_model_dir, list_versions, serving_apis)
@@ -62,13 +65,15 @@ def frame_shape(model: keras.Model) -> tuple[int, int, int]:
 class _ServingModule(tf.Module):
     """Holds the model (so its variables are saved) and the two serving functions."""
 
-    def __init__(self, model: keras.Model, group_len: int):
+    def __init__(self, model: keras.Model, group_len: int, colour_norm: str = DEFAULT_COLOUR_NORM):
         super().__init__(name="crf_reid_serving")
         self.model = model
         h, w, c = frame_shape(model)
         self._hw = (h, w)
+        self._colour_norm = colour_norm
         self._info = {GROUP_LEN_OUTPUT: tf.constant([group_len], tf.int32),
-                      EMBED_DIM_OUTPUT: tf.constant([int(model.output_shape[-1])], tf.int32)}
+                      EMBED_DIM_OUTPUT: tf.constant([int(model.output_shape[-1])], tf.int32),
+                      COLOUR_NORM_OUTPUT: tf.constant([colour_norm], tf.string)}
         self.model_info = tf.function(lambda: dict(self._info), input_signature=[])
         self.serve = tf.function(
             self._serve, input_signature=[tf.TensorSpec((None, None, h, w, c), tf.float32, INPUT_NAME)])
@@ -91,7 +96,8 @@ class _ServingModule(tf.Module):
         flat = tf.reshape(rgb, tf.concat([[-1], shape[2:]], axis=0))
         resized = tf.image.resize(flat, self._hw, method="area")
         resized = tf.cast(tf.clip_by_value(tf.round(resized), 0.0, 255.0), tf.uint8)
-        frames = to_model_input(tf.reshape(resized, tf.concat([shape[:2], [*self._hw, 3]], axis=0)), flow)
+        frames = to_model_input(tf.reshape(resized, tf.concat([shape[:2], [*self._hw, 3]], axis=0)),
+                                flow, self._colour_norm)
         return self._serve(frames)
 
 
@@ -151,12 +157,15 @@ def _replace_dir(new: str, target: str, scratch: str) -> None:
     os.rename(new, target)
 
 
-def export_digest(model: keras.Model, group_len: int) -> str:
-    """sha256 of the model's class, name, input/output shapes, every weight and `group_len`."""
-    h = hashlib.sha256(json.dumps({
-        "class": type(model).__name__, "name": model.name, "group_len": int(group_len),
-        "input_shape": str(model.input_shape), "output_shape": str(model.output_shape)},
-        sort_keys=True).encode())
+def export_digest(model: keras.Model, group_len: int,
+                  colour_norm: str = DEFAULT_COLOUR_NORM) -> str:
+    """sha256 of the model's class, name, input/output shapes, every weight, `group_len` and
+    `colour_norm` (frame_std leaves the digest of earlier exports unchanged)."""
+    facts = {"class": type(model).__name__, "name": model.name, "group_len": int(group_len),
+             "input_shape": str(model.input_shape), "output_shape": str(model.output_shape)}
+    if colour_norm != DEFAULT_COLOUR_NORM:
+        facts["colour_norm"] = colour_norm
+    h = hashlib.sha256(json.dumps(facts, sort_keys=True).encode())
     for w in model.weights:
         value = np.ascontiguousarray(keras.ops.convert_to_numpy(w))
         h.update(f"{w.path}|{value.dtype}|{value.shape}\n".encode())
@@ -203,11 +212,14 @@ def clean_abandoned(base_path: str, max_age_s: float = SCRATCH_MAX_AGE_S) -> lis
 
 
 def export_saved_model(model: keras.Model, base_path: str, version: int | None = None,
-                       overwrite: bool = False, group_len: int = GROUP_LEN) -> str:
+                       overwrite: bool = False, group_len: int = GROUP_LEN,
+                       colour_norm: str = DEFAULT_COLOUR_NORM) -> str:
     """Writes `model` to base_path/<version>/ atomically and returns that directory.
 
     `group_len` is the frame-group length tracklets are embedded with (the evaluation's
-    --eval_seq_len); clients read it back from the `model_info` signature.
+    --eval_seq_len) and `colour_norm` the model's input colour normalisation
+    (ModelConfig.colour_norm, applied by `embed_raw`); clients read both back from the
+    `model_info` signature.
 
     version defaults to the latest existing version + 1 (1 for an empty base path), except when
     the latest version already serves the same weights and group length (its recorded
@@ -219,12 +231,18 @@ def export_saved_model(model: keras.Model, base_path: str, version: int | None =
     shape = frame_shape(model)
     if isinstance(group_len, bool) or not isinstance(group_len, (int, np.integer)) or group_len < 1:
         raise ValueError(f"group_len must be a positive integer, got {group_len!r}")
+    check_colour_norm(colour_norm)
+    for layer in model.layers:
+        if isinstance(layer, TTAViews) and layer.colour_norm != colour_norm:
+            raise ValueError(f"model {model.name!r} was built for colour_norm "
+                             f"{layer.colour_norm!r} (its TTA views), not {colour_norm!r}: export "
+                             f"it with --colour_norm={layer.colour_norm}")
     base_path = os.path.abspath(base_path)
     if os.path.exists(base_path) and not os.path.isdir(base_path):
         raise SavedModelError(f"{base_path}: model base path exists and is not a directory")
     os.makedirs(base_path, exist_ok=True)
     clean_abandoned(base_path)
-    digest = export_digest(model, int(group_len))
+    digest = export_digest(model, int(group_len), colour_norm)
     if version is None:
         existing = list_versions(base_path)
         if existing:
@@ -244,7 +262,7 @@ def export_saved_model(model: keras.Model, base_path: str, version: int | None =
     old = os.path.join(base_path, f".old-{version}-{os.getpid()}")
     for leftover in (tmp, old):
         shutil.rmtree(leftover, ignore_errors=True)
-    module = _ServingModule(model, int(group_len))
+    module = _ServingModule(model, int(group_len), colour_norm)
     try:
         tf.saved_model.save(module, tmp, signatures=module.signatures())
         _write_warmup(tmp, int(group_len), shape)
@@ -289,13 +307,15 @@ def _main(argv) -> None:
         else:
             config = cli.from_flags(ModelConfig, f, dropout=0.0)
             model = scored_model(checkpoints.restore_checkpoint(f.checkpoint, config, f.part),
-                                 cli.from_flags(TTAConfig, f))
-        path = export_saved_model(model, f.model_base_path, f.version, f.overwrite, f.group_len)
+                                 cli.from_flags(TTAConfig, f), config.colour_norm)
+        path = export_saved_model(model, f.model_base_path, f.version, f.overwrite, f.group_len,
+                                  f.colour_norm)
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return cli.EXIT_USAGE
     print(json.dumps({"export_dir": path, "frame_shape": list(frame_shape(model)),
                       "embed_dim": int(model.output_shape[-1]), "group_len": f.group_len,
+                      "colour_norm": f.colour_norm,
                       "signatures": [SERVING_SIGNATURE, RAW_SIGNATURE, INFO_SIGNATURE]}))
     return 0
 

@@ -6,10 +6,11 @@
 
 `tracklet_groups` is the one place where a folder of frames becomes model input (`tracklet_input`
 collects it; the gRPC client and the gallery search use that), so every path embeds a tracklet
-identically (and as the evaluation protocol does: every frame, cut into groups of the length the
-model was evaluated with (recorded in its export; 16 frames by default), group embeddings
-averaged). It streams: frames are read, given flow and cut into groups one at a time, so
-`Embedder.embed` holds a few groups in memory however long the tracklet is.
+identically (and as the evaluation protocol does: every frame, colour normalised as the model was
+trained, cut into groups of the length the model was evaluated with (both recorded in its export;
+by default frame_std and 16 frames), group embeddings averaged). It streams: frames are read,
+given flow and cut into groups one at a time, so `Embedder.embed` holds a few groups in memory
+however long the tracklet is.
 """
 from __future__ import annotations
 
@@ -23,19 +24,22 @@ from keras_crf_reid import checkpoints
 from keras_crf_reid.datasets import DatasetError, list_images
 from keras_crf_reid.datasets.flow import dequantize_flow, iter_flow, quantize_flow
 from keras_crf_reid.datasets.frames import iter_frames
-from keras_crf_reid.datasets.preprocess import loop_indices, to_model_input
-from keras_crf_reid.geometry import FRAME_HEIGHT, FRAME_WIDTH, GROUP_LEN
+from keras_crf_reid.datasets.preprocess import check_colour_norm, loop_indices, to_model_input
+from keras_crf_reid.geometry import DEFAULT_COLOUR_NORM, FRAME_HEIGHT, FRAME_WIDTH, GROUP_LEN
 from keras_crf_reid.serving import contract
 from keras_crf_reid.serving.export import frame_shape
+from keras_crf_reid.tta import TTAViews
 
 def tracklet_groups(folder: str, seq_len: int = GROUP_LEN, height: int = FRAME_HEIGHT,
                     width: int = FRAME_WIDTH, on_bad_image: str = "skip",
-                    batch: int = 16) -> Iterator[np.ndarray]:
+                    batch: int = 16,
+                    colour_norm: str = DEFAULT_COLOUR_NORM) -> Iterator[np.ndarray]:
     """A folder of frames -> float32 groups (<= batch, seq_len, height, width, 5), streamed.
 
     Frames are read in file-name order, undecodable ones skipped (or raised, on_bad_image="fail"),
     optical flow is computed over the sequence (`flow.iter_flow`, rounded to the cache's levels as
-    `flow.model_flow` does), and the groups are those of `preprocess.group_windows`: consecutive
+    `flow.model_flow` does), colour is normalised per `colour_norm` (the model's, see
+    preprocess.to_model_input), and the groups are those of `preprocess.group_windows`: consecutive
     groups of seq_len, one more of the last seq_len frames for a remainder, a looped group for a
     tracklet shorter than seq_len. At most seq_len + batch * seq_len frames are held at a time.
     """
@@ -57,7 +61,7 @@ def frame_groups(paths: list[str], seq_len: int = GROUP_LEN, height: int = FRAME
     for frame, flow in iter_flow(frames):
         current.append((frame, flow))
         if len(current) == seq_len:
-            last = _group_input(current)
+            last = _group_input(current, colour_norm)
             pending.append(last)
             current = []
             if len(pending) == batch:
@@ -66,43 +70,49 @@ def frame_groups(paths: list[str], seq_len: int = GROUP_LEN, height: int = FRAME
     if last is None and not current:
         raise DatasetError(f"{where}: none of the {len(paths)} images could be decoded")
     if last is None:
-        pending.append(_group_input([current[i] for i in loop_indices(len(current), seq_len)]))
+        pending.append(_group_input([current[i] for i in loop_indices(len(current), seq_len)],
+                                     colour_norm))
     elif current:
-        tail = _group_input(current)
+        tail = _group_input(current, colour_norm)
         pending.append(np.concatenate([last[len(current):], tail]))
     if pending:
         yield np.stack(pending)
 
 
-def _group_input(frames: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+def _group_input(frames: list[tuple[np.ndarray, np.ndarray]],
+                 colour_norm: str = DEFAULT_COLOUR_NORM) -> np.ndarray:
     """Model input float32 (n, H, W, 5) of (rgb frame, float16 flow) pairs."""
     rgb = np.stack([f for f, _ in frames])
     flow = dequantize_flow(quantize_flow(np.stack([g for _, g in frames])))
-    return to_model_input(rgb, flow).numpy()
+    return to_model_input(rgb, flow, colour_norm).numpy()
 
 
 def tracklet_input(folder: str, seq_len: int = GROUP_LEN, height: int = FRAME_HEIGHT,
-                   width: int = FRAME_WIDTH, on_bad_image: str = "skip") -> np.ndarray:
+                   width: int = FRAME_WIDTH, on_bad_image: str = "skip",
+                   colour_norm: str = DEFAULT_COLOUR_NORM) -> np.ndarray:
     """A folder of frames -> float32 groups (G, seq_len, height, width, 5) covering every frame
     (all of `tracklet_groups` at once)."""
-    return np.concatenate(list(tracklet_groups(folder, seq_len, height, width, on_bad_image)))
+    return np.concatenate(list(tracklet_groups(folder, seq_len, height, width, on_bad_image,
+                                               colour_norm=colour_norm)))
 
 
 class Embedder:
     """Maps frames (B, T, H, W, C) float32 to embeddings (B, D), in batches of `batch_size`."""
 
     def __init__(self, fn: Callable[[tf.Tensor], tf.Tensor], frame_shape: tuple[int, int, int],
-                 embed_dim: int, source: str, batch_size: int = 16, group_len: int = GROUP_LEN):
+                 embed_dim: int, source: str, batch_size: int = 16, group_len: int = GROUP_LEN,
+                 colour_norm: str = DEFAULT_COLOUR_NORM):
         self._fn = fn
         self.frame_shape = tuple(int(d) for d in frame_shape)
         self.embed_dim = int(embed_dim)
         self.source = source
         self.batch_size = int(batch_size)
         self.group_len = int(group_len)
+        self.colour_norm = check_colour_norm(colour_norm)
 
     def __repr__(self) -> str:
         return (f"Embedder({self.source!r}, frames={self.frame_shape}, embed_dim={self.embed_dim}, "
-                f"group_len={self.group_len})")
+                f"group_len={self.group_len}, colour_norm={self.colour_norm!r})")
 
     def predict(self, frames: np.ndarray) -> np.ndarray:
         """Embeddings (B, D) float32 of frames (B, T, H, W, C)."""
@@ -121,20 +131,24 @@ class Embedder:
         """Embedding (D,) of a tracklet folder: the mean of its `group_len`-frame group embeddings."""
         h, w, _ = self.frame_shape
         embeddings = [self.predict(groups) for groups in tracklet_groups(
-            tracklet_dir, self.group_len, height=h, width=w, batch=self.batch_size)]
+            tracklet_dir, self.group_len, height=h, width=w, batch=self.batch_size,
+            colour_norm=self.colour_norm)]
         return np.concatenate(embeddings).mean(axis=0)
 
 
-def _keras_embedder(path: str, batch_size: int, group_len: int | None) -> Embedder:
+def _keras_embedder(path: str, batch_size: int, group_len: int | None,
+                    colour_norm: str | None) -> Embedder:
     model = checkpoints.load_keras_model(path)
     shape = frame_shape(model)
     fn = tf.function(lambda x: model(x, training=False), reduce_retracing=True,
                      input_signature=[tf.TensorSpec((None, None) + shape, tf.float32)])
+    tta = [layer.colour_norm for layer in model.layers if isinstance(layer, TTAViews)]
     return Embedder(fn, shape, model.output_shape[-1], os.path.abspath(path), batch_size,
-                    group_len or GROUP_LEN)
+                    group_len or GROUP_LEN, colour_norm or (tta or [DEFAULT_COLOUR_NORM])[0])
 
 
-def _saved_model_embedder(path: str, batch_size: int, group_len: int | None) -> Embedder:
+def _saved_model_embedder(path: str, batch_size: int, group_len: int | None,
+                          colour_norm: str | None) -> Embedder:
     version_dir = contract.resolve_version_dir(path)
     try:
         loaded = tf.saved_model.load(version_dir)
@@ -164,21 +178,26 @@ def _saved_model_embedder(path: str, batch_size: int, group_len: int | None) -> 
         return sig(**{contract.INPUT_NAME: x})[contract.OUTPUT_NAME]
 
     group_len = group_len or contract.group_len_of(loaded) or GROUP_LEN
+    colour_norm = colour_norm or contract.colour_norm_of(loaded, version_dir)
     embedder = Embedder(fn, shape, outputs[contract.OUTPUT_NAME].shape[-1], version_dir, batch_size,
-                        group_len)
+                        group_len, colour_norm)
     embedder.saved_model = loaded
     return embedder
 
 
-def load(path: str, batch_size: int = 16, group_len: int | None = None) -> Embedder:
+def load(path: str, batch_size: int = 16, group_len: int | None = None,
+         colour_norm: str | None = None) -> Embedder:
     """An Embedder for a SavedModel version directory, a model base path (its latest complete
-    version) or a `.keras` file. `group_len` overrides the group length recorded in the export
-    (a .keras file records none: 16 by default)."""
+    version) or a `.keras` file. `group_len` and `colour_norm` override what the export records
+    (a .keras file records no group length: 16 by default; its colour_norm is its TTA views',
+    else "frame_std")."""
     if group_len is not None and group_len < 1:
         raise ValueError(f"group_len must be >= 1, got {group_len}")
+    if colour_norm is not None:
+        check_colour_norm(colour_norm)
     if path.endswith(".keras"):
-        return _keras_embedder(path, batch_size, group_len)
+        return _keras_embedder(path, batch_size, group_len, colour_norm)
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: model path does not exist (expected a .keras file, a "
                                 f"SavedModel directory or a model base path)")
-    return _saved_model_embedder(path, batch_size, group_len)
+    return _saved_model_embedder(path, batch_size, group_len, colour_norm)

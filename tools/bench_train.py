@@ -5,6 +5,8 @@ clipping, SGD update) on random tensors already in memory, so the figure is the 
 sequence pairs per second, and achieved FLOP/s (keras_crf_reid.flops.crf_train_flops) as a
 fraction of the matmul peak, sampled between steps so both see the same machine load.
 --pipeline also times steps fed by pipeline.pair_dataset from a cached synthetic dataset.
+--pk also times, interleaved with the pair step (same machine load), the step on a P x K
+identity batch (--num_persons x --num_instances sequences, batch-hard triplet loss).
 """
 from __future__ import annotations
 
@@ -29,6 +31,9 @@ flags.DEFINE_bool("mixed_precision", False, "mixed_float16 policy and loss scali
 flags.DEFINE_float("peak_gflops", 0.0, "Matmul peak to compare against (0: sample it here).")
 flags.DEFINE_bool("pipeline", False, "Also time steps fed by pair_dataset (cached synthetic).")
 flags.DEFINE_integer("pipeline_ids", 20, "Identities of the synthetic dataset for --pipeline.")
+flags.DEFINE_bool("pk", False, "Also time the P x K step, interleaved with the pair step.")
+flags.DEFINE_integer("num_persons", 8, "P of the --pk batch.")
+flags.DEFINE_integer("num_instances", 4, "K of the --pk batch.")
 
 
 def main(argv):
@@ -40,6 +45,7 @@ def main(argv):
     apply_thread_flags()
     from keras_crf_reid.flops import (crf_train_flops, matmul_probe, throughput_figures,
                                       time_interleaved)
+    from keras_crf_reid.geometry import INPUT_SHAPE
     from keras_crf_reid.model import ModelConfig, build_crf_model
     from keras_crf_reid.trainer import TrainConfig, Trainer
 
@@ -52,7 +58,7 @@ def main(argv):
     tcfg = TrainConfig(steps=10 ** 9, jit_compile=FLAGS.jit_compile,
                        mixed_precision=FLAGS.mixed_precision)
     rng = np.random.default_rng(0)
-    shape = (bs, t, cfg.input_height, cfg.input_width, cfg.channels)
+    shape = (bs, t, *INPUT_SHAPE)
     inputs = (tf.constant(rng.standard_normal(shape, np.float32)),
               tf.constant(rng.standard_normal(shape, np.float32)))
     targets = {"label": tf.constant((np.arange(bs) < bs // 2).astype(np.float32)),
@@ -77,8 +83,47 @@ def main(argv):
                                        FLAGS.peak_gflops))
         if FLAGS.pipeline:
             out["pipeline_pairs_per_s"] = _pipeline_rate(trainer, step, tmp)
+    if FLAGS.pk:
+        with tempfile.TemporaryDirectory() as tmp:
+            out.update(_pk_compare(cfg, tcfg, inputs, targets, num_classes, tmp))
     out["loadavg_1m"] = round(os.getloadavg()[0], 2)
     print(json.dumps(out))
+
+
+def _pk_compare(cfg, tcfg, inputs, targets, num_classes: int, tmp: str) -> dict:
+    """Median wall and CPU seconds of the pair step and the P x K triplet step, alternating."""
+    import dataclasses
+
+    import numpy as np
+    import tensorflow as tf
+
+    from keras_crf_reid.flops import time_interleaved
+    from keras_crf_reid.model import build_crf_model
+    from keras_crf_reid.trainer import Trainer
+
+    p, k = FLAGS.num_persons, FLAGS.num_instances
+    rng = np.random.default_rng(1)
+    pk_x = tf.constant(rng.standard_normal((p * k,) + tuple(inputs[0].shape[1:]), np.float32))
+    pk_y = {"class": tf.constant(np.repeat(rng.choice(num_classes, p, replace=False), k))}
+    steps = {}
+    for name, metric in (("pairs", "contrastive"), ("pk", "triplet")):
+        trainer = Trainer(build_crf_model(cfg), num_classes,
+                          dataclasses.replace(tcfg, metric_loss=metric), os.path.join(tmp, name))
+        batch = (inputs, targets, FLAGS.batch_size) if name == "pairs" else (pk_x, pk_y, p * k)
+        fn = trainer._make_step(batch[2])
+        steps[name] = (lambda fn=fn, x=batch[0], y=batch[1]: float(fn(x, y)["total"]))
+        steps[name]()
+    times: dict[str, dict] = {name: {"seconds": [], "cpu_seconds": []} for name in steps}
+    for _ in range(FLAGS.steps):
+        for name, work in steps.items():
+            m = time_interleaved(work, 1, None)
+            for key in ("seconds", "cpu_seconds"):
+                times[name][key] += m[key]
+    out = {"pk_batch": f"{p}x{k} sequences", "pair_batch": f"{FLAGS.batch_size} pairs"}
+    for name, m in times.items():
+        out[f"{name}_step_s_median"] = round(statistics.median(m["seconds"]), 3)
+        out[f"{name}_step_cpu_s_median"] = round(statistics.median(m["cpu_seconds"]), 3)
+    return out
 
 
 def _pipeline_rate(trainer, step, tmp: str) -> float:

@@ -9,7 +9,8 @@ applied identically to all its frames: a random crop (scale and translation) res
 the input size, and a horizontal mirror that also negates horizontal flow. Optional (off by
 default): colour jitter (brightness, contrast, saturation, hue) and random erasing of one
 rectangle, drawn from the same per-batch generator so the stream stays deterministic.
-
+With --sampler=pk, `pk_dataset` yields identity batches instead (P persons x K tracklets,
+sampling.PKSampler) with the same windows and augmentation.
 
 Every map runs with `num_parallel_calls` (PairConfig.num_parallel_calls; AUTOTUNE = -1 uses
 the machine's cores) and deterministic ordering, so the batches are the same for any

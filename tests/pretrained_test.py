@@ -1,6 +1,7 @@
-"""The committed real-data model, saved_models/crf_mars_sample, loads and re-identifies.
+"""The committed real-data models, saved_models/crf_mars_sample and crf_mars, load and re-identify.
 
-It was trained on all 255 identities of ../shared/realdata/mars_sample, so ranking them checks
+Both were trained on all 255 identities of ../shared/realdata/mars_sample (crf_mars on every
+tracklet of the same people, in mars_multi), so ranking them checks
 that the artifact loads and works end to end (frames on disk -> flow -> TTA fusion model ->
 embedding), not how it generalises (docs/real_data.md has the 5-split figures).
 """
@@ -18,16 +19,20 @@ from keras_crf_reid.serving import contract
 from tests.fixtures import REALDATA
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MODEL = os.path.join(ROOT, "saved_models", "crf_mars_sample")
+MODELS = ("crf_mars_sample", "crf_mars")
 MARS_SAMPLE = os.path.join(REALDATA, "mars_sample")
 NUM_IDS = 40  # the first 40 identities: chance rank-1 is 2.5%
 
 
-@pytest.fixture(scope="module")
-def ranked():
+def model_path(name: str) -> str:
+    return os.path.join(ROOT, "saved_models", name)
+
+
+@pytest.fixture(scope="module", params=MODELS)
+def ranked(request):
     if not os.path.isdir(MARS_SAMPLE):
         pytest.skip(f"{MARS_SAMPLE} not present (the real data lives beside the checkout)")
-    model = keras_crf_reid.load(MODEL)
+    model = keras_crf_reid.load(model_path(request.param))
     dataset = get_dataset("prid_layout", MARS_SAMPLE)
     pids = sorted({t.pid for t in dataset.tracklets})[:NUM_IDS]
     chosen = [i for i, t in enumerate(dataset.tracklets) if t.pid in pids]
@@ -42,11 +47,12 @@ def ranked():
     return model, qf, cmc[0], mean_ap, evaluate_baseline(dataset, split)
 
 
-def test_committed_model_is_a_serving_export_with_its_group_length():
-    version = contract.resolve_version_dir(MODEL)
+@pytest.mark.parametrize("name", MODELS)
+def test_committed_model_is_a_serving_export_with_its_group_length(name):
+    version = contract.resolve_version_dir(model_path(name))
     assert os.path.basename(version) == "1"
     assert os.path.isfile(os.path.join(version, "saved_model.pb"))
-    model = keras_crf_reid.load(MODEL)
+    model = keras_crf_reid.load(model_path(name))
     assert model.frame_shape == (128, 64, 5) and model.embed_dim == 128
     assert model.group_len == 8  # recorded by the export: the recipe's evaluation groups
 

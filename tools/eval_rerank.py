@@ -70,7 +70,8 @@ def main(argv):
 
         def embed(tracklets):
             return np.stack([np.concatenate([model.predict(g) for g in frame_groups(
-                list(t.frames), model.group_len, h, w, where=t.key)]).mean(axis=0)
+                list(t.frames), model.group_len, h, w, where=t.key,
+                colour_norm=model.colour_norm)]).mean(axis=0)
                 for t in tqdm(tracklets, desc="embed", unit="tracklet")])
 
         t = time.time()

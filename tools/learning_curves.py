@@ -5,7 +5,7 @@
 
 Reads each run's `split_<k>/<part>/tb` TensorBoard scalars `eval/<metric>` (written every
 --eval_every steps) and adds the final evaluation from `split_<k>/metrics.json` at the run's
-last training step; the baseline entry of metrics.json, if any, is drawn as a dashed line.
+last training step; the baseline entry of the last run that has one is drawn as a dashed line.
 """
 from __future__ import annotations
 
@@ -73,8 +73,9 @@ def main(argv: list[str]) -> None:
     if FLAGS.out_png:
         from keras_crf_reid import plots
 
+        # the newest run's baseline row (earlier runs may have scored an older baseline kind)
         baselines = next(({"baseline": c["baseline"]}
-                          for c in curves.values() if c["baseline"]), None)
+                          for c in reversed(list(curves.values())) if c["baseline"]), None)
         plots.plot_learning_curves(curves, FLAGS.out_png, baselines=baselines, title=FLAGS.title)
     print(json.dumps(curves))
 

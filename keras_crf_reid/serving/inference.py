@@ -48,12 +48,14 @@ def tracklet_groups(folder: str, seq_len: int = GROUP_LEN, height: int = FRAME_H
     paths = list_images(folder)
     if not paths:
         raise DatasetError(f"{folder}: tracklet folder holds no images")
-    yield from frame_groups(paths, seq_len, height, width, on_bad_image, batch, where=folder)
+    yield from frame_groups(paths, seq_len, height, width, on_bad_image, batch, where=folder,
+                            colour_norm=colour_norm)
 
 
 def frame_groups(paths: list[str], seq_len: int = GROUP_LEN, height: int = FRAME_HEIGHT,
                  width: int = FRAME_WIDTH, on_bad_image: str = "skip", batch: int = 16,
-                 where: str = "tracklet") -> Iterator[np.ndarray]:
+                 where: str = "tracklet",
+                 colour_norm: str = DEFAULT_COLOUR_NORM) -> Iterator[np.ndarray]:
     """`tracklet_groups` of a tracklet given as its image files in order (e.g. a MARS track,
     whose frames share a folder with the person's other tracks)."""
     frames = iter_frames(paths, on_bad_image=on_bad_image, height=height, width=width)

@@ -81,9 +81,23 @@ def release(path: str) -> None:
 
 @contextlib.contextmanager
 def run_lock(folder: str) -> Iterator[str]:
-    """Holds folder's run lock for the duration of the block."""
+    """Holds folder's run lock for the duration of the block.
+
+    Folders the lock had to create (the run folder and missing parents) are removed again on
+    the way out while empty, so a run that fails before writing anything leaves nothing behind.
+    """
+    created = []
+    missing = os.path.abspath(folder)
+    while not os.path.exists(missing):
+        created.append(missing)
+        missing = os.path.dirname(missing)
     path = acquire(folder)
     try:
         yield path
     finally:
         release(path)
+        for d in created:  # deepest first
+            try:
+                os.rmdir(d)
+            except OSError:
+                break

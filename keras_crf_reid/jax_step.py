@@ -15,7 +15,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from keras_crf_reid.losses import LossWeights, crf_loss, pk_loss
+from keras_crf_reid.losses import LossWeights, batch_loss_terms
 
 
 def require_jax_backend() -> None:
@@ -60,7 +60,7 @@ class JaxTrainStep:
             self.variables, model.non_trainable_variables, optimizer.variables))
         self.margin, self.weights, self.clipnorm = float(margin), weights, float(clipnorm)
         self.metric_loss = metric_loss
-        self.pk_margin = float(triplet_margin if metric_loss == "triplet" else margin)
+        self.triplet_margin = float(triplet_margin)
         self._grad = jax.value_and_grad(self._loss, has_aux=True)
         self._step = jax.jit(self._train, donate_argnums=0)
         self._eval = jax.jit(self._eval_terms)
@@ -71,14 +71,8 @@ class JaxTrainStep:
         emb, non_trainable = self.model.stateless_call(
             trainable[:self._n_model], non_trainable, x, training=training)
         logits, _ = self.classifier.stateless_call(trainable[self._n_model:], [], emb)
-        if pairs:
-            ea, eb = ops.split(emb, 2)
-            la, lb = ops.split(logits, 2)
-            terms = crf_loss(ea, eb, la, lb, targets["label"], targets["class_a"],
-                             targets["class_b"], self.margin, self.weights)
-        else:
-            terms = pk_loss(emb, logits, targets["class"], self.metric_loss, self.pk_margin,
-                            self.weights)
+        terms = batch_loss_terms(emb, logits, targets, self.metric_loss, self.margin,
+                                 self.triplet_margin, self.weights)
         return {k: ops.mean(v) for k, v in terms.items()}, non_trainable
 
     def _loss(self, trainable, non_trainable, inputs, targets):

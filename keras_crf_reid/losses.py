@@ -106,3 +106,22 @@ def pk_loss(emb, logits, classes, metric: str = "contrastive", margin: float = 2
     sof = ops.sparse_categorical_crossentropy(classes, ops.cast(logits, "float32"), from_logits=True)
     total = weights.siamese * met + (weights.softmax_a + weights.softmax_b) * sof
     return {"total": total, metric: met, "softmax": sof}
+
+
+def batch_loss_terms(emb, logits, targets: dict, metric: str = "contrastive",
+                     margin: float = 2.0, triplet_margin: float = 0.3,
+                     weights: LossWeights = LossWeights()) -> dict:
+    """The loss terms of one training batch, as both training steps (TF and JAX) compute them.
+
+    A pair batch (targets "label", "class_a", "class_b"; emb and logits are the A halves then
+    the B halves) gets `crf_loss`; an identity batch (targets "class") gets `pk_loss` with the
+    triplet margin for --metric_loss=triplet, the contrastive margin otherwise.
+    """
+    if "label" in targets:
+        ea, eb = ops.split(emb, 2)
+        la, lb = ops.split(logits, 2)
+        return crf_loss(ea, eb, la, lb, targets["label"], targets["class_a"], targets["class_b"],
+                        margin, weights)
+    return pk_loss(emb, logits, targets["class"], metric,
+                   triplet_margin if metric == "triplet" else margin, weights)
+

@@ -25,7 +25,7 @@ from keras import ops
 from tqdm import tqdm
 
 from keras_crf_reid.configs.train import LR_SCHEDULES, TrainConfig  # noqa: F401  (re-exported)
-from keras_crf_reid.losses import crf_loss, pk_loss
+from keras_crf_reid.losses import batch_loss_terms
 
 log = logging.getLogger(__name__)
 
@@ -172,14 +172,8 @@ class Trainer:
         with tf.GradientTape() as tape:
             emb = self.model(x, training=True)
             logits = self.classifier(emb)
-            if pairs:
-                ea, eb = tf.split(emb, 2)
-                la, lb = tf.split(logits, 2)
-                terms = crf_loss(ea, eb, la, lb, targets["label"], targets["class_a"],
-                                 targets["class_b"], cfg.margin, cfg.weights)
-            else:
-                margin = cfg.triplet_margin if cfg.metric_loss == "triplet" else cfg.margin
-                terms = pk_loss(emb, logits, targets["class"], cfg.metric_loss, margin, cfg.weights)
+            terms = batch_loss_terms(emb, logits, targets, cfg.metric_loss, cfg.margin,
+                                     cfg.triplet_margin, cfg.weights)
             loss = tf.nn.compute_average_loss(terms["total"], global_batch_size=global_batch)
             scaled = self.optimizer.scale_loss(loss) if cfg.mixed_precision else loss
         grads = tape.gradient(scaled, self.variables)

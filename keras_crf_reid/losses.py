@@ -6,7 +6,7 @@ d = ||x_i - x_j||_2 and alpha the margin (2 in the paper).
 
 Identity batches (P persons x K tracklets, --sampler=pk) use `pk_loss` instead: the contrastive
 loss over every positive and negative pair of the batch, or the batch-hard triplet loss
-(Hermans et al. 2017), plus the identity softmax of every sequence.
+(Hermans et al. 2017, hard or soft margin), plus the identity softmax of every sequence.
 
 Written in keras.ops only, so the same code serves the TensorFlow trainer and the JAX step
 (jax_step.py); on TensorFlow each op is the tf op it replaced, so results are unchanged.
@@ -81,13 +81,17 @@ def batch_contrastive_loss(emb, classes, margin: float = 2.0):
     return 0.5 * (pos_loss + neg_loss)
 
 
-def batch_hard_triplet_loss(emb, classes, margin: float = 0.3):
+def batch_hard_triplet_loss(emb, classes, margin: float | None = 0.3):
     """Per-anchor (N,) batch-hard triplet loss (Hermans, Beyer, Leibe 2017): for each anchor,
-    max(margin + d(farthest positive) - d(closest negative), 0), Euclidean distances."""
+    max(margin + d(farthest positive) - d(closest negative), 0), Euclidean distances; with
+    margin None the paper's soft margin log(1 + exp(d(farthest positive) - d(closest negative))),
+    which keeps pulling satisfied triplets apart instead of going flat at zero loss."""
     d = pairwise_distances(emb)
     pos, neg = _identity_masks(classes)
     hardest_pos = ops.max(d * pos, axis=1)
     hardest_neg = ops.min(ops.where(neg > 0, d, _FAR), axis=1)
+    if margin is None:
+        return ops.softplus(hardest_pos - hardest_neg)
     return ops.relu(margin + hardest_pos - hardest_neg)
 
 
@@ -97,12 +101,15 @@ def pk_loss(emb, logits, classes, metric: str = "contrastive", margin: float = 2
 
     total = W1 * metric + (W2 + W3) * softmax: a pair batch holds two sequences per pair and
     weights their softmax terms W2 and W3, so at equal weights both batch kinds weigh the
-    metric loss against the identity softmax alike. `margin` is the metric loss's.
+    metric loss against the identity softmax alike. `margin` is the metric loss's (unused by
+    triplet_soft).
     """
     if metric not in METRIC_LOSSES:
         raise ValueError(f"--metric_loss must be one of {', '.join(METRIC_LOSSES)}, got {metric!r}")
-    fn = batch_contrastive_loss if metric == "contrastive" else batch_hard_triplet_loss
-    met = fn(emb, classes, margin)
+    if metric == "contrastive":
+        met = batch_contrastive_loss(emb, classes, margin)
+    else:
+        met = batch_hard_triplet_loss(emb, classes, None if metric == "triplet_soft" else margin)
     sof = ops.sparse_categorical_crossentropy(classes, ops.cast(logits, "float32"), from_logits=True)
     total = weights.siamese * met + (weights.softmax_a + weights.softmax_b) * sof
     return {"total": total, metric: met, "softmax": sof}

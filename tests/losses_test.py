@@ -63,6 +63,22 @@ def test_batch_hard_triplet_matches_brute_force():
     assert np.all(big > 0)
 
 
+def test_soft_margin_triplet_matches_brute_force():
+    """--metric_loss=triplet_soft: log(1 + exp(d(farthest positive) - d(closest negative)))."""
+    emb, classes = _pk_case(2)
+    d = _brute_distances(emb.astype(np.float64))
+    want = []
+    for i in range(len(emb)):
+        pos = [d[i, j] for j in range(len(emb)) if classes[j] == classes[i] and j != i]
+        neg = [d[i, j] for j in range(len(emb)) if classes[j] != classes[i]]
+        want.append(np.log1p(np.exp(max(pos) - min(neg))))
+    got = np.asarray(batch_hard_triplet_loss(tf.constant(emb), tf.constant(classes), None))
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    terms = pk_loss(tf.constant(emb), tf.zeros((12, 8)), tf.constant(classes), "triplet_soft")
+    np.testing.assert_allclose(np.asarray(terms["triplet_soft"]), want, rtol=1e-5, atol=1e-6)
+    assert np.all(np.asarray(terms["triplet_soft"]) > 0)  # no flat zero region, unlike the hinge
+
+
 def test_batch_contrastive_matches_all_pairs_brute_force():
     emb, classes = _pk_case(1)
     d = _brute_distances(emb.astype(np.float64))

@@ -151,6 +151,11 @@ def test_flags_select_the_sampler_and_loss_and_refuse_triplet_on_pairs():
     fresh(["prog", "--metric_loss=triplet"])
     with pytest.raises(ValueError, match="--metric_loss=triplet needs .*--sampler=pk"):
         config_from_flags(fresh)
+    soft = flags.FlagValues()
+    define_flags(soft)
+    soft(["prog", "--metric_loss=triplet_soft"])
+    with pytest.raises(ValueError, match="--metric_loss=triplet_soft needs .*--sampler=pk"):
+        config_from_flags(soft)
     defaults = flags.FlagValues()
     define_flags(defaults)
     defaults(["prog"])

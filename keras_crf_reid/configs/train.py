@@ -10,7 +10,7 @@ import math
 from keras_crf_reid.options import option
 
 LR_SCHEDULES = ("constant", "cosine", "step")
-METRIC_LOSSES = ("contrastive", "triplet")
+METRIC_LOSSES = ("contrastive", "triplet", "triplet_soft")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,8 +37,11 @@ class TrainConfig:
                                   "the identity softmax of every sequence.", flag="loss_weights")
     metric_loss: str = option("contrastive", "Metric loss: contrastive (the paper's; on a P x K "
                               "batch over all its positive and negative pairs) or triplet "
-                              "(batch-hard, needs --sampler=pk).", choices=METRIC_LOSSES)
-    triplet_margin: float = option(0.3, "Margin of the batch-hard triplet loss.")
+                              "(batch-hard, needs --sampler=pk) or triplet_soft (batch-hard "
+                              "with the soft margin log(1 + exp(.)) of Hermans et al.).",
+                              choices=METRIC_LOSSES)
+    triplet_margin: float = option(0.3, "Margin of the batch-hard triplet loss "
+                                   "(--metric_loss=triplet; triplet_soft has none).")
     ckpt_every: int = option(200, "Checkpoint every N steps (0: only at the end).", results=False)
     max_to_keep: int = option(3, "Checkpoints kept per model.", results=False)
     log_every: int = option(100, "Steps between TensorBoard loss summaries and, without a "

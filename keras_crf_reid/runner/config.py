@@ -173,9 +173,9 @@ class ExperimentConfig:
         if bad or not self.parts or len(set(self.parts)) != len(self.parts):
             raise ValueError(f"--parts must be a non-empty subset of {','.join(PARTS)}, got "
                              f"{','.join(self.parts)}")
-        if self.train.metric_loss == "triplet" and self.pairs.sampler != "pk":
-            raise ValueError("--metric_loss=triplet needs identity batches: add --sampler=pk "
-                             "(pair batches train the contrastive loss)")
+        if self.train.metric_loss.startswith("triplet") and self.pairs.sampler != "pk":
+            raise ValueError(f"--metric_loss={self.train.metric_loss} needs identity batches: add "
+                             "--sampler=pk (pair batches train the contrastive loss)")
 
     @property
     def run_dir(self) -> str:

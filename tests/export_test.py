@@ -67,6 +67,31 @@ def test_raw_signature_rejects_mismatched_flow(exported):
                                        flow=tf.zeros((1, 2, 128, 64, 2)))
 
 
+def test_raw_signature_checks_shapes_before_any_op_that_uses_them(model):
+    """The shape check is an ancestor (control dependency) of the model input's concat, so a
+    mismatched request always gets the check's message, never a concat error that depends on
+    the executor's op order (it did under load)."""
+    fn = export._ServingModule(model, group_len=2).embed_raw.get_concrete_function()
+    ops = fn.graph.get_operations()
+    asserts = [op for op in ops if op.type == "Assert"]
+    concats = [op for op in ops if op.type == "ConcatV2" and len(op.inputs) > 2
+               and op.inputs[0].shape.rank == 5]
+    assert asserts and concats, [op.type for op in ops]
+
+    def ancestors(op):
+        seen, todo = set(), [op]
+        while todo:
+            o = todo.pop()
+            for parent in [t.op for t in o.inputs] + list(o.control_inputs):
+                if parent not in seen:
+                    seen.add(parent)
+                    todo.append(parent)
+        return seen
+
+    for concat in concats:
+        assert set(asserts) & ancestors(concat), concat.name
+
+
 def test_versions_overwrite_and_refusal(model, tmp_path):
     base = str(tmp_path / "m")
     assert export.export_saved_model(model, base).endswith(os.sep + "1")

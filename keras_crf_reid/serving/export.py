@@ -90,9 +90,12 @@ class _ServingModule(tf.Module):
         return {OUTPUT_NAME: tf.cast(self.model(frames, training=False), tf.float32)}
 
     def _embed_raw(self, rgb, flow):
+        check = tf.debugging.assert_equal(
+            tf.shape(rgb)[:2], tf.shape(flow)[:2],
+            message="rgb and flow must have the same batch and time sizes")
+        with tf.control_dependencies([check]):  # before any op that would fail on the mismatch
+            rgb, flow = tf.identity(rgb), tf.identity(flow)
         shape = tf.shape(rgb)
-        tf.debugging.assert_equal(shape[:2], tf.shape(flow)[:2],
-                                  message="rgb and flow must have the same batch and time sizes")
         flat = tf.reshape(rgb, tf.concat([[-1], shape[2:]], axis=0))
         resized = tf.image.resize(flat, self._hw, method="area")
         resized = tf.cast(tf.clip_by_value(tf.round(resized), 0.0, 255.0), tf.uint8)

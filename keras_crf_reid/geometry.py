@@ -33,6 +33,13 @@ DEFAULT_COLOUR_NORM = "frame_std"
 YUV_FIXED_MEAN = (0.38, -0.017, -0.003)
 YUV_FIXED_STD = (0.195, 0.046, 0.086)
 
+
+def check_colour_norm(colour_norm: str, name: str = "colour_norm") -> str:
+    """colour_norm if it is one of COLOUR_NORMS, else ValueError naming `name` and the choices."""
+    if colour_norm not in COLOUR_NORMS:
+        raise ValueError(f"{name} must be one of {', '.join(COLOUR_NORMS)}, got {colour_norm!r}")
+    return colour_norm
+
 PARTS = ("full", "upper", "lower")
 PART_ROWS = {"full": (0, FRAME_HEIGHT), "upper": (0, FRAME_HEIGHT // 2),
              "lower": (FRAME_HEIGHT // 2, FRAME_HEIGHT)}

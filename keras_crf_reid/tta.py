@@ -30,8 +30,8 @@ from keras import ops
 from keras_crf_reid.configs.tta import (DEFAULT_CROP_SCALE, DEFAULT_VIEWS,  # noqa: F401
                                         VIEWS, TTAConfig, check_views)  # (VIEWS re-exported)
 from keras_crf_reid.datasets.augment import crop_resize, rescale_flow
-from keras_crf_reid.datasets.preprocess import check_colour_norm, standardize
-from keras_crf_reid.geometry import COLOR_SLICE, DEFAULT_COLOUR_NORM, FLOW_SLICE
+from keras_crf_reid.datasets.preprocess import standardize
+from keras_crf_reid.geometry import COLOR_SLICE, DEFAULT_COLOUR_NORM, FLOW_SLICE, check_colour_norm
 
 
 

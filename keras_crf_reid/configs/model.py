@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 
 from keras_crf_reid.geometry import (COLOUR_NORMS, DEFAULT_COLOUR_NORM, FRAME_WIDTH, PARTS,
-                                     part_height)
+                                     check_colour_norm, part_height)
 from keras_crf_reid.options import option
 
 VARIANTS = ("cnn", "rnn", "cnn_rnn")
@@ -39,8 +39,7 @@ class ModelConfig:
     def __post_init__(self):
         if self.variant not in VARIANTS:
             raise ValueError(f"--variant must be one of {', '.join(VARIANTS)}, got {self.variant!r}")
-        if self.colour_norm not in COLOUR_NORMS:
-            raise ValueError(f"--colour_norm must be one of {COLOUR_NORMS}, got {self.colour_norm!r}")
+        check_colour_norm(self.colour_norm, "--colour_norm")
         if self.flow_norm not in FLOW_NORMS:
             raise ValueError(f"--flow_norm must be one of {FLOW_NORMS}, got {self.flow_norm!r}")
         if not isinstance(self.batch_norm, bool):

@@ -8,15 +8,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from keras_crf_reid.geometry import (COLOUR_NORMS, DEFAULT_COLOUR_NORM, STD_EPS, YUV_FIXED_MEAN,
-                                     YUV_FIXED_STD)
-
-
-def check_colour_norm(colour_norm: str) -> str:
-    """colour_norm if it is one of geometry.COLOUR_NORMS, else ValueError naming the choices."""
-    if colour_norm not in COLOUR_NORMS:
-        raise ValueError(f"colour_norm must be one of {', '.join(COLOUR_NORMS)}, got {colour_norm!r}")
-    return colour_norm
+from keras_crf_reid.geometry import (DEFAULT_COLOUR_NORM, STD_EPS, YUV_FIXED_MEAN, YUV_FIXED_STD,
+                                     check_colour_norm)
 
 
 def normalise_yuv(yuv: tf.Tensor, colour_norm: str = DEFAULT_COLOUR_NORM) -> tf.Tensor:

@@ -34,8 +34,8 @@ import numpy as np
 import tensorflow as tf
 
 from keras_crf_reid.atomic import pid_alive
-from keras_crf_reid.datasets.preprocess import check_colour_norm, to_model_input
-from keras_crf_reid.geometry import DEFAULT_COLOUR_NORM, GROUP_LEN
+from keras_crf_reid.datasets.preprocess import to_model_input
+from keras_crf_reid.geometry import DEFAULT_COLOUR_NORM, GROUP_LEN, check_colour_norm
 from keras_crf_reid.tta import TTAViews
 from keras_crf_reid.serving.contract import (COLOUR_NORM_OUTPUT, EMBED_DIM_OUTPUT, FLOW_INPUT,
                                              GROUP_LEN_OUTPUT,

@@ -24,8 +24,9 @@ from keras_crf_reid import checkpoints
 from keras_crf_reid.datasets import DatasetError, list_images
 from keras_crf_reid.datasets.flow import dequantize_flow, iter_flow, quantize_flow
 from keras_crf_reid.datasets.frames import iter_frames
-from keras_crf_reid.datasets.preprocess import check_colour_norm, loop_indices, to_model_input
-from keras_crf_reid.geometry import DEFAULT_COLOUR_NORM, FRAME_HEIGHT, FRAME_WIDTH, GROUP_LEN
+from keras_crf_reid.datasets.preprocess import loop_indices, to_model_input
+from keras_crf_reid.geometry import (DEFAULT_COLOUR_NORM, FRAME_HEIGHT, FRAME_WIDTH, GROUP_LEN,
+                                     check_colour_norm)
 from keras_crf_reid.serving import contract
 from keras_crf_reid.serving.export import frame_shape
 from keras_crf_reid.tta import TTAViews

@@ -25,9 +25,8 @@ FLAGS = flags.FLAGS
 def evaluate_checkpoint(cfg: config.ExperimentConfig, checkpoint: str, part: str) -> dict:
     """Rebuilds the model, restores its weights and scores the configured split."""
     from keras_crf_reid import checkpoints
-    from keras_crf_reid.evaluation import compiled_embedder, evaluate_split
     from keras_crf_reid.runner.data import prepare
-    from keras_crf_reid.tta import scored_model
+    from keras_crf_reid.runner.split import score_split, scored_embedder
 
     if not checkpoint:
         raise ValueError("--checkpoint is required")
@@ -35,11 +34,7 @@ def evaluate_checkpoint(cfg: config.ExperimentConfig, checkpoint: str, part: str
     model = checkpoints.restore_checkpoint(prefix, cfg.model, part)
     data = prepare(cfg.data, cfg.run.progress)
     s = data.split_ids(cfg.data)[0]
-    embed = compiled_embedder(scored_model(model, cfg.eval.tta, cfg.model.colour_norm))
-    metrics = evaluate_split(embed, data.store, data.splits[s],
-                             cfg.eval.seq_len, progress=cfg.run.progress,
-                             num_parallel_calls=cfg.pairs.num_parallel_calls,
-                             colour_norm=cfg.model.colour_norm, rerank=cfg.eval.rerank)
+    metrics = score_split(cfg, scored_embedder(cfg, model), data, s, progress=cfg.run.progress)
     return {"checkpoint": prefix, "part": part, "split": s, **metrics}
 
 

@@ -49,6 +49,19 @@ def split_dir(cfg: ExperimentConfig, split_id: int) -> str:
     return os.path.join(cfg.run_dir, f"split_{split_id}")
 
 
+def scored_embedder(cfg: ExperimentConfig, model: keras.Model) -> Callable:
+    """The compiled embedder a run scores `model` with: wrapped for --tta and --colour_norm."""
+    return compiled_embedder(scored_model(model, cfg.eval.tta, cfg.model.colour_norm))
+
+
+def score_split(cfg: ExperimentConfig, embed: Callable, data: RunData, split_id: int, **kwargs):
+    """`evaluation.evaluate_split` with the run's evaluation flags (--eval_seq_len,
+    --colour_norm, --rerank, --num_parallel_calls); `kwargs` go to it unchanged."""
+    return evaluate_split(embed, data.store, data.splits[split_id], cfg.eval.seq_len,
+                          num_parallel_calls=cfg.pairs.num_parallel_calls,
+                          colour_norm=cfg.model.colour_norm, rerank=cfg.eval.rerank, **kwargs)
+
+
 def entries_of(cfg: ExperimentConfig) -> list[str]:
     """What a config computes per split: its parts, the fusion when all three are trained."""
     return list(cfg.parts) + ([FUSION] if cfg.fuses else [])
@@ -137,16 +150,13 @@ def train_part(cfg: ExperimentConfig, data: RunData, split_id: int, part: str,
     Returns the model, its compiled scored embedder (TTA-wrapped with --tta) and the training
     statistics.
     """
-    split = data.splits[split_id]
     keras.utils.set_random_seed(entry_seed(cfg, split_id, part))
     with strategy.scope():
         model = build_model(cfg.model, part)
-    embed = compiled_embedder(scored_model(model, cfg.eval.tta, cfg.model.colour_norm))
+    embed = scored_embedder(cfg, model)
 
     def split_eval(step: int) -> dict:
-        metrics = evaluate_split(embed, data.store, split, cfg.eval.seq_len,
-                                 num_parallel_calls=cfg.pairs.num_parallel_calls,
-                                 colour_norm=cfg.model.colour_norm, rerank=cfg.eval.rerank)
+        metrics = score_split(cfg, embed, data, split_id)
         return {k: v for k, v in metrics.items() if k != "cmc"}
 
     trainer, stats = _train(cfg, data, split_id, part, model, cfg.train, strategy, split_eval)
@@ -207,14 +217,11 @@ def run_split(cfg: ExperimentConfig, data: RunData, split_id: int, entries: Sequ
                                      strategy)
                 done["fusion_weights"] = fusion_weights(model)
                 print(f"split {split_id}: fusion weights {done['fusion_weights']}", flush=True)
-                embed = compiled_embedder(scored_model(model, cfg.eval.tta, cfg.model.colour_norm))
+                embed = scored_embedder(cfg, model)
             else:
                 embed = part_model(entry)[1]
-            done["entries"][entry], distances[entry] = evaluate_split(
-                embed, data.store, split, cfg.eval.seq_len,
-                progress=cfg.run.progress, with_distances=True,
-                num_parallel_calls=cfg.pairs.num_parallel_calls, colour_norm=cfg.model.colour_norm,
-                rerank=cfg.eval.rerank)
+            done["entries"][entry], distances[entry] = score_split(
+                cfg, embed, data, split_id, progress=cfg.run.progress, with_distances=True)
         done["seconds"] = float(done.get("seconds", 0.0)) + time.time() - t_entry
         done["num_query"], done["num_gallery"] = len(split.query), len(split.gallery)
         if write:

@@ -30,6 +30,8 @@ flags.DEFINE_string("data_root", "../shared/realdata/mars_multi", "MARS-layout d
 flags.DEFINE_string("model", "saved_models/crf_mars_sample", "Model embedding the tracklets.")
 flags.DEFINE_list("baselines", ["stripe_hsv", "hist"], "Hand-crafted baseline features also "
                   "compared (keras_crf_reid.baseline kinds).")
+flags.DEFINE_integer("group_len", None, "Frames per embedded group (default: what the export "
+                     "records; a .keras file records none and gets 16: give the run's --eval_seq_len).")
 flags.DEFINE_boolean("model_rows", True, "Embed with --model (off: baselines only).")
 flags.DEFINE_list("settings", ["20:6:0.3"], "Re-ranking settings k1:k2:lambda compared (the "
                   "first is torchreid's default).")
@@ -65,7 +67,7 @@ def main(argv):
     gallery = [dataset.tracklets[i] for i in split.gallery]
     rows = []
     if FLAGS.model_rows:
-        model = keras_crf_reid.load(FLAGS.model)
+        model = keras_crf_reid.load(FLAGS.model, group_len=FLAGS.group_len)
         h, w, _ = model.frame_shape
 
         def embed(tracklets):
@@ -87,7 +89,8 @@ def main(argv):
     for kind in FLAGS.baselines:
         rows.append(_compare(f"baseline {kind}", tracklet_features(query, kind),
                              tracklet_features(gallery, kind), query, gallery))
-    print(json.dumps({"data_root": FLAGS.data_root, "model": FLAGS.model, "num_query": len(query),
+    print(json.dumps({"data_root": FLAGS.data_root, "model": FLAGS.model,
+                      "group_len": FLAGS.group_len, "num_query": len(query),
                       "num_gallery": len(gallery), "rows": rows}, indent=1))
 
 

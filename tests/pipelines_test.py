@@ -44,3 +44,4 @@ def test_mars_multi_recipe_is_identity_batches_with_the_contrastive_loss(monkeyp
     cfg = _config(monkeypatch, "mars_multi.flags")
     assert (cfg.pairs.sampler, cfg.pairs.num_persons, cfg.pairs.num_instances) == ("pk", 8, 4)
     assert cfg.train.metric_loss == "contrastive" and cfg.data.dataset == "mars"
+    assert cfg.model.variant == "cnn" and cfg.train.steps == 3000  # chosen on the official split

@@ -20,6 +20,7 @@ from tests.fixtures import REALDATA
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODELS = ("crf_mars_sample", "crf_mars")
+VERSIONS = {"crf_mars_sample": "1", "crf_mars": "2"}  # the version each ships (TF Serving serves the latest)
 MARS_SAMPLE = os.path.join(REALDATA, "mars_sample")
 NUM_IDS = 40  # the first 40 identities: chance rank-1 is 2.5%
 
@@ -50,7 +51,8 @@ def ranked(request):
 @pytest.mark.parametrize("name", MODELS)
 def test_committed_model_is_a_serving_export_with_its_group_length(name):
     version = contract.resolve_version_dir(model_path(name))
-    assert os.path.basename(version) == "1"
+    assert os.path.basename(version) == VERSIONS[name]
+    assert set(os.listdir(model_path(name))) == {"README.md", VERSIONS[name]}  # one version, its card
     assert os.path.isfile(os.path.join(version, "saved_model.pb"))
     model = keras_crf_reid.load(model_path(name))
     assert model.frame_shape == (128, 64, 5) and model.embed_dim == 128

@@ -40,6 +40,7 @@ def check_colour_norm(colour_norm: str, name: str = "colour_norm") -> str:
         raise ValueError(f"{name} must be one of {', '.join(COLOUR_NORMS)}, got {colour_norm!r}")
     return colour_norm
 
+
 PARTS = ("full", "upper", "lower")
 PART_ROWS = {"full": (0, FRAME_HEIGHT), "upper": (0, FRAME_HEIGHT // 2),
              "lower": (FRAME_HEIGHT // 2, FRAME_HEIGHT)}

@@ -41,7 +41,7 @@ def restore_checkpoint(checkpoint: str, config: ModelConfig = ModelConfig(),
     of a trainer checkpoint (prefix, or directory meaning its latest checkpoint)."""
     prefix = checkpoint_prefix(checkpoint)
     part = part or config.part
-    model = build_model(config, part)
+    model = build_model(dataclasses.replace(config, pretrained=False), part)  # weights: below
     try:
         tf.train.Checkpoint(model=model).restore(prefix).expect_partial().assert_existing_objects_matched()
     except (AssertionError, ValueError, tf.errors.OpError) as e:

@@ -17,12 +17,30 @@ Keras TimeDistributed, which is slow and wrong for a None time axis in graph mod
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_crf_reid.configs.model import (  # noqa: F401  (re-exported)
-    FLOW_NORMS, VARIANTS, ModelConfig)
-from keras_crf_reid.geometry import (FLOW_SLICE, FRAME_HEIGHT, FRAME_WIDTH, NUM_CHANNELS, STD_EPS,
+    BACKBONES, FLOW_NORMS, VARIANTS, ModelConfig)
+from keras_crf_reid.geometry import (COLOR_SLICE, FLOW_SLICE, FRAME_HEIGHT, FRAME_WIDTH,
+                                     NUM_CHANNELS, STD_EPS, YUV_FIXED_MEAN, YUV_FIXED_STD,
                                      part_rows)
+from keras_crf_reid.models.mobilenet_v2 import IMAGENET_MEAN, IMAGENET_STD, MobileNetV2Trunk
+from keras_crf_reid.models.torch_weights import load_legacy_state_dict, read_pretrained
+
+# tf.image.yuv_to_rgb's matrix: rgb = yuv @ YUV_TO_RGB (rows Y, U, V; columns R, G, B).
+YUV_TO_RGB = np.array([[1.0, 1.0, 1.0], [0.0, -0.394642334, 2.03206185],
+                       [1.13988303, -0.58062185, 0.0]], np.float32)
+
+
+def fixed_yuv_to_imagenet() -> tuple[np.ndarray, np.ndarray]:
+    """(A, b) with ImageNet-normalised RGB = x @ A + b for x the model's colour channels under
+    colour_norm="fixed" ((yuv - YUV_FIXED_MEAN) / YUV_FIXED_STD): the map is affine and exact."""
+    mean, std = np.array(YUV_FIXED_MEAN, np.float32), np.array(YUV_FIXED_STD, np.float32)
+    im_mean, im_std = np.array(IMAGENET_MEAN, np.float32), np.array(IMAGENET_STD, np.float32)
+    a = (std[:, None] * YUV_TO_RGB) / im_std[None, :]
+    b = (mean @ YUV_TO_RGB - im_mean) / im_std
+    return a.astype(np.float32), b.astype(np.float32)
 
 
 @keras.saving.register_keras_serializable("keras_crf_reid")
@@ -104,6 +122,58 @@ class FrameEncoder(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable("keras_crf_reid")
+class PretrainedFrameEncoder(keras.layers.Layer):
+    """The ImageNet MobileNetV2 as the per-frame CNN: (batch, T, H, W, C) -> f_t (batch, T, D).
+
+    Its input is the model's usual 5 channels with colour_norm="fixed"; the colour channels are
+    mapped exactly back to ImageNet-normalised RGB (fixed_yuv_to_imagenet) and the optical-flow
+    channels are not used (a flow-free encoder: one still frame embeds as well as a sequence).
+    Features are average-pooled over space, then dropout and a dense layer to `embed_dim`.
+    `pretrained` loads the ImageNet weights when the layer is first built (not when it is
+    restored from a checkpoint or a .keras file, whose own weights then replace them).
+    """
+
+    def __init__(self, embed_dim=128, dropout=0.0, trainable_from=0, freeze_bn=False,
+                 pretrained=True, **kwargs):
+        super().__init__(**kwargs)
+        self.embed_dim = int(embed_dim)
+        self.dropout_rate = float(dropout)
+        self.trainable_from = int(trainable_from)
+        self.freeze_bn = bool(freeze_bn)
+        self.pretrained = bool(pretrained)
+        a, b = fixed_yuv_to_imagenet()
+        self._colour_a, self._colour_b = a, b
+        self.trunk = MobileNetV2Trunk(trainable_from, freeze_bn, name="mobilenet_v2")
+        self.dropout = keras.layers.Dropout(self.dropout_rate)
+        self.dense = keras.layers.Dense(self.embed_dim, name="fc")
+
+    def build(self, input_shape):
+        _, _, h, w, _ = input_shape
+        self.trunk.build((None, h, w, 3))
+        if self.pretrained:
+            self.trunk.load_torch_state_dict(load_legacy_state_dict(read_pretrained(),
+                                                                    "ImageNet MobileNetV2"))
+        self.dense.build((None, self.trunk.compute_output_shape((None, h, w, 3))[-1]))
+
+    def call(self, x, training=None):
+        shape = ops.shape(x)
+        b, t = shape[0], shape[1]
+        y = ops.reshape(x[..., COLOR_SLICE], (-1,) + tuple(x.shape[2:4]) + (3,))
+        y = ops.matmul(y, ops.convert_to_tensor(self._colour_a)) + self._colour_b
+        y = ops.mean(self.trunk(y, training=training), axis=(1, 2))
+        y = self.dense(self.dropout(y, training=training))
+        return ops.reshape(y, (b, t, self.embed_dim))
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[1], self.embed_dim)
+
+    def get_config(self):
+        return {**super().get_config(), "embed_dim": self.embed_dim, "dropout": self.dropout_rate,
+                "trainable_from": self.trainable_from, "freeze_bn": self.freeze_bn,
+                "pretrained": False}
+
+
+@keras.saving.register_keras_serializable("keras_crf_reid")
 class FlowStandardize(keras.layers.Layer):
     """Standardises the flow channels of every frame of (batch, T, H, W, 5) frames.
 
@@ -162,6 +232,15 @@ class TemporalMean(keras.layers.Layer):
         return (input_shape[0], input_shape[2])
 
 
+def frame_encoder(config: ModelConfig) -> keras.layers.Layer:
+    """The per-frame CNN of `config.backbone`: the paper's, or the ImageNet MobileNetV2."""
+    if config.backbone == "mobilenet_v2":
+        return PretrainedFrameEncoder(config.embed_dim, config.dropout, config.trainable_from,
+                                      config.freeze_bn, config.pretrained, name="frame_cnn")
+    return FrameEncoder(config.filters, config.kernel_size, config.embed_dim, config.dropout,
+                        batch_norm=config.batch_norm, name="frame_cnn")
+
+
 def build_crf_model(config: ModelConfig = ModelConfig(), name: str = "crf") -> keras.Model:
     """Functional model: full frames (batch, T, 128, 64, 5) float32 -> `embedding` (batch, D).
 
@@ -173,8 +252,7 @@ def build_crf_model(config: ModelConfig = ModelConfig(), name: str = "crf") -> k
         x = CropRows(*part_rows(config.part), name=f"crop_{config.part}")(x)
     if config.flow_norm == "frame_std":
         x = FlowStandardize(name="flow_norm")(x)
-    f = FrameEncoder(config.filters, config.kernel_size, config.embed_dim, config.dropout,
-                     batch_norm=config.batch_norm, name="frame_cnn")(x)
+    f = frame_encoder(config)(x)
     parts = []
     if config.variant in ("cnn", "cnn_rnn"):
         parts.append(TemporalMean(name="x_c")(f))

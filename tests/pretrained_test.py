@@ -23,6 +23,7 @@ MODELS = ("crf_mars_sample", "crf_mars")
 VERSIONS = {"crf_mars_sample": "1", "crf_mars": "2"}  # the version each ships (TF Serving serves the latest)
 MARS_SAMPLE = os.path.join(REALDATA, "mars_sample")
 NUM_IDS = 40  # the first 40 identities: chance rank-1 is 2.5%
+MARGIN = 15.0  # points of rank-1 and of mAP a shipped model must be ahead of the histogram
 
 
 def model_path(name: str) -> str:
@@ -59,9 +60,12 @@ def test_committed_model_is_a_serving_export_with_its_group_length(name):
     assert model.group_len == 8  # recorded by the export: the recipe's evaluation groups
 
 
-def test_committed_model_embeds_real_tracklets_and_ranks_them_above_chance(ranked):
+def test_committed_model_beats_the_histogram_by_a_margin(ranked):
+    """On these 40 people (whom every shipped model saw in training: this checks the artifact,
+    not generalisation) the stripe HSV histogram gets rank-1 30.0 / mAP 43.4; each shipped model
+    must be MARGIN points ahead in both (they get 62-63 / 76-77), so a broken model fails."""
     model, qf, rank1, mean_ap, hist = ranked
     assert qf.shape == (NUM_IDS, model.embed_dim) and np.isfinite(qf).all()
     assert len({tuple(np.round(v, 4)) for v in qf}) == NUM_IDS  # not a constant embedding
-    assert rank1 >= 10 / NUM_IDS, (rank1, hist["rank1"])  # 10x chance
-    assert 100 * mean_ap > hist["mAP"], (mean_ap, hist["mAP"])  # the baseline reports percent
+    assert 100 * rank1 >= hist["rank1"] + MARGIN, (rank1, hist["rank1"])  # baseline: percent
+    assert 100 * mean_ap >= hist["mAP"] + MARGIN, (mean_ap, hist["mAP"])

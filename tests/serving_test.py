@@ -15,12 +15,12 @@ from tensorflow.core.framework import tensor_pb2
 from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2, model_service_pb2_grpc,
                                      predict_pb2, prediction_service_pb2_grpc)
 
-from keras_crf_reid.serving import contract, export
-from keras_crf_reid.serving.inference import tracklet_input
-from keras_crf_reid.model import ModelConfig, build_crf_model
 from keras_crf_reid.datasets.preprocess import to_model_input
+from keras_crf_reid.models.network import ModelConfig, build_crf_model
+from keras_crf_reid.serving import contract, export
 from keras_crf_reid.serving import limits, server, service, versions
 from keras_crf_reid.serving.client import ReidClient
+from keras_crf_reid.serving.inference import tracklet_input
 
 TINY = ModelConfig(filters=(4, 4, 4), embed_dim=16, dropout=0.0)
 LIMITS = limits.ServerLimits(max_message_mb=4, max_batch=4, max_frames=40, workers=2)

@@ -59,7 +59,7 @@ def run_stage(stage: str, root: str, work: str, steps: int = 200, seq_len: int =
         size = sum(os.path.getsize(os.path.join(store.dir, f)) for f in os.listdir(store.dir))
         return {"cache_bytes": size, "cache_bytes_per_frame": round(size / store.lengths().sum())}
     import tensorflow as tf
-    from keras_crf_reid.model import ModelConfig, build_crf_model
+    from keras_crf_reid.models.network import ModelConfig, build_crf_model
     split = dataset.fixed_splits[0]
     model = build_crf_model(ModelConfig(**TINY))
     if stage == "train":

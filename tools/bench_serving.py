@@ -45,8 +45,8 @@ def percentiles(ms: list[float]) -> dict:
 
 def export_default_model(base: str) -> dict:
     """Exports build_crf_model(ModelConfig()) to base/1; returns a description."""
+    from keras_crf_reid.models.network import ModelConfig, build_crf_model
     from keras_crf_reid.serving.export import export_saved_model
-    from keras_crf_reid.model import ModelConfig, build_crf_model
 
     model = build_crf_model(ModelConfig())
     export_saved_model(model, base)

@@ -19,7 +19,7 @@ def spawn_server(tmp: str, model_base_path: str | None, workers: int):
     from keras_crf_reid.serving.server import spawn
     base = model_base_path
     if base is None:
-        from keras_crf_reid.model import ModelConfig, build_crf_model
+        from keras_crf_reid.models.network import ModelConfig, build_crf_model
         from keras_crf_reid.serving.export import export_saved_model
 
         base = os.path.join(tmp, "crf_reid")

@@ -26,8 +26,8 @@ import numpy as np
 
 from keras_crf_reid import cli
 from keras_crf_reid.atomic import write_atomic
-from keras_crf_reid.checkpoints import FUSION, restore_checkpoint
 from keras_crf_reid.datasets import save_splits
+from keras_crf_reid.models.factory import FUSION, restore_checkpoint
 from keras_crf_reid.runlock import run_lock
 from keras_crf_reid.runner.ablation import Row, split_jobs, table_rows
 from keras_crf_reid.runner.config import ExperimentConfig, replace
@@ -229,8 +229,8 @@ def final_model_entry(cfg: ExperimentConfig) -> str | None:
 
 def export_final(cfg: ExperimentConfig, split_id: int) -> dict:
     """Saves the first split's final model as model.keras and exports it (unless --export=false)."""
+    from keras_crf_reid.models.tta import scored_model
     from keras_crf_reid.serving.export import export_saved_model
-    from keras_crf_reid.tta import scored_model
     entry = final_model_entry(cfg)
     if entry is None:
         return {}

@@ -29,15 +29,15 @@ import tensorflow as tf
 
 from keras_crf_reid import cli
 from keras_crf_reid.atomic import atomic_path, write_atomic
-from keras_crf_reid.checkpoints import FUSION, build_model
 from keras_crf_reid.datasets.pipeline import replica_pairs, training_sampler
 from keras_crf_reid.evaluation import compiled_embedder, evaluate_split
-from keras_crf_reid.fusion import build_fusion_model, fusion_weights
 from keras_crf_reid.geometry import PARTS
+from keras_crf_reid.models.factory import FUSION, build_model
+from keras_crf_reid.models.fusion import build_fusion_model, fusion_weights
+from keras_crf_reid.models.tta import scored_model
 from keras_crf_reid.runner.config import ExperimentConfig
 from keras_crf_reid.runner.data import RunData
 from keras_crf_reid.trainer import TrainConfig, Trainer
-from keras_crf_reid.tta import scored_model
 
 BASELINE = "baseline"
 LEGACY_BASELINE_KIND = "hist"  # what a baseline entry without a recorded kind was computed with

@@ -41,10 +41,10 @@ def main(argv):
     import keras
     import numpy as np
 
-    from keras_crf_reid.datasets.prid2011 import load_prid_layout
-    from keras_crf_reid.model import ModelConfig, build_crf_model
     from keras_crf_reid.datasets.pipeline import PairConfig, PairSampler, replica_pairs
+    from keras_crf_reid.datasets.prid2011 import load_prid_layout
     from keras_crf_reid.datasets.store import TrackletStore
+    from keras_crf_reid.models.network import ModelConfig, build_crf_model
     from keras_crf_reid.trainer import TrainConfig, Trainer
 
     task_type, task_id = task_of(os.environ.get("TF_CONFIG"))

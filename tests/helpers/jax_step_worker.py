@@ -15,7 +15,7 @@ import keras
 import numpy as np
 
 from keras_crf_reid.jax_step import JaxTrainStep
-from keras_crf_reid.model import ModelConfig, build_crf_model
+from keras_crf_reid.models.network import ModelConfig, build_crf_model
 
 
 def main() -> None:

@@ -13,8 +13,8 @@ import os
 import keras
 import tensorflow as tf
 
-from keras_crf_reid.fusion import FUSION_ORDER, build_fusion_model
-from keras_crf_reid.model import ModelConfig, build_crf_model
+from keras_crf_reid.models.fusion import FUSION_ORDER, build_fusion_model
+from keras_crf_reid.models.network import ModelConfig, build_crf_model
 
 FUSION = "fusion"
 

@@ -30,7 +30,7 @@ from keras_crf_reid.runner.experiment import run
 from keras_crf_reid.serving import contract, export, limits, service
 from keras_crf_reid.serving.client import ReidClient
 from keras_crf_reid.serving.inference import tracklet_input
-from keras_crf_reid.trainer import TrainConfig
+from keras_crf_reid.training.trainer import TrainConfig
 from tests.inference_test import write_tracklet
 
 GROUP = 4

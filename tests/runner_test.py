@@ -13,7 +13,7 @@ from keras_crf_reid.runner.ablation import PART_TITLES, ROW_TITLES, split_jobs, 
 from keras_crf_reid.runner.config import (ROWS, DataConfig, EvalConfig, ExperimentConfig,
                                           FusionConfig, RunConfig, replace)
 from keras_crf_reid.runner.data import load_dataset
-from keras_crf_reid.trainer import TrainConfig
+from keras_crf_reid.training.trainer import TrainConfig
 
 TITLES = tuple(ROW_TITLES[r] for r in ROWS)
 

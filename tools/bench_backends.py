@@ -96,10 +96,10 @@ def run_child(backend: str) -> dict:
 
     if keras.backend.backend() != backend:
         raise RuntimeError(f"--child={backend} but Keras runs on {keras.backend.backend()!r}")
-    from keras_crf_reid.losses import crf_loss
     from keras_crf_reid.models.flops import (crf_train_flops, matmul_probe, throughput_figures,
                                              time_interleaved)
     from keras_crf_reid.models.network import build_crf_model
+    from keras_crf_reid.training.losses import crf_loss
 
     random.seed(FLAGS.seed)  # Keras draws unseeded layers' seeds (dropout) from `random`
     np.random.seed(FLAGS.seed)
@@ -114,7 +114,7 @@ def run_child(backend: str) -> dict:
     if backend == "tensorflow":
         import tensorflow as tf
 
-        from keras_crf_reid.trainer import TrainConfig, Trainer
+        from keras_crf_reid.training.trainer import TrainConfig, Trainer
 
         trainer = Trainer(build_crf_model(cfg), FLAGS.num_classes,
                           TrainConfig(learning_rate=FLAGS.learning_rate, momentum=MOMENTUM,
@@ -133,7 +133,7 @@ def run_child(backend: str) -> dict:
                              targets["class_a"], targets["class_b"])
             return float(keras.ops.mean(terms["total"]))
     else:
-        from keras_crf_reid.jax_step import JaxTrainStep
+        from keras_crf_reid.training.jax_step import JaxTrainStep
 
         model = build_crf_model(cfg)
         classifier = keras.layers.Dense(FLAGS.num_classes, name="id_classifier", dtype="float32")

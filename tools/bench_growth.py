@@ -64,7 +64,7 @@ def run_stage(stage: str, root: str, work: str, steps: int = 200, seq_len: int =
     model = build_crf_model(ModelConfig(**TINY))
     if stage == "train":
         from keras_crf_reid.datasets.pipeline import PairConfig, PairSampler, replica_pairs
-        from keras_crf_reid.trainer import TrainConfig, Trainer
+        from keras_crf_reid.training.trainer import TrainConfig, Trainer
         shutil.rmtree(model_dir, ignore_errors=True)
         pairs = PairConfig(seq_len=seq_len, batch_size=batch_size, seed=0)
         sampler = PairSampler(store, split.train, pairs)

@@ -42,9 +42,9 @@ def bench_one(precision: str, batch: int, peak_gflops: float) -> dict:
     import numpy as np
 
     from keras_crf_reid.geometry import FRAME_HEIGHT, FRAME_WIDTH, NUM_CHANNELS
-    from keras_crf_reid.jax_step import JaxTrainStep
     from keras_crf_reid.models.flops import crf_train_flops, throughput_figures, time_interleaved
     from keras_crf_reid.models.network import ModelConfig, build_crf_model
+    from keras_crf_reid.training.jax_step import JaxTrainStep
 
     keras.utils.clear_session()  # before the policy: clearing the session resets it
     keras.mixed_precision.set_global_policy(POLICIES[precision])

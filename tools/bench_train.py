@@ -47,7 +47,7 @@ def main(argv):
     from keras_crf_reid.models.flops import (crf_train_flops, matmul_probe, throughput_figures,
                                              time_interleaved)
     from keras_crf_reid.models.network import ModelConfig, build_crf_model
-    from keras_crf_reid.trainer import TrainConfig, Trainer
+    from keras_crf_reid.training.trainer import TrainConfig, Trainer
 
     if FLAGS.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
@@ -99,7 +99,7 @@ def _pk_compare(cfg, tcfg, inputs, targets, num_classes: int, tmp: str) -> dict:
 
     from keras_crf_reid.models.flops import time_interleaved
     from keras_crf_reid.models.network import build_crf_model
-    from keras_crf_reid.trainer import Trainer
+    from keras_crf_reid.training.trainer import Trainer
 
     p, k = FLAGS.num_persons, FLAGS.num_instances
     rng = np.random.default_rng(1)

@@ -263,8 +263,7 @@ def run(cfg: ExperimentConfig) -> dict:
 def _run(cfg: ExperimentConfig) -> dict:
     import keras
 
-    from keras_crf_reid.distribute import make_strategy
-    from keras_crf_reid.trainer import is_chief
+    from keras_crf_reid.training.distribute import is_chief, make_strategy
     t0 = time.time()
     if cfg.train.mixed_precision:
         # Keras reads the policy when layers are built; float32 weights, float16 compute.

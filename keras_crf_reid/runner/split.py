@@ -37,7 +37,7 @@ from keras_crf_reid.models.fusion import build_fusion_model, fusion_weights
 from keras_crf_reid.models.tta import scored_model
 from keras_crf_reid.runner.config import ExperimentConfig
 from keras_crf_reid.runner.data import RunData
-from keras_crf_reid.trainer import TrainConfig, Trainer
+from keras_crf_reid.training.trainer import TrainConfig, Trainer
 
 BASELINE = "baseline"
 LEGACY_BASELINE_KIND = "hist"  # what a baseline entry without a recorded kind was computed with

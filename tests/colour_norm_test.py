@@ -20,7 +20,7 @@ from keras_crf_reid.datasets.frames import read_frames
 from keras_crf_reid.datasets.pipeline import PairConfig, group_dataset, pair_dataset
 from keras_crf_reid.datasets.preprocess import to_model_input
 from keras_crf_reid.datasets.store import TrackletStore
-from keras_crf_reid.evaluation import compiled_embedder, embed_tracklets
+from keras_crf_reid.evaluation.protocol import compiled_embedder, embed_tracklets
 from keras_crf_reid.geometry import COLOUR_NORMS, YUV_FIXED_MEAN, YUV_FIXED_STD
 from keras_crf_reid.models import factory
 from keras_crf_reid.models.network import ModelConfig, build_crf_model

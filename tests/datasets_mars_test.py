@@ -7,7 +7,7 @@ import scipy.io
 
 from keras_crf_reid.datasets import DatasetError, get_dataset, get_splits, load_mars
 from keras_crf_reid.datasets.base import JUNK_PID
-from keras_crf_reid.metrics import evaluate_rank
+from keras_crf_reid.evaluation.metrics import evaluate_rank
 from tests.fixtures import make_mars_fixture
 
 

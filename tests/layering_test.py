@@ -70,13 +70,13 @@ FORBIDDEN = {
     # config dataclasses: read without TensorFlow, below everything that acts on them
     "keras_crf_reid.configs": ("keras_crf_reid.datasets", "keras_crf_reid.models.network",
                                "keras_crf_reid.training.trainer", "keras_crf_reid.training.losses",
-                               "keras_crf_reid.models.tta", "keras_crf_reid.evaluation",
+                               "keras_crf_reid.models.tta", "keras_crf_reid.evaluation.protocol",
                                "keras_crf_reid.runner", "keras_crf_reid.serving",
                                "keras_crf_reid.tracking"),
     # data: readers, caches, splits, sampling (pairs, P x K), augmentation; no model or training
     "keras_crf_reid.datasets": ("keras_crf_reid.models.network", "keras_crf_reid.training.trainer",
                                 "keras_crf_reid.training.losses", "keras_crf_reid.models.fusion",
-                                "keras_crf_reid.models.tta", "keras_crf_reid.evaluation",
+                                "keras_crf_reid.models.tta", "keras_crf_reid.evaluation.protocol",
                                 "keras_crf_reid.models.factory", "keras_crf_reid.runner",
                                 "keras_crf_reid.serving", "keras_crf_reid.tracking"),
     # losses: pure functions of embeddings and labels, used by the trainer

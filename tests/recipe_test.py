@@ -11,7 +11,8 @@ from keras_crf_reid.datasets.prid2011 import load_prid_layout
 from keras_crf_reid.datasets.store import TrackletStore
 from keras_crf_reid.datasets.synthetic import generate_synthetic
 from keras_crf_reid.models.network import FlowStandardize, ModelConfig, build_crf_model
-from keras_crf_reid.training.trainer import TrainConfig, Trainer, WarmupDecay, learning_rate, make_optimizer
+from keras_crf_reid.training.trainer import (TrainConfig, Trainer, WarmupDecay, learning_rate,
+                                             make_optimizer)
 
 TINY = dict(filters=(4, 4, 4), embed_dim=8, dropout=0.0)
 

@@ -14,10 +14,10 @@ import json
 import numpy as np
 from absl import app, flags
 
-from keras_crf_reid.baseline import DEFAULT_KIND, KINDS, TITLES, evaluate_baseline
 from keras_crf_reid.datasets import Split, get_splits
-from keras_crf_reid.runner.config import DataConfig
 from keras_crf_reid.datasets.splits import eval_protocol
+from keras_crf_reid.evaluation.baseline import DEFAULT_KIND, KINDS, TITLES, evaluate_baseline
+from keras_crf_reid.runner.config import DataConfig
 from keras_crf_reid.runner.data import load_dataset
 
 flags.DEFINE_string("data_root", "", "Dataset folder (comma-separated two-camera folders are "
@@ -30,7 +30,7 @@ flags.DEFINE_integer("synthetic_seed", 0, "Seed of the generated synthetic datas
 flags.DEFINE_integer("num_splits", 10, "Number of random train/test identity splits.")
 flags.DEFINE_integer("seed", 0, "Seed of the random splits.")
 flags.DEFINE_enum("kind", DEFAULT_KIND, KINDS, "Features: stripe HSV histogram, whole-frame "
-                  "joint RGB histogram or raw pixels (keras_crf_reid/baseline.py).")
+                  "joint RGB histogram or raw pixels (keras_crf_reid/evaluation/baseline.py).")
 flags.DEFINE_bool("normalize", True, "hist and pixel: standardise each frame's colours first "
                   "(like the model input); false: raw colour values. Ignored by stripe_hsv.")
 flags.DEFINE_bool("unseen", False, "Score every identity, as a --eval_data_root folder of "

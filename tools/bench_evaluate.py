@@ -13,8 +13,8 @@ import tracemalloc
 import numpy as np
 from absl import app, flags
 
-from keras_crf_reid import metrics
 from keras_crf_reid.datasets.base import JUNK_PID
+from keras_crf_reid.evaluation import metrics
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("queries", 1980, "Number of query tracklets.")

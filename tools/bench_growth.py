@@ -74,7 +74,7 @@ def run_stage(stage: str, root: str, work: str, steps: int = 200, seq_len: int =
                             pairs.batch_size, progress=False)
         return {"steps": trainer.current_step, "loss": round(float(stats.get("total", np.nan)), 4)}
     if stage == "evaluate":
-        from keras_crf_reid.evaluation import compiled_embedder, evaluate_split
+        from keras_crf_reid.evaluation.protocol import compiled_embedder, evaluate_split
         tf.train.Checkpoint(model=model).restore(
             tf.train.latest_checkpoint(os.path.join(model_dir, "ckpt"))).expect_partial()
         metrics = evaluate_split(compiled_embedder(model), store, split)

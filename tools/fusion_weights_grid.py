@@ -31,7 +31,7 @@ FLAGS = flags.FLAGS
 
 def score(feats: dict[str, np.ndarray], weights: dict[str, float], split, store) -> dict:
     """Rank-1/5/20 and mAP of the weighted sum of per-part features."""
-    from keras_crf_reid.evaluation import score_distances, split_distances
+    from keras_crf_reid.evaluation.protocol import score_distances, split_distances
 
     fused = sum(w * feats[p] for p, w in weights.items())
     index = {i: k for k, i in enumerate(feats["index"])}
@@ -43,7 +43,7 @@ def score(feats: dict[str, np.ndarray], weights: dict[str, float], split, store)
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from keras_crf_reid.evaluation import compiled_embedder, embed_tracklets
+    from keras_crf_reid.evaluation.protocol import compiled_embedder, embed_tracklets
     from keras_crf_reid.models import factory
     from keras_crf_reid.models.fusion import FUSION_ORDER, fusion_weights
     from keras_crf_reid.models.tta import scored_model

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from keras_crf_reid.baseline import TITLES as BASELINE_TITLES
+from keras_crf_reid.evaluation.baseline import TITLES as BASELINE_TITLES
 from keras_crf_reid.geometry import PARTS
 from keras_crf_reid.models.factory import FUSION
 from keras_crf_reid.runner.config import ROWS, ExperimentConfig, replace

@@ -160,7 +160,7 @@ def fusion_weights_table(per_split: dict[int, dict]) -> str:
 
 def write_report(cfg: ExperimentConfig, data: RunData, split_ids: Sequence[int]) -> dict:
     """Tables, JSON, CMC curves and the ranked-results picture from the per-split files."""
-    from keras_crf_reid import plots, report
+    from keras_crf_reid.evaluation import plots, report
     rows = table_rows(cfg)
     configs = [c for c, _ in split_jobs(rows)]  # one per run folder
     results = {(c.run_dir, s): read_split(c, data, s) for c in configs for s in split_ids}

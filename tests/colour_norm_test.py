@@ -27,9 +27,10 @@ from keras_crf_reid.models.network import ModelConfig, build_crf_model
 from keras_crf_reid.models.tta import DEFAULT_CROP_SCALE, build_tta_model, view_box
 from keras_crf_reid.runner.config import DataConfig, EvalConfig, ExperimentConfig, RunConfig
 from keras_crf_reid.runner.experiment import run
-from keras_crf_reid.serving import contract, export, limits, service
+from keras_crf_reid.serving import contract, export
 from keras_crf_reid.serving.client import ReidClient
 from keras_crf_reid.serving.inference import tracklet_input
+from keras_crf_reid.serving.server import limits, service
 from keras_crf_reid.training.trainer import TrainConfig
 from tests.inference_test import write_tracklet
 

@@ -25,7 +25,7 @@ import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from keras_crf_reid.serving.client import ReidClient  # noqa: E402
-from keras_crf_reid.serving.server import spawn  # noqa: E402
+from keras_crf_reid.serving.server.launch import spawn  # noqa: E402
 
 flags.DEFINE_string("model_base_path", None, "Serve this export instead of a fresh default-config model.")
 flags.DEFINE_integer("frames", 16, "Frames per sequence.", lower_bound=1)

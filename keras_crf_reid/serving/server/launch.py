@@ -1,18 +1,5 @@
-"""Development gRPC server speaking TensorFlow Serving's API, for tests, benchmarks and laptops.
-
-Production serves the exported SavedModels with the real TensorFlow Serving
-(`tensorflow_model_server` or the tensorflow/serving Docker image; see docs/serving.md). This
-server implements the same protos and semantics for what the project uses, so
-`serving.client.ReidClient` works unchanged against either:
-
-  PredictionService.Predict, PredictionService.GetModelMetadata (signature_def),
-  ModelService.GetModelStatus.
-
-This module is its command line and `spawn` (the server in a subprocess). The pieces, by concern:
-  limits.py     ServerLimits (every limit and its flag, declared once) and request validation
-  admission.py  the decoded-bytes budget and the bounded, deadline-aware inference queue
-  versions.py   ModelManager: version folders loaded, swapped, unloaded, warmed up
-  service.py    the gRPC services and `serve`
+"""The development server's command line (`main`, which `python -m keras_crf_reid.serving.server`
+runs) and `spawn` (the server in a subprocess); the package docstring describes the server.
 
     python -m keras_crf_reid.serving.server --model_base_path=saved_models/crf_reid --port=8500
 """
@@ -31,9 +18,9 @@ import weakref
 
 from keras_crf_reid import cli
 from keras_crf_reid.atomic import write_atomic
-from keras_crf_reid.serving.limits import ServerLimits
-from keras_crf_reid.serving.service import serve
-from keras_crf_reid.serving.versions import SETTLE_S
+from keras_crf_reid.serving.server.limits import ServerLimits
+from keras_crf_reid.serving.server.service import serve
+from keras_crf_reid.serving.server.versions import SETTLE_S
 
 
 class ServerProcess(subprocess.Popen):
@@ -71,7 +58,8 @@ def spawn(model_base_path: str, *args: str, timeout_s: float = 120.0,
     log_path = log_path or os.path.join(workdir, "server.log")
     cmd = [sys.executable, "-m", "keras_crf_reid.serving.server", f"--model_base_path={model_base_path}",
            "--host=127.0.0.1", "--port=0", f"--port_file={port_file}", *args]
-    package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__)))))
     path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
     try:
         with open(log_path, "ab") as out:
@@ -144,6 +132,3 @@ def main() -> None:
     flags.mark_flag_as_required("model_base_path")
     app.run(_main)
 
-
-if __name__ == "__main__":
-    main()

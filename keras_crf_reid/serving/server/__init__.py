@@ -9,8 +9,8 @@ server implements the same protos and semantics for what the project uses, so
   ModelService.GetModelStatus.
 
 The pieces, by concern:
-  launch.py     the command line (run by `python -m`, see __main__.py) and `spawn` (the server in
-                a subprocess)
+  __main__.py   the command line (`python -m keras_crf_reid.serving.server`)
+  launch.py     `spawn`: the server in a subprocess
   limits.py     ServerLimits (every limit and its flag, declared once) and request validation
   admission.py  the decoded-bytes budget and the bounded, deadline-aware inference queue
   versions.py   ModelManager: version folders loaded, swapped, unloaded, warmed up

@@ -1,6 +1,6 @@
 """Effect of k-reciprocal re-ranking (keras_crf_reid.evaluation.rerank) on MARS's official
-query/gallery split: rank-1/5/20 and mAP with plain Euclidean distances and re-ranked ones, and the time
-re-ranking takes, for the committed model's embeddings and the hand-crafted baselines.
+query/gallery split: rank-1/5/20 and mAP with plain Euclidean distances and re-ranked ones, and the
+time re-ranking takes, for the committed model's embeddings and the hand-crafted baselines.
 Prints JSON.
 
     .venv/bin/python tools/eval_rerank.py --data_root=../shared/realdata/mars_multi \

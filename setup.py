@@ -30,8 +30,8 @@ setup(
         # tracking metrics (tools/eval_tracking.py); keras_crf_reid.tracking.metrics shims the
         # np.asfarray that py-motmetrics 1.4 calls and NumPy 2 removed
         "track": ["motmetrics>=1.4"],
-        # Keras 3's JAX backend (keras_crf_reid.jax_step, tools/bench_backends.py); on a GPU
-        # machine install jax's CUDA wheels instead of jax[cpu].
+        # Keras 3's JAX backend (keras_crf_reid.training.jax_step, tools/bench_backends.py); on a
+        # GPU machine install jax's CUDA wheels instead of jax[cpu].
         "jax": ["jax[cpu]>=0.10"],
     },
 )

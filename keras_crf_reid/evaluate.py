@@ -24,14 +24,14 @@ FLAGS = flags.FLAGS
 
 def evaluate_checkpoint(cfg: config.ExperimentConfig, checkpoint: str, part: str) -> dict:
     """Rebuilds the model, restores its weights and scores the configured split."""
-    from keras_crf_reid import checkpoints
+    from keras_crf_reid.models import factory
     from keras_crf_reid.runner.data import prepare
     from keras_crf_reid.runner.split import score_split, scored_embedder
 
     if not checkpoint:
         raise ValueError("--checkpoint is required")
-    prefix = checkpoints.checkpoint_prefix(checkpoint)
-    model = checkpoints.restore_checkpoint(prefix, cfg.model, part)
+    prefix = factory.checkpoint_prefix(checkpoint)
+    model = factory.restore_checkpoint(prefix, cfg.model, part)
     data = prepare(cfg.data, cfg.run.progress)
     s = data.split_ids(cfg.data)[0]
     metrics = score_split(cfg, scored_embedder(cfg, model), data, s, progress=cfg.run.progress)

@@ -54,10 +54,10 @@ def _is_person(tracks, track_id: int, truth, truth_id: int) -> bool:
 def find_person(f=FLAGS) -> dict:
     """Tracks, ranks and writes the outputs; returns the JSON written."""
     import keras_crf_reid
-    from keras_crf_reid import plots
     from keras_crf_reid.atomic import write_atomic
     from keras_crf_reid.datasets import list_images
     from keras_crf_reid.datasets.frames import read_frames
+    from keras_crf_reid.evaluation import plots
     from keras_crf_reid.serving import search
     from keras_crf_reid.tracking.detections import read_mot
     from keras_crf_reid.tracking.pipeline import TRACKLETS_DIR

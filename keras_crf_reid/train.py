@@ -30,7 +30,7 @@ def main(argv: list[str]) -> int:
         return cli.EXIT_USAGE
     from keras_crf_reid.datasets import DatasetError
     from keras_crf_reid.runner.experiment import run
-    from keras_crf_reid.trainer import NonFiniteLossError
+    from keras_crf_reid.training.trainer import NonFiniteLossError
     logging.getLogger("keras_crf_reid").setLevel(logging.INFO)
     for noisy in ("tensorflow", "absl"):  # their INFO lines drown the progress
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -7,7 +7,7 @@ from keras_crf_reid.datasets.augment import crop_resize, per_frame, rescale_flow
 from keras_crf_reid.datasets.pipeline import _augment
 from keras_crf_reid.datasets.preprocess import to_model_input
 from keras_crf_reid.geometry import FLOW_X, FLOW_Y
-from keras_crf_reid.tta import TTAViews, view_box
+from keras_crf_reid.models.tta import TTAViews, view_box
 
 
 def _raw(n=2, t=3, seed=0):

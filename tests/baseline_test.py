@@ -9,11 +9,12 @@ import cv2
 import numpy as np
 import pytest
 
-from keras_crf_reid.baseline import (HSV_BINS, STRIPES, evaluate_baseline, histogram_features,
-                                     raw_pixel_features, stripe_hsv_features, tracklet_features)
 from keras_crf_reid.datasets import get_dataset, get_splits, load_prid_layout, make_random_splits
 from keras_crf_reid.datasets.base import ReidDataset, Split, Tracklet
 from keras_crf_reid.datasets.synthetic import generate_synthetic
+from keras_crf_reid.evaluation.baseline import (HSV_BINS, STRIPES, evaluate_baseline,
+                                                histogram_features, raw_pixel_features,
+                                                stripe_hsv_features, tracklet_features)
 from tests.fixtures import REALDATA
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

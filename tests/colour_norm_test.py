@@ -12,25 +12,26 @@ import pytest
 import tensorflow as tf
 
 import keras_crf_reid
-from keras_crf_reid import checkpoints
+from keras_crf_reid.configs.tta import TTAConfig
 from keras_crf_reid.datasets import ReidDataset, Tracklet, list_images
+from keras_crf_reid.datasets.augment import crop_resize
 from keras_crf_reid.datasets.flow import model_flow
 from keras_crf_reid.datasets.frames import read_frames
 from keras_crf_reid.datasets.pipeline import PairConfig, group_dataset, pair_dataset
 from keras_crf_reid.datasets.preprocess import to_model_input
 from keras_crf_reid.datasets.store import TrackletStore
-from keras_crf_reid.evaluation import compiled_embedder, embed_tracklets
+from keras_crf_reid.evaluation.protocol import compiled_embedder, embed_tracklets
 from keras_crf_reid.geometry import COLOUR_NORMS, YUV_FIXED_MEAN, YUV_FIXED_STD
-from keras_crf_reid.model import ModelConfig, build_crf_model
+from keras_crf_reid.models import factory
+from keras_crf_reid.models.network import ModelConfig, build_crf_model
+from keras_crf_reid.models.tta import DEFAULT_CROP_SCALE, build_tta_model, view_box
 from keras_crf_reid.runner.config import DataConfig, EvalConfig, ExperimentConfig, RunConfig
 from keras_crf_reid.runner.experiment import run
-from keras_crf_reid.serving import contract, export, limits, service
+from keras_crf_reid.serving import contract, export
 from keras_crf_reid.serving.client import ReidClient
 from keras_crf_reid.serving.inference import tracklet_input
-from keras_crf_reid.trainer import TrainConfig
-from keras_crf_reid.configs.tta import TTAConfig
-from keras_crf_reid.datasets.augment import crop_resize
-from keras_crf_reid.tta import DEFAULT_CROP_SCALE, build_tta_model, view_box
+from keras_crf_reid.serving.server import limits, service
+from keras_crf_reid.training.trainer import TrainConfig
 from tests.inference_test import write_tracklet
 
 GROUP = 4
@@ -130,7 +131,7 @@ def trained_fixed(tmp_path_factory):
 @pytest.mark.slow
 def test_fixed_export_embeds_alike_through_evaluation_load_and_grpc(trained_fixed):
     out, base, folders = trained_fixed
-    scored = checkpoints.load_keras_model(out["keras_model"])
+    scored = factory.load_keras_model(out["keras_model"])
     dataset = ReidDataset("fixed", os.path.dirname(os.path.dirname(folders[0])),
                           [Tracklet(1, c, tuple(list_images(f))) for c, f in enumerate(folders)])
     store = TrackletStore(dataset, cache_dir=None)

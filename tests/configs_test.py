@@ -31,8 +31,8 @@ def test_runner_config_and_configs_import_without_tensorflow():
 
 def test_old_import_names_are_the_moved_classes():
     from keras_crf_reid.configs import model, pairs, train
-    from keras_crf_reid import losses, trainer
-    from keras_crf_reid import model as model_mod
     from keras_crf_reid.datasets import pipeline
-    assert model_mod.ModelConfig is model.ModelConfig and pipeline.PairConfig is pairs.PairConfig
+    from keras_crf_reid.models import network
+    from keras_crf_reid.training import losses, trainer
+    assert network.ModelConfig is model.ModelConfig and pipeline.PairConfig is pairs.PairConfig
     assert trainer.TrainConfig is train.TrainConfig and losses.LossWeights is train.LossWeights

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from keras_crf_reid.datasets.pipeline import PairConfig
-from keras_crf_reid.model import ModelConfig
+from keras_crf_reid.models.network import ModelConfig
 from keras_crf_reid.runner import experiment
 from keras_crf_reid.runner.config import DataConfig, EvalConfig, ExperimentConfig, RunConfig
 from keras_crf_reid.runner.data import prepare
-from keras_crf_reid.trainer import TrainConfig
+from keras_crf_reid.training.trainer import TrainConfig
 from tests.fixtures import MARS_TEST, MARS_TRAIN, make_mars_fixture, make_prid_fixture
 
 A_IDS, B_IDS = (1, 2, 3, 4), (3, 4, 5)  # shared numbers 3, 4 are different people

@@ -3,11 +3,10 @@ import os
 
 import pytest
 
-from keras_crf_reid.datasets.base import ReidDataset, Tracklet, fingerprint
+from keras_crf_reid.datasets.base import JUNK_PID, ReidDataset, Tracklet, fingerprint
 from keras_crf_reid.datasets.combine import (PID_STRIDE, check_separate, join_datasets, pid_offset,
                                              pool_datasets)
 from keras_crf_reid.datasets.splits import cross_dataset_splits
-from keras_crf_reid.metrics import JUNK_PID
 
 
 def _dataset(name, pids, cams=(0, 1), **kw):

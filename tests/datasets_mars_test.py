@@ -6,7 +6,8 @@ import pytest
 import scipy.io
 
 from keras_crf_reid.datasets import DatasetError, get_dataset, get_splits, load_mars
-from keras_crf_reid.metrics import JUNK_PID, evaluate_rank
+from keras_crf_reid.datasets.base import JUNK_PID
+from keras_crf_reid.evaluation.metrics import evaluate_rank
 from tests.fixtures import make_mars_fixture
 
 

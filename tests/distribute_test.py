@@ -6,7 +6,7 @@ import socket
 import pytest
 import tensorflow as tf
 
-from keras_crf_reid import distribute
+from keras_crf_reid.training import distribute
 
 TF_CONFIG = json.dumps({"cluster": {"worker": ["127.0.0.1:23456", "10.0.0.2:2222"]},
                         "task": {"type": "worker", "index": 0}})

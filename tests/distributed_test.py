@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_crf_reid.datasets.prid2011 import load_prid_layout
-from keras_crf_reid.datasets.synthetic import generate_synthetic
-from keras_crf_reid.model import ModelConfig, build_crf_model
 from keras_crf_reid.datasets.pipeline import PairConfig, PairSampler, replica_pairs
+from keras_crf_reid.datasets.prid2011 import load_prid_layout
 from keras_crf_reid.datasets.store import TrackletStore
-from keras_crf_reid.trainer import TrainConfig, Trainer
+from keras_crf_reid.datasets.synthetic import generate_synthetic
+from keras_crf_reid.models.network import ModelConfig, build_crf_model
+from keras_crf_reid.training.trainer import TrainConfig, Trainer
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKER = os.path.join(REPO, "tests", "helpers", "distributed_worker.py")
@@ -111,7 +111,7 @@ def test_two_workers_train_identically_and_resume(data, tmp_path):
 
 def test_mirrored_strategy_on_one_cpu_trains(data, tmp_path):
     root, cache = data
-    from keras_crf_reid.distribute import make_strategy
+    from keras_crf_reid.training.distribute import make_strategy
     strategy = make_strategy("mirrored")
     assert isinstance(strategy, tf.distribute.MirroredStrategy)
     store = TrackletStore(load_prid_layout(root), cache)

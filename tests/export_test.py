@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_crf_reid import checkpoints
-from keras_crf_reid.serving import contract, export
-from keras_crf_reid.model import ModelConfig, build_crf_model
 from keras_crf_reid.datasets.preprocess import to_model_input
+from keras_crf_reid.models import factory
+from keras_crf_reid.models.network import ModelConfig, build_crf_model
+from keras_crf_reid.serving import contract, export
 
 TINY = ModelConfig(filters=(4, 4, 4), embed_dim=16, dropout=0.0)
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -168,9 +168,9 @@ def test_restore_checkpoint_refuses_partial(tmp_path):
     small = build_crf_model(ModelConfig(variant="cnn", filters=(4, 4, 4), embed_dim=16))
     prefix = tf.train.Checkpoint(model=small).save(str(tmp_path / "ckpt" / "ckpt"))
     with pytest.raises(ValueError, match="weights"):
-        checkpoints.restore_checkpoint(prefix, TINY)
+        factory.restore_checkpoint(prefix, TINY)
     with pytest.raises(FileNotFoundError, match="no TensorFlow checkpoint"):
-        checkpoints.restore_checkpoint(str(tmp_path / "empty"), TINY)
+        factory.restore_checkpoint(str(tmp_path / "empty"), TINY)
 
 
 def test_saved_model_cli_shows_signatures(exported):
@@ -214,7 +214,7 @@ def test_export_records_group_len_used_by_load(model, tmp_path):
 def test_cli_exports_a_part_or_fusion_checkpoint(tmp_path, part):
     """A trainer-style checkpoint of an upper-body model (or the fusion) exports by --part alone."""
     import keras
-    from keras_crf_reid.checkpoints import build_model
+    from keras_crf_reid.models.factory import build_model
     keras.utils.set_random_seed(4)
     trained = build_model(TINY, part)
     optimizer = keras.optimizers.Adam()
@@ -246,8 +246,8 @@ def test_missing_serving_apis_say_how_to_install(monkeypatch):
 
 def test_cli_export_of_a_checkpoint_equals_the_run_export(tmp_path):
     """With the run's TTA flags, exporting a checkpoint by hand gives the run's own export."""
-    from keras_crf_reid.checkpoints import build_model
     from keras_crf_reid.configs.tta import TTAConfig
+    from keras_crf_reid.models.factory import build_model
     from keras_crf_reid.runner import experiment
     from keras_crf_reid.runner.config import EvalConfig, ExperimentConfig, RunConfig
     from keras_crf_reid.runner.split import split_dir

@@ -3,9 +3,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_crf_reid.flops import (crf_flops_breakdown, crf_forward_flops, crf_train_flops,
-                                  measure_matmul_gflops, throughput_figures, time_interleaved)
-from keras_crf_reid.model import ModelConfig, build_crf_model
+from keras_crf_reid.models.flops import (crf_flops_breakdown, crf_forward_flops, crf_train_flops,
+                                         measure_matmul_gflops, throughput_figures,
+                                         time_interleaved)
+from keras_crf_reid.models.network import ModelConfig, build_crf_model
 
 
 def test_paper_model_matches_hand_count():

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from keras_crf_reid.fusion import build_fusion_model, fusion_weights
-from keras_crf_reid.model import CropRows, ModelConfig, build_crf_model
+from keras_crf_reid.models.fusion import build_fusion_model, fusion_weights
+from keras_crf_reid.models.network import CropRows, ModelConfig, build_crf_model
 
 TINY = dict(filters=(4, 4, 4), embed_dim=8, dropout=0.0)
 

@@ -7,12 +7,12 @@ import keras
 import numpy as np
 import pytest
 
-from keras_crf_reid.serving import contract, export, inference
 from keras_crf_reid.datasets.base import DatasetError
 from keras_crf_reid.datasets.flow import model_flow
 from keras_crf_reid.datasets.frames import read_frames
-from keras_crf_reid.model import ModelConfig, build_crf_model
 from keras_crf_reid.datasets.preprocess import group_windows, to_model_input
+from keras_crf_reid.models.network import ModelConfig, build_crf_model
+from keras_crf_reid.serving import contract, export, inference
 
 TINY = ModelConfig(filters=(4, 4, 4), embed_dim=16, dropout=0.0)
 

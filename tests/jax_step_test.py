@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_crf_reid.jax_step import JaxTrainStep, clip_by_global_norm
+from keras_crf_reid.training.jax_step import JaxTrainStep, clip_by_global_norm
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKER = os.path.join(REPO, "tests", "helpers", "jax_step_worker.py")

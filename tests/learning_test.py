@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from keras_crf_reid.datasets.pipeline import PairConfig
-from keras_crf_reid.model import ModelConfig
+from keras_crf_reid.models.network import ModelConfig
 from keras_crf_reid.runner.config import DataConfig, EvalConfig, ExperimentConfig, RunConfig
 from keras_crf_reid.runner.experiment import run
-from keras_crf_reid.trainer import TrainConfig
+from keras_crf_reid.training.trainer import TrainConfig
 
 
 def _train(tmp_path, name: str, pairs: PairConfig, eval_cfg: EvalConfig, **train) -> tuple:

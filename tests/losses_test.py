@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_crf_reid.losses import (METRIC_LOSSES, LossWeights, batch_contrastive_loss,
-                                   batch_hard_triplet_loss, contrastive_loss, crf_loss, pk_loss)
+from keras_crf_reid.training.losses import (METRIC_LOSSES, LossWeights, batch_contrastive_loss,
+                                            batch_hard_triplet_loss, contrastive_loss, crf_loss,
+                                            pk_loss)
 
 
 def test_contrastive_hand_values():

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy.spatial.distance import cdist
 
-from keras_crf_reid import metrics
+from keras_crf_reid.evaluation import metrics
 
 
 def reference_evaluate(distmat, q_pids, g_pids, q_camids, g_camids, max_rank):

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_crf_reid.model import ModelConfig, build_crf_model
+from keras_crf_reid.models.network import ModelConfig, build_crf_model
 
 TINY = dict(filters=(4, 4, 4), embed_dim=8, dropout=0.0)
 

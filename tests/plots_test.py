@@ -6,8 +6,8 @@ import matplotlib.image as mpimg
 import numpy as np
 import pytest
 
-from keras_crf_reid import metrics, plots
 from keras_crf_reid.datasets.base import Tracklet
+from keras_crf_reid.evaluation import metrics, plots
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

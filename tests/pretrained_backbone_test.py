@@ -151,7 +151,7 @@ def test_fixed_colour_channels_map_exactly_to_imagenet_rgb():
     import tensorflow as tf
 
     from keras_crf_reid.datasets.preprocess import to_model_input
-    from keras_crf_reid.model import fixed_yuv_to_imagenet
+    from keras_crf_reid.models.network import fixed_yuv_to_imagenet
     from keras_crf_reid.models.mobilenet_v2 import IMAGENET_MEAN, IMAGENET_STD
 
     rgb = np.random.default_rng(1).integers(0, 256, (2, 8, 4, 3), dtype=np.uint8)
@@ -165,7 +165,7 @@ def test_fixed_colour_channels_map_exactly_to_imagenet_rgb():
 def test_mobilenet_model_trains_saves_and_restores(tmp_path):
     import keras
 
-    from keras_crf_reid.model import build_crf_model
+    from keras_crf_reid.models.network import build_crf_model
 
     cfg = ModelConfig(backbone="mobilenet_v2", colour_norm="fixed", pretrained=False,
                       trainable_from=15, embed_dim=8, part="lower")

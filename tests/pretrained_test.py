@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 import keras_crf_reid
-from keras_crf_reid.baseline import evaluate_baseline
 from keras_crf_reid.datasets import get_dataset
 from keras_crf_reid.datasets.base import Split
-from keras_crf_reid.metrics import euclidean_distances, evaluate_rank
+from keras_crf_reid.evaluation.baseline import evaluate_baseline
+from keras_crf_reid.evaluation.metrics import euclidean_distances, evaluate_rank
 from keras_crf_reid.serving import contract
 from tests.fixtures import REALDATA
 

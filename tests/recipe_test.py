@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_crf_reid.datasets.prid2011 import load_prid_layout
-from keras_crf_reid.datasets.synthetic import generate_synthetic
-from keras_crf_reid.model import FlowStandardize, ModelConfig, build_crf_model
 from keras_crf_reid.datasets.pipeline import PairConfig, PairSampler, _augment, pair_dataset, replica_pairs
+from keras_crf_reid.datasets.prid2011 import load_prid_layout
 from keras_crf_reid.datasets.store import TrackletStore
-from keras_crf_reid.trainer import TrainConfig, Trainer, WarmupDecay, learning_rate, make_optimizer
+from keras_crf_reid.datasets.synthetic import generate_synthetic
+from keras_crf_reid.models.network import FlowStandardize, ModelConfig, build_crf_model
+from keras_crf_reid.training.trainer import (TrainConfig, Trainer, WarmupDecay, learning_rate,
+                                             make_optimizer)
 
 TINY = dict(filters=(4, 4, 4), embed_dim=8, dropout=0.0)
 
@@ -244,7 +245,7 @@ def test_flags_map_to_the_configs():
 
 
 def test_checkpoint_of_a_variant_restores_with_its_config(tmp_path):
-    from keras_crf_reid.checkpoints import restore_checkpoint
+    from keras_crf_reid.models.factory import restore_checkpoint
     config = ModelConfig(flow_norm="frame_std", batch_norm=True, **TINY)
     model = build_crf_model(config)
     x = _x()

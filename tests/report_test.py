@@ -5,8 +5,8 @@ import os
 import numpy as np
 import pytest
 
-from keras_crf_reid import report
 from keras_crf_reid.datasets.base import Split
+from keras_crf_reid.evaluation import report
 
 SPLITS = [
     {"rank1": 70.0, "rank5": 85.0, "rank10": 90.0, "rank20": 95.0, "mAP": 50.0, "note": "a"},

@@ -4,8 +4,8 @@ import math
 import numpy as np
 import pytest
 
-from keras_crf_reid.metrics import euclidean_distances
-from keras_crf_reid.rerank import rerank, rerank_features
+from keras_crf_reid.evaluation.metrics import euclidean_distances
+from keras_crf_reid.evaluation.rerank import rerank, rerank_features
 
 
 def _reference(query, gallery, k1, k2, lam):
@@ -77,7 +77,7 @@ def test_rejects_mismatched_shapes():
 
 def test_evaluation_applies_rerank_to_the_split_distances():
     from keras_crf_reid.datasets.base import Split
-    from keras_crf_reid.evaluation import split_distances
+    from keras_crf_reid.evaluation.protocol import split_distances
     from keras_crf_reid.runner.config import EvalConfig
 
     assert EvalConfig().rerank is False and EvalConfig(rerank=True).rerank

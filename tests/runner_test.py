@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 
 from keras_crf_reid.datasets.pipeline import PairConfig
-from keras_crf_reid.model import ModelConfig
+from keras_crf_reid.models.network import ModelConfig
 from keras_crf_reid.runner import experiment, split as split_mod
 from keras_crf_reid.runner.ablation import PART_TITLES, ROW_TITLES, split_jobs, table_rows
 from keras_crf_reid.runner.config import (ROWS, DataConfig, EvalConfig, ExperimentConfig,
                                           FusionConfig, RunConfig, replace)
 from keras_crf_reid.runner.data import load_dataset
-from keras_crf_reid.trainer import TrainConfig
+from keras_crf_reid.training.trainer import TrainConfig
 
 TITLES = tuple(ROW_TITLES[r] for r in ROWS)
 

@@ -10,10 +10,10 @@ import keras
 import numpy as np
 import pytest
 
-from keras_crf_reid import checkpoints
-from keras_crf_reid.serving import export, inference, search
 from keras_crf_reid.datasets.base import DatasetError
-from keras_crf_reid.model import ModelConfig, build_crf_model
+from keras_crf_reid.models import factory
+from keras_crf_reid.models.network import ModelConfig, build_crf_model
+from keras_crf_reid.serving import export, inference, search
 
 TINY = ModelConfig(filters=(4, 4, 4), embed_dim=16, dropout=0.0)
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -123,7 +123,7 @@ def test_cache_key_follows_model_and_files(data, tmp_path):
 def test_search_cli_with_saved_model(data, tmp_path):
     root, model_path = data
     base = str(tmp_path / "crf_reid")
-    export.export_saved_model(checkpoints.load_keras_model(model_path), base)
+    export.export_saved_model(factory.load_keras_model(model_path), base)
     output = str(tmp_path / "results.json")
     cmd = [sys.executable, "-m", "keras_crf_reid.serving.search", f"--model={base}", f"--gallery={root / 'gallery'}",
            f"--query={root / 'query'}", "--top_k=2", f"--cache_dir={tmp_path / 'cache'}", f"--output={output}",

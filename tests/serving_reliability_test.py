@@ -12,9 +12,9 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
+from keras_crf_reid.models.network import ModelConfig, build_crf_model
 from keras_crf_reid.serving import contract, export
-from keras_crf_reid.model import ModelConfig, build_crf_model
-from keras_crf_reid.serving import admission, limits, service, versions
+from keras_crf_reid.serving.server import admission, limits, service, versions
 
 TINY = ModelConfig(filters=(4, 4, 4), embed_dim=16, dropout=0.0)
 Code = grpc.StatusCode

@@ -15,12 +15,12 @@ from tensorflow.core.framework import tensor_pb2
 from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2, model_service_pb2_grpc,
                                      predict_pb2, prediction_service_pb2_grpc)
 
-from keras_crf_reid.serving import contract, export
-from keras_crf_reid.serving.inference import tracklet_input
-from keras_crf_reid.model import ModelConfig, build_crf_model
 from keras_crf_reid.datasets.preprocess import to_model_input
-from keras_crf_reid.serving import limits, server, service, versions
+from keras_crf_reid.models.network import ModelConfig, build_crf_model
+from keras_crf_reid.serving import contract, export
 from keras_crf_reid.serving.client import ReidClient
+from keras_crf_reid.serving.inference import tracklet_input
+from keras_crf_reid.serving.server import launch, limits, service, versions
 
 TINY = ModelConfig(filters=(4, 4, 4), embed_dim=16, dropout=0.0)
 LIMITS = limits.ServerLimits(max_message_mb=4, max_batch=4, max_frames=40, workers=2)
@@ -284,7 +284,7 @@ def test_failed_version_keeps_previous_serving(model, tmp_path):
 def test_server_cli_in_subprocess(model, tmp_path):
     base = str(tmp_path / "reid")
     export.export_saved_model(model, base)
-    proc, port = server.spawn(base, "--poll_s=0", "--max_batch=2")
+    proc, port = launch.spawn(base, "--poll_s=0", "--max_batch=2")
     try:
         with ReidClient(f"127.0.0.1:{port}", model_name="reid", timeout_s=30) as client:
             x = frames(2, 3)
@@ -301,7 +301,7 @@ def test_server_cli_in_subprocess(model, tmp_path):
 def test_spawn_removes_its_temp_folder_when_the_server_fails_to_start(tmp_path):
     before = set(os.listdir(tempfile.gettempdir()))
     with pytest.raises(RuntimeError, match="does not exist"):
-        server.spawn(str(tmp_path / "missing"), timeout_s=600)   # exits at once; TF import may be slow
+        launch.spawn(str(tmp_path / "missing"), timeout_s=600)   # exits at once; TF import may be slow
     assert not {n for n in set(os.listdir(tempfile.gettempdir())) - before if n.startswith("reid-server-")}
 
 

@@ -168,7 +168,7 @@ def test_find_person_ranks_the_query_track_first(scene, tmp_path):
 
     import keras
     from keras_crf_reid.find_person import find_person
-    from keras_crf_reid.model import ModelConfig, build_crf_model
+    from keras_crf_reid.models.network import ModelConfig, build_crf_model
 
     path, det, rows = scene
     keras.utils.set_random_seed(0)

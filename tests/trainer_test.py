@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_crf_reid.datasets.prid2011 import load_prid_layout
-from keras_crf_reid.datasets.synthetic import generate_synthetic
-from keras_crf_reid.model import ModelConfig, build_crf_model
 from keras_crf_reid.datasets.pipeline import PairConfig, PairSampler, replica_pairs, training_sampler
+from keras_crf_reid.datasets.prid2011 import load_prid_layout
 from keras_crf_reid.datasets.store import TrackletStore
-from keras_crf_reid.trainer import NonFiniteLossError, TrainConfig, Trainer
+from keras_crf_reid.datasets.synthetic import generate_synthetic
+from keras_crf_reid.models.network import ModelConfig, build_crf_model
+from keras_crf_reid.training.trainer import NonFiniteLossError, TrainConfig, Trainer
 
 TINY = ModelConfig(filters=(4, 4, 4), embed_dim=8, dropout=0.0)
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

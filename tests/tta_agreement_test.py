@@ -17,12 +17,13 @@ from keras_crf_reid.datasets import ReidDataset, Tracklet, get_dataset, list_ima
 from keras_crf_reid.datasets.base import Split
 from keras_crf_reid.datasets.pipeline import group_dataset
 from keras_crf_reid.datasets.store import TrackletStore
-from keras_crf_reid.evaluation import compiled_embedder, embed_tracklets, evaluate_split
-from keras_crf_reid.model import ModelConfig, build_crf_model
-from keras_crf_reid.serving import export, limits, service
+from keras_crf_reid.evaluation.protocol import compiled_embedder, embed_tracklets, evaluate_split
+from keras_crf_reid.models.network import ModelConfig, build_crf_model
+from keras_crf_reid.models.tta import DEFAULT_VIEWS, build_tta_model
+from keras_crf_reid.serving import export
 from keras_crf_reid.serving.client import ReidClient
 from keras_crf_reid.serving.inference import tracklet_input
-from keras_crf_reid.tta import DEFAULT_VIEWS, build_tta_model
+from keras_crf_reid.serving.server import limits, service
 from tests.fixtures import REALDATA
 from tests.inference_test import write_tracklet
 

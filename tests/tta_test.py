@@ -5,11 +5,11 @@ import pytest
 import tensorflow as tf
 
 import keras_crf_reid
-from keras_crf_reid.serving import contract, export, inference
-from keras_crf_reid.fusion import build_fusion_model
-from keras_crf_reid.model import ModelConfig, build_crf_model
 from keras_crf_reid.datasets.preprocess import to_model_input
-from keras_crf_reid.tta import DEFAULT_VIEWS, VIEWS, TTAViews, build_tta_model, view_box
+from keras_crf_reid.models.fusion import build_fusion_model
+from keras_crf_reid.models.network import ModelConfig, build_crf_model
+from keras_crf_reid.models.tta import DEFAULT_VIEWS, VIEWS, TTAViews, build_tta_model, view_box
+from keras_crf_reid.serving import contract, export, inference
 from tests.inference_test import write_tracklet
 
 TINY = ModelConfig(filters=(4, 4, 4), embed_dim=16, dropout=0.0)

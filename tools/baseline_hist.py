@@ -15,10 +15,10 @@ import json
 import numpy as np
 from absl import app, flags
 
-from keras_crf_reid.baseline import DEFAULT_KIND, KINDS, TITLES, evaluate_baseline
 from keras_crf_reid.datasets import Split, get_splits
-from keras_crf_reid.runner.config import DataConfig
 from keras_crf_reid.datasets.splits import eval_protocol
+from keras_crf_reid.evaluation.baseline import DEFAULT_KIND, KINDS, TITLES, evaluate_baseline
+from keras_crf_reid.runner.config import DataConfig
 from keras_crf_reid.runner.data import load_dataset
 
 flags.DEFINE_string("data_root", "", "Dataset folder (comma-separated two-camera folders are "
@@ -32,7 +32,7 @@ flags.DEFINE_integer("num_splits", 10, "Number of random train/test identity spl
 flags.DEFINE_integer("seed", 0, "Seed of the random splits.")
 flags.DEFINE_enum("kind", DEFAULT_KIND, KINDS, "Features: stripe HSV histogram, whole-frame "
                   "joint RGB histogram, raw pixels, or ImageNet MobileNetV2 features without "
-                  "fine-tuning at 128x64 or 224x224 (keras_crf_reid/baseline.py).")
+                  "fine-tuning at 128x64 or 224x224 (keras_crf_reid/evaluation/baseline.py).")
 flags.DEFINE_bool("normalize", True, "hist and pixel: standardise each frame's colours first "
                   "(like the model input); false: raw colour values. Ignored by stripe_hsv.")
 flags.DEFINE_bool("unseen", False, "Score every identity, as a --eval_data_root folder of "

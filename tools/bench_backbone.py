@@ -39,8 +39,8 @@ def main(argv):
     apply_thread_flags()
     from keras_crf_reid.configs.train import TrainConfig
     from keras_crf_reid.geometry import INPUT_SHAPE
-    from keras_crf_reid.model import ModelConfig, build_crf_model
-    from keras_crf_reid.trainer import Trainer
+    from keras_crf_reid.models.network import ModelConfig, build_crf_model
+    from keras_crf_reid.training.trainer import Trainer
 
     keras.utils.set_random_seed(0)
     configs = {

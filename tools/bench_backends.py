@@ -7,7 +7,7 @@ trainer.Trainer's own step (tf.function, tf.distribute), JAX through jax_step.Ja
 Per backend: the loss with dropout off before any update (`loss`; the backends must agree
 within --rtol) and after one update (`loss_after_step`; agrees too when --dropout=0, else
 the dropout masks differ), pairs/s of the timed steps and their share of the framework's own
-matmul peak (keras_crf_reid.flops, sampled between steps). The last line is
+matmul peak (keras_crf_reid.models.flops, sampled between steps). The last line is
 `{"backends": {"tensorflow": {"loss": .., "pairs_per_s": ..}, "jax": {...}}, ...}`; the exit
 status is 1 when the losses disagree or a backend failed.
 
@@ -50,7 +50,7 @@ MOMENTUM, CLIPNORM = 0.9, 10.0
 
 
 def _model_config():
-    from keras_crf_reid.model import ModelConfig
+    from keras_crf_reid.models.network import ModelConfig
 
     return ModelConfig(filters=tuple(int(f) for f in FLAGS.filters), embed_dim=FLAGS.embed_dim,
                        dropout=FLAGS.dropout)
@@ -96,10 +96,10 @@ def run_child(backend: str) -> dict:
 
     if keras.backend.backend() != backend:
         raise RuntimeError(f"--child={backend} but Keras runs on {keras.backend.backend()!r}")
-    from keras_crf_reid.flops import (crf_train_flops, matmul_probe, throughput_figures,
-                                      time_interleaved)
-    from keras_crf_reid.losses import crf_loss
-    from keras_crf_reid.model import build_crf_model
+    from keras_crf_reid.models.flops import (crf_train_flops, matmul_probe, throughput_figures,
+                                             time_interleaved)
+    from keras_crf_reid.models.network import build_crf_model
+    from keras_crf_reid.training.losses import crf_loss
 
     random.seed(FLAGS.seed)  # Keras draws unseeded layers' seeds (dropout) from `random`
     np.random.seed(FLAGS.seed)
@@ -114,7 +114,7 @@ def run_child(backend: str) -> dict:
     if backend == "tensorflow":
         import tensorflow as tf
 
-        from keras_crf_reid.trainer import TrainConfig, Trainer
+        from keras_crf_reid.training.trainer import TrainConfig, Trainer
 
         trainer = Trainer(build_crf_model(cfg), FLAGS.num_classes,
                           TrainConfig(learning_rate=FLAGS.learning_rate, momentum=MOMENTUM,
@@ -133,7 +133,7 @@ def run_child(backend: str) -> dict:
                              targets["class_a"], targets["class_b"])
             return float(keras.ops.mean(terms["total"]))
     else:
-        from keras_crf_reid.jax_step import JaxTrainStep
+        from keras_crf_reid.training.jax_step import JaxTrainStep
 
         model = build_crf_model(cfg)
         classifier = keras.layers.Dense(FLAGS.num_classes, name="id_classifier", dtype="float32")

@@ -2,7 +2,7 @@
 
 For each batch size, times the model in inference mode inside a tf.function (as evaluation and
 serving run it) on random in-memory sequences: sequences per second, and achieved FLOP/s
-(keras_crf_reid.flops) as a fraction of the matmul peak sampled between calls.
+(keras_crf_reid.models.flops) as a fraction of the matmul peak sampled between calls.
 
 With --tracklet_frames=N it measures instead the memory of `serving.inference.load(...).embed` on
 one folder of N frames (default-config model saved as .keras): peak RSS after a warm-up embed of
@@ -54,7 +54,7 @@ def bench_tracklet(frames: int) -> dict:
 
     import keras
 
-    from keras_crf_reid.model import ModelConfig, build_crf_model
+    from keras_crf_reid.models.network import ModelConfig, build_crf_model
     from keras_crf_reid.serving import inference
 
     keras.utils.set_random_seed(0)
@@ -85,9 +85,9 @@ def main(argv):
     import tensorflow as tf
 
     apply_thread_flags()
-    from keras_crf_reid.flops import (crf_forward_flops, matmul_probe, throughput_figures,
-                                      time_interleaved)
-    from keras_crf_reid.model import ModelConfig, build_crf_model
+    from keras_crf_reid.models.flops import (crf_forward_flops, matmul_probe, throughput_figures,
+                                             time_interleaved)
+    from keras_crf_reid.models.network import ModelConfig, build_crf_model
 
     keras.utils.set_random_seed(0)
     if FLAGS.mixed_precision:

@@ -13,7 +13,8 @@ import tracemalloc
 import numpy as np
 from absl import app, flags
 
-from keras_crf_reid import metrics
+from keras_crf_reid.datasets.base import JUNK_PID
+from keras_crf_reid.evaluation import metrics
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("queries", 1980, "Number of query tracklets.")
@@ -39,7 +40,7 @@ def synthetic_split(num_q: int, num_g: int, dim: int, num_ids: int, num_cams: in
     g_cams = rng.integers(0, num_cams, num_g)
     qf = centres[q_pids] + noise * rng.standard_normal((num_q, dim)).astype(np.float32)
     gf = centres[g_pids] + noise * rng.standard_normal((num_g, dim)).astype(np.float32)
-    g_pids[rng.random(num_g) < junk_fraction] = metrics.JUNK_PID
+    g_pids[rng.random(num_g) < junk_fraction] = JUNK_PID
     return qf, gf, q_pids, g_pids, q_cams, g_cams
 
 

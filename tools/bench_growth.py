@@ -59,12 +59,12 @@ def run_stage(stage: str, root: str, work: str, steps: int = 200, seq_len: int =
         size = sum(os.path.getsize(os.path.join(store.dir, f)) for f in os.listdir(store.dir))
         return {"cache_bytes": size, "cache_bytes_per_frame": round(size / store.lengths().sum())}
     import tensorflow as tf
-    from keras_crf_reid.model import ModelConfig, build_crf_model
+    from keras_crf_reid.models.network import ModelConfig, build_crf_model
     split = dataset.fixed_splits[0]
     model = build_crf_model(ModelConfig(**TINY))
     if stage == "train":
         from keras_crf_reid.datasets.pipeline import PairConfig, PairSampler, replica_pairs
-        from keras_crf_reid.trainer import TrainConfig, Trainer
+        from keras_crf_reid.training.trainer import TrainConfig, Trainer
         shutil.rmtree(model_dir, ignore_errors=True)
         pairs = PairConfig(seq_len=seq_len, batch_size=batch_size, seed=0)
         sampler = PairSampler(store, split.train, pairs)
@@ -74,7 +74,7 @@ def run_stage(stage: str, root: str, work: str, steps: int = 200, seq_len: int =
                             pairs.batch_size, progress=False)
         return {"steps": trainer.current_step, "loss": round(float(stats.get("total", np.nan)), 4)}
     if stage == "evaluate":
-        from keras_crf_reid.evaluation import compiled_embedder, evaluate_split
+        from keras_crf_reid.evaluation.protocol import compiled_embedder, evaluate_split
         tf.train.Checkpoint(model=model).restore(
             tf.train.latest_checkpoint(os.path.join(model_dir, "ckpt"))).expect_partial()
         metrics = evaluate_split(compiled_embedder(model), store, split)

@@ -4,7 +4,7 @@ line per (precision, batch size), then a summary line.
 For the GPU machine (tools/bench_gpu_jax.sh runs it there): jax_step.JaxTrainStep on random
 in-memory batches already on the device, float32 (the "float32" policy; XLA may use TF32 for its
 matmuls and convolutions on GPUs) and bfloat16 (Keras's "mixed_bfloat16" policy: bfloat16
-compute, float32 weights), pairs/s and achieved FLOP/s (keras_crf_reid.flops.crf_train_flops)
+compute, float32 weights), pairs/s and achieved FLOP/s (keras_crf_reid.models.flops.crf_train_flops)
 as a share of the matmul peak measured in the same precision in jax.jit (--peak_size). A batch
 size that fails (e.g. out of device memory) prints its error and the others still run. Needs
 KERAS_BACKEND=jax; runs on CPU too (tiny flags for a check).
@@ -41,10 +41,10 @@ def bench_one(precision: str, batch: int, peak_gflops: float) -> dict:
     import keras
     import numpy as np
 
-    from keras_crf_reid.flops import crf_train_flops, throughput_figures, time_interleaved
     from keras_crf_reid.geometry import FRAME_HEIGHT, FRAME_WIDTH, NUM_CHANNELS
-    from keras_crf_reid.jax_step import JaxTrainStep
-    from keras_crf_reid.model import ModelConfig, build_crf_model
+    from keras_crf_reid.models.flops import crf_train_flops, throughput_figures, time_interleaved
+    from keras_crf_reid.models.network import ModelConfig, build_crf_model
+    from keras_crf_reid.training.jax_step import JaxTrainStep
 
     keras.utils.clear_session()  # before the policy: clearing the session resets it
     keras.mixed_precision.set_global_policy(POLICIES[precision])
@@ -84,7 +84,7 @@ def main(argv):
 
     if keras.backend.backend() != "jax":
         raise app.UsageError("run with KERAS_BACKEND=jax")
-    from keras_crf_reid.flops import measure_matmul_gflops
+    from keras_crf_reid.models.flops import measure_matmul_gflops
 
     device = jax.devices()[0]
     info = {"device": device.platform, "device_kind": getattr(device, "device_kind", ""),

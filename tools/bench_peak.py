@@ -23,7 +23,7 @@ def main(argv):
     del argv
     import tensorflow as tf
 
-    from keras_crf_reid.flops import measure_matmul_gflops
+    from keras_crf_reid.models.flops import measure_matmul_gflops
 
     apply_thread_flags()
     by_size = {int(n): round(measure_matmul_gflops(int(n), FLAGS.chain, FLAGS.repeats,

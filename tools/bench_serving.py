@@ -25,7 +25,7 @@ import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from keras_crf_reid.serving.client import ReidClient  # noqa: E402
-from keras_crf_reid.serving.server import spawn  # noqa: E402
+from keras_crf_reid.serving.server.launch import spawn  # noqa: E402
 
 flags.DEFINE_string("model_base_path", None, "Serve this export instead of a fresh default-config model.")
 flags.DEFINE_integer("frames", 16, "Frames per sequence.", lower_bound=1)
@@ -45,8 +45,8 @@ def percentiles(ms: list[float]) -> dict:
 
 def export_default_model(base: str) -> dict:
     """Exports build_crf_model(ModelConfig()) to base/1; returns a description."""
+    from keras_crf_reid.models.network import ModelConfig, build_crf_model
     from keras_crf_reid.serving.export import export_saved_model
-    from keras_crf_reid.model import ModelConfig, build_crf_model
 
     model = build_crf_model(ModelConfig())
     export_saved_model(model, base)

@@ -2,7 +2,7 @@
 
 Times the Trainer's own distributed step function (forward of both sides, losses, gradients,
 clipping, SGD update) on random tensors already in memory, so the figure is the step alone:
-sequence pairs per second, and achieved FLOP/s (keras_crf_reid.flops.crf_train_flops) as a
+sequence pairs per second, and achieved FLOP/s (keras_crf_reid.models.flops.crf_train_flops) as a
 fraction of the matmul peak, sampled between steps so both see the same machine load.
 --pipeline also times steps fed by pipeline.pair_dataset from a cached synthetic dataset.
 --pk also times, interleaved with the pair step (same machine load), the step on a P x K
@@ -43,11 +43,11 @@ def main(argv):
     import tensorflow as tf
 
     apply_thread_flags()
-    from keras_crf_reid.flops import (crf_train_flops, matmul_probe, throughput_figures,
-                                      time_interleaved)
     from keras_crf_reid.geometry import INPUT_SHAPE
-    from keras_crf_reid.model import ModelConfig, build_crf_model
-    from keras_crf_reid.trainer import TrainConfig, Trainer
+    from keras_crf_reid.models.flops import (crf_train_flops, matmul_probe, throughput_figures,
+                                             time_interleaved)
+    from keras_crf_reid.models.network import ModelConfig, build_crf_model
+    from keras_crf_reid.training.trainer import TrainConfig, Trainer
 
     if FLAGS.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
@@ -97,9 +97,9 @@ def _pk_compare(cfg, tcfg, inputs, targets, num_classes: int, tmp: str) -> dict:
     import numpy as np
     import tensorflow as tf
 
-    from keras_crf_reid.flops import time_interleaved
-    from keras_crf_reid.model import build_crf_model
-    from keras_crf_reid.trainer import Trainer
+    from keras_crf_reid.models.flops import time_interleaved
+    from keras_crf_reid.models.network import build_crf_model
+    from keras_crf_reid.training.trainer import Trainer
 
     p, k = FLAGS.num_persons, FLAGS.num_instances
     rng = np.random.default_rng(1)
@@ -128,11 +128,11 @@ def _pk_compare(cfg, tcfg, inputs, targets, num_classes: int, tmp: str) -> dict:
 
 def _pipeline_rate(trainer, step, tmp: str) -> float:
     """Median pairs/s of the same step fed by pair_dataset from a cached synthetic dataset."""
-    from keras_crf_reid.datasets.prid2011 import load_prid_layout
-    from keras_crf_reid.datasets.synthetic import generate_synthetic
-    from keras_crf_reid.flops import time_interleaved
     from keras_crf_reid.datasets.pipeline import PairConfig, pair_dataset
+    from keras_crf_reid.datasets.prid2011 import load_prid_layout
     from keras_crf_reid.datasets.store import TrackletStore
+    from keras_crf_reid.datasets.synthetic import generate_synthetic
+    from keras_crf_reid.models.flops import time_interleaved
 
     root = generate_synthetic(os.path.join(tmp, "data"), num_ids=FLAGS.pipeline_ids, seed=0,
                               progress=False)

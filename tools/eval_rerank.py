@@ -1,6 +1,6 @@
-"""Effect of k-reciprocal re-ranking (keras_crf_reid.rerank) on MARS's official query/gallery
-split: rank-1/5/20 and mAP with plain Euclidean distances and re-ranked ones, and the time
-re-ranking takes, for the committed model's embeddings and the hand-crafted baselines.
+"""Effect of k-reciprocal re-ranking (keras_crf_reid.evaluation.rerank) on MARS's official
+query/gallery split: rank-1/5/20 and mAP with plain Euclidean distances and re-ranked ones, and the
+time re-ranking takes, for the committed model's embeddings and the hand-crafted baselines.
 Prints JSON.
 
     .venv/bin/python tools/eval_rerank.py --data_root=../shared/realdata/mars_multi \
@@ -20,16 +20,17 @@ from tqdm import tqdm
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import keras_crf_reid  # noqa: E402
-from keras_crf_reid.baseline import tracklet_features  # noqa: E402
 from keras_crf_reid.datasets import get_dataset  # noqa: E402
-from keras_crf_reid.metrics import cmc_summary, euclidean_distances, evaluate_rank  # noqa: E402
-from keras_crf_reid.rerank import rerank  # noqa: E402
+from keras_crf_reid.evaluation.baseline import tracklet_features  # noqa: E402
+from keras_crf_reid.evaluation.metrics import (cmc_summary, euclidean_distances,  # noqa: E402
+                                               evaluate_rank)
+from keras_crf_reid.evaluation.rerank import rerank  # noqa: E402
 from keras_crf_reid.serving.inference import frame_groups  # noqa: E402
 
 flags.DEFINE_string("data_root", "../shared/realdata/mars_multi", "MARS-layout dataset.")
 flags.DEFINE_string("model", "saved_models/crf_mars_sample", "Model embedding the tracklets.")
 flags.DEFINE_list("baselines", ["stripe_hsv", "hist"], "Hand-crafted baseline features also "
-                  "compared (keras_crf_reid.baseline kinds).")
+                  "compared (keras_crf_reid.evaluation.baseline kinds).")
 flags.DEFINE_integer("group_len", None, "Frames per embedded group (default: what the export "
                      "records; a .keras file records none and gets 16: give the run's --eval_seq_len).")
 flags.DEFINE_boolean("model_rows", True, "Embed with --model (off: baselines only).")

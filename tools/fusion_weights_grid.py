@@ -31,7 +31,7 @@ FLAGS = flags.FLAGS
 
 def score(feats: dict[str, np.ndarray], weights: dict[str, float], split, store) -> dict:
     """Rank-1/5/20 and mAP of the weighted sum of per-part features."""
-    from keras_crf_reid.evaluation import score_distances, split_distances
+    from keras_crf_reid.evaluation.protocol import score_distances, split_distances
 
     fused = sum(w * feats[p] for p, w in weights.items())
     index = {i: k for k, i in enumerate(feats["index"])}
@@ -43,12 +43,12 @@ def score(feats: dict[str, np.ndarray], weights: dict[str, float], split, store)
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from keras_crf_reid import checkpoints
-    from keras_crf_reid.evaluation import compiled_embedder, embed_tracklets
-    from keras_crf_reid.fusion import FUSION_ORDER, fusion_weights
+    from keras_crf_reid.evaluation.protocol import compiled_embedder, embed_tracklets
+    from keras_crf_reid.models import factory
+    from keras_crf_reid.models.fusion import FUSION_ORDER, fusion_weights
+    from keras_crf_reid.models.tta import scored_model
     from keras_crf_reid.runner.data import prepare
     from keras_crf_reid.runner.split import split_dir
-    from keras_crf_reid.tta import scored_model
 
     cfg = config.config_from_flags(FLAGS)
     data = prepare(cfg.data, cfg.run.progress)
@@ -57,7 +57,7 @@ def main(argv: list[str]) -> None:
     indices = sorted(set(split.query) | set(split.gallery))
     feats: dict[str, np.ndarray] = {"index": np.asarray(indices)}
     for part in FUSION_ORDER:
-        model = checkpoints.restore_checkpoint(os.path.join(folder, part, "ckpt"), cfg.model, part)
+        model = factory.restore_checkpoint(os.path.join(folder, part, "ckpt"), cfg.model, part)
         embed = compiled_embedder(scored_model(model, cfg.eval.tta, cfg.model.colour_norm))
         feats[part] = embed_tracklets(embed, data.store, indices, cfg.eval.seq_len,
                                       progress=cfg.run.progress).astype(np.float64)
@@ -72,7 +72,7 @@ def main(argv: list[str]) -> None:
            "best_rank1": max(rows, key=lambda r: (r["rank1"], r["mAP"]))}
     fusion_dir = os.path.join(folder, "fusion", "ckpt")
     if os.path.isdir(fusion_dir):
-        learned = fusion_weights(checkpoints.restore_checkpoint(fusion_dir, cfg.model, "fusion"))
+        learned = fusion_weights(factory.restore_checkpoint(fusion_dir, cfg.model, "fusion"))
         out["learned"] = {"weights": learned, **score(feats, learned, split, data.store)}
     if FLAGS.out_md:
         lines = ["| Weights | W_u | W_l | W_g | Rank-1 | Rank-5 | Rank-20 | mAP |",

@@ -71,7 +71,7 @@ def main(argv: list[str]) -> None:
     curves = {label: read_curve(run, FLAGS.split, FLAGS.part)
               for label, run in zip(labels, FLAGS.runs)}
     if FLAGS.out_png:
-        from keras_crf_reid import plots
+        from keras_crf_reid.evaluation import plots
 
         # the newest run's baseline row (earlier runs may have scored an older baseline kind)
         baselines = next(({"baseline": c["baseline"]}

@@ -16,10 +16,10 @@ def rss_mb(pid: int) -> float:
 def spawn_server(tmp: str, model_base_path: str | None, workers: int):
     """Starts the development server on `model_base_path` (default: a fresh default-config model
     exported under tmp); returns (process, port, model name)."""
-    from keras_crf_reid.serving.server import spawn
+    from keras_crf_reid.serving.server.launch import spawn
     base = model_base_path
     if base is None:
-        from keras_crf_reid.model import ModelConfig, build_crf_model
+        from keras_crf_reid.models.network import ModelConfig, build_crf_model
         from keras_crf_reid.serving.export import export_saved_model
 
         base = os.path.join(tmp, "crf_reid")

@@ -1,4 +1,4 @@
-"""Settings of one CRF network (keras_crf_reid.model builds it); no TensorFlow here."""
+"""Settings of one CRF network (keras_crf_reid.models.network builds it); no TensorFlow here."""
 from __future__ import annotations
 
 import dataclasses

@@ -1,6 +1,7 @@
 """Optimisation settings: the part models' (TrainConfig) and the fusion weights' (FusionConfig).
 
-No TensorFlow here: keras_crf_reid.trainer and keras_crf_reid.losses act on these settings.
+No TensorFlow here: keras_crf_reid.training.trainer and keras_crf_reid.training.losses act on
+these settings.
 """
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Test-time augmentation settings: which views of a tracklet are averaged (see keras_crf_reid.tta).
+"""Test-time augmentation settings: which views of a tracklet are averaged (see
+keras_crf_reid.models.tta).
 
 Shared by the run's evaluation and export (EvalConfig nests it) and by the export CLI, so a
 checkpoint exported by hand wraps the model exactly as the run's own export does.

@@ -4,7 +4,7 @@ A view of a frame is a box (y0, x0, y1, x1), relative to the frame (0..1, box co
 first and last pixel centres, as tf.image.crop_and_resize takes them), resampled bilinearly
 back to the frame size, and optionally mirrored. Training draws one box and one mirror per
 sequence (pipeline.PairSampler) and repeats them over its frames; test-time augmentation
-(keras_crf_reid.tta) uses fixed ones. Both go through `crop_resize` and `rescale_flow`, so a
+(keras_crf_reid.models.tta) uses fixed ones. Both go through `crop_resize` and `rescale_flow`, so a
 view of the same box gives the same pixels on either path (tests/augment_test.py).
 """
 from __future__ import annotations

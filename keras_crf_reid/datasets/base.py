@@ -16,6 +16,8 @@ from keras_crf_reid.datasets.frames import IMAGE_EXTENSIONS, DatasetError  # noq
 
 # How many example paths a summary warning names before it just counts.
 WARN_EXAMPLES = 3
+# Person id of junk tracklets (MARS folder 00-1): never a correct match, removed from rankings.
+JUNK_PID = -1
 
 log = logging.getLogger(__name__)
 

@@ -14,9 +14,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from keras_crf_reid.datasets.base import ReidDataset, Tracklet, fingerprint
+from keras_crf_reid.datasets.base import JUNK_PID, ReidDataset, Tracklet, fingerprint
 from keras_crf_reid.datasets.store import TrackletStore
-from keras_crf_reid.metrics import JUNK_PID
 
 PID_STRIDE = 10000
 

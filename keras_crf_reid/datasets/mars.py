@@ -16,8 +16,8 @@ import os
 
 import numpy as np
 
-from keras_crf_reid.datasets.base import (DatasetError, ReidDataset, Split, Tracklet, read_mat_var,
-                                          require_dir, require_file, warn_skipped)
+from keras_crf_reid.datasets.base import (JUNK_PID, DatasetError, ReidDataset, Split, Tracklet,
+                                          read_mat_var, require_dir, require_file, warn_skipped)
 
 NUM_CAMERAS = 6
 JUNK_FOLDER = "00-1"
@@ -57,7 +57,7 @@ def read_names(path: str) -> list[str]:
 
 def _folder_pid(folder: str) -> int | None:
     if folder == JUNK_FOLDER:
-        return -1
+        return JUNK_PID
     return int(folder) if folder.isdigit() else None
 
 

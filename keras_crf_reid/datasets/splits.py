@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from keras_crf_reid.datasets.base import DatasetError, ReidDataset, Split
-from keras_crf_reid.metrics import JUNK_PID
+from keras_crf_reid.datasets.base import JUNK_PID, DatasetError, ReidDataset, Split
 
 
 def make_random_splits(dataset: ReidDataset, num_splits: int = 10, seed: int = 0,

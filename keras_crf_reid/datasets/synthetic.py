@@ -13,11 +13,11 @@ direction (cam_b is mirrored), blur, noise and occlusion (poles, boxes). Everyth
 with NumPy and OpenCV from generators seeded by (seed, person, stream), so a dataset is
 byte-identical for a given set of parameters.
 
-Difficulty is calibrated against `keras_crf_reid.baseline`: on 100 identities (50 tested) a
-nearest-neighbour match of colour-standardised histograms or pixels reaches about 20% rank-1
-(chance 2%), raw colour histograms stay at chance, while a small CRF network trained for a
-minute on CPU clearly beats both. The camera backdrops share neutral materials so that colour
-histograms stay a weak but real cue rather than one defeated by disjoint background colours.
+Difficulty is calibrated against `keras_crf_reid.evaluation.baseline`: on 100 identities (50 tested)
+a nearest-neighbour match of colour-standardised histograms or pixels reaches about 20% rank-1
+(chance 2%), raw colour histograms stay at chance, while a small CRF network trained for a minute on
+CPU clearly beats both. The camera backdrops share neutral materials so that colour histograms stay
+a weak but real cue rather than one defeated by disjoint background colours.
 
 Layout written: out_root/cam_{a,b}/person_XXXX/NNNN.png (1-based, 4 digits) and
 out_root/manifest.json holding the generation parameters.

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from keras_crf_reid.baseline import TITLES as BASELINE_TITLES
-from keras_crf_reid.checkpoints import FUSION
+from keras_crf_reid.evaluation.baseline import TITLES as BASELINE_TITLES
 from keras_crf_reid.geometry import PARTS
+from keras_crf_reid.models.factory import FUSION
 from keras_crf_reid.runner.config import ROWS, ExperimentConfig, replace
 from keras_crf_reid.runner.split import BASELINE, entries_of
 

@@ -22,12 +22,12 @@ import os
 from absl import flags
 
 from keras_crf_reid import cli
-from keras_crf_reid.baseline import DEFAULT_KIND, KINDS
 from keras_crf_reid.configs.model import ModelConfig
 from keras_crf_reid.configs.pairs import PairConfig
 from keras_crf_reid.configs.train import FusionConfig, TrainConfig
 from keras_crf_reid.configs.tta import TTAConfig
 from keras_crf_reid.datasets import DATASETS
+from keras_crf_reid.evaluation.baseline import DEFAULT_KIND, KINDS
 from keras_crf_reid.geometry import GROUP_LEN, PARTS
 from keras_crf_reid.options import option
 
@@ -103,10 +103,11 @@ class EvalConfig:
     baseline_kind: str = option(DEFAULT_KIND, "The report's baseline: stripe_hsv (HSV "
                                 "histograms of 4 horizontal stripes, the standard one), hist "
                                 "(per-frame standardised RGB histogram, weak on real people) "
-                                "or pixel (keras_crf_reid/baseline.py). Changing it recomputes "
-                                "only the baseline row.", choices=KINDS, results=False)
+                                "or pixel (keras_crf_reid/evaluation/baseline.py). Changing it "
+                                "recomputes only the baseline row.", choices=KINDS, results=False)
     rerank: bool = option(False, "k-reciprocal re-ranking (Zhong et al. 2017; k1=20, k2=6, "
-                          "lambda=0.3) of the query-gallery distances (keras_crf_reid.rerank).")
+                          "lambda=0.3) of the query-gallery distances "
+                          "(keras_crf_reid.evaluation.rerank).")
     ranked_queries: int = option(5, "Queries shown in the ranked-results figure.", results=False)
     ranked_top_k: int = option(5, "Gallery ranks shown per query in that figure.", results=False)
 

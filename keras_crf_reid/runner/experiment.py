@@ -26,8 +26,8 @@ import numpy as np
 
 from keras_crf_reid import cli
 from keras_crf_reid.atomic import write_atomic
-from keras_crf_reid.checkpoints import FUSION, restore_checkpoint
 from keras_crf_reid.datasets import save_splits
+from keras_crf_reid.models.factory import FUSION, restore_checkpoint
 from keras_crf_reid.runlock import run_lock
 from keras_crf_reid.runner.ablation import Row, split_jobs, table_rows
 from keras_crf_reid.runner.config import ExperimentConfig, replace
@@ -160,7 +160,7 @@ def fusion_weights_table(per_split: dict[int, dict]) -> str:
 
 def write_report(cfg: ExperimentConfig, data: RunData, split_ids: Sequence[int]) -> dict:
     """Tables, JSON, CMC curves and the ranked-results picture from the per-split files."""
-    from keras_crf_reid import plots, report
+    from keras_crf_reid.evaluation import plots, report
     rows = table_rows(cfg)
     configs = [c for c, _ in split_jobs(rows)]  # one per run folder
     results = {(c.run_dir, s): read_split(c, data, s) for c in configs for s in split_ids}
@@ -229,8 +229,8 @@ def final_model_entry(cfg: ExperimentConfig) -> str | None:
 
 def export_final(cfg: ExperimentConfig, split_id: int) -> dict:
     """Saves the first split's final model as model.keras and exports it (unless --export=false)."""
+    from keras_crf_reid.models.tta import scored_model
     from keras_crf_reid.serving.export import export_saved_model
-    from keras_crf_reid.tta import scored_model
     entry = final_model_entry(cfg)
     if entry is None:
         return {}
@@ -263,8 +263,7 @@ def run(cfg: ExperimentConfig) -> dict:
 def _run(cfg: ExperimentConfig) -> dict:
     import keras
 
-    from keras_crf_reid.distribute import make_strategy
-    from keras_crf_reid.trainer import is_chief
+    from keras_crf_reid.training.distribute import is_chief, make_strategy
     t0 = time.time()
     if cfg.train.mixed_precision:
         # Keras reads the policy when layers are built; float32 weights, float16 compute.

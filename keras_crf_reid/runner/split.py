@@ -29,15 +29,15 @@ import tensorflow as tf
 
 from keras_crf_reid import cli
 from keras_crf_reid.atomic import atomic_path, write_atomic
-from keras_crf_reid.checkpoints import FUSION, build_model
 from keras_crf_reid.datasets.pipeline import replica_pairs, training_sampler
-from keras_crf_reid.evaluation import compiled_embedder, evaluate_split
-from keras_crf_reid.fusion import build_fusion_model, fusion_weights
+from keras_crf_reid.evaluation.protocol import compiled_embedder, evaluate_split
 from keras_crf_reid.geometry import PARTS
+from keras_crf_reid.models.factory import FUSION, build_model
+from keras_crf_reid.models.fusion import build_fusion_model, fusion_weights
+from keras_crf_reid.models.tta import scored_model
 from keras_crf_reid.runner.config import ExperimentConfig
 from keras_crf_reid.runner.data import RunData
-from keras_crf_reid.trainer import TrainConfig, Trainer
-from keras_crf_reid.tta import scored_model
+from keras_crf_reid.training.trainer import TrainConfig, Trainer
 
 BASELINE = "baseline"
 LEGACY_BASELINE_KIND = "hist"  # what a baseline entry without a recorded kind was computed with
@@ -184,7 +184,7 @@ def run_split(cfg: ExperimentConfig, data: RunData, split_id: int, entries: Sequ
 
     `write=False` (non-chief workers of a cluster) trains and scores without writing files.
     """
-    from keras_crf_reid.baseline import evaluate_baseline
+    from keras_crf_reid.evaluation.baseline import evaluate_baseline
 
     strategy = strategy or tf.distribute.get_strategy()
     done = read_split(cfg, data, split_id) or {

@@ -36,7 +36,7 @@ import tensorflow as tf
 from keras_crf_reid.atomic import pid_alive
 from keras_crf_reid.datasets.preprocess import to_model_input
 from keras_crf_reid.geometry import DEFAULT_COLOUR_NORM, GROUP_LEN, check_colour_norm
-from keras_crf_reid.tta import TTAViews
+from keras_crf_reid.models.tta import TTAViews
 from keras_crf_reid.serving.contract import (COLOUR_NORM_OUTPUT, EMBED_DIM_OUTPUT, FLOW_INPUT,
                                              GROUP_LEN_OUTPUT,
                                              INFO_SIGNATURE, INPUT_NAME, OUTPUT_NAME, RAW_SIGNATURE,
@@ -294,10 +294,11 @@ def export_saved_model(model: keras.Model, base_path: str, version: int | None =
 def _main(argv) -> None:
     from absl import app, flags
 
-    from keras_crf_reid import checkpoints, cli
+    from keras_crf_reid import cli
     from keras_crf_reid.configs.tta import TTAConfig
-    from keras_crf_reid.model import ModelConfig
-    from keras_crf_reid.tta import scored_model
+    from keras_crf_reid.models import factory
+    from keras_crf_reid.models.network import ModelConfig
+    from keras_crf_reid.models.tta import scored_model
 
     f = flags.FLAGS
     if len(argv) > 1:
@@ -306,10 +307,10 @@ def _main(argv) -> None:
         raise app.UsageError("give exactly one of --keras_model (a .keras file) or --checkpoint")
     try:
         if f.keras_model:
-            model = checkpoints.load_keras_model(f.keras_model)
+            model = factory.load_keras_model(f.keras_model)
         else:
             config = cli.from_flags(ModelConfig, f, dropout=0.0)
-            model = scored_model(checkpoints.restore_checkpoint(f.checkpoint, config, f.part),
+            model = scored_model(factory.restore_checkpoint(f.checkpoint, config, f.part),
                                  cli.from_flags(TTAConfig, f), config.colour_norm)
         path = export_saved_model(model, f.model_base_path, f.version, f.overwrite, f.group_len,
                                   f.colour_norm)
@@ -328,7 +329,7 @@ def main() -> None:
 
     from keras_crf_reid import cli
     from keras_crf_reid.configs.tta import TTAConfig
-    from keras_crf_reid.model import ModelConfig
+    from keras_crf_reid.models.network import ModelConfig
 
     flags.DEFINE_string("keras_model", None, "A .keras model file to export.")
     flags.DEFINE_string("checkpoint", None, "A trainer checkpoint prefix or directory; the model "

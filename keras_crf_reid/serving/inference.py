@@ -20,16 +20,16 @@ from typing import Callable, Iterator
 import numpy as np
 import tensorflow as tf
 
-from keras_crf_reid import checkpoints
 from keras_crf_reid.datasets import DatasetError, list_images
 from keras_crf_reid.datasets.flow import dequantize_flow, iter_flow, quantize_flow
 from keras_crf_reid.datasets.frames import iter_frames
 from keras_crf_reid.datasets.preprocess import loop_indices, to_model_input
 from keras_crf_reid.geometry import (DEFAULT_COLOUR_NORM, FRAME_HEIGHT, FRAME_WIDTH, GROUP_LEN,
                                      check_colour_norm)
+from keras_crf_reid.models import factory
+from keras_crf_reid.models.tta import TTAViews
 from keras_crf_reid.serving import contract
 from keras_crf_reid.serving.export import frame_shape
-from keras_crf_reid.tta import TTAViews
 
 def tracklet_groups(folder: str, seq_len: int = GROUP_LEN, height: int = FRAME_HEIGHT,
                     width: int = FRAME_WIDTH, on_bad_image: str = "skip",
@@ -141,7 +141,7 @@ class Embedder:
 
 def _keras_embedder(path: str, batch_size: int, group_len: int | None,
                     colour_norm: str | None) -> Embedder:
-    model = checkpoints.load_keras_model(path)
+    model = factory.load_keras_model(path)
     shape = frame_shape(model)
     fn = tf.function(lambda x: model(x, training=False), reduce_retracing=True,
                      input_signature=[tf.TensorSpec((None, None) + shape, tf.float32)])

@@ -26,8 +26,8 @@ from tqdm import tqdm
 from keras_crf_reid.atomic import atomic_path, write_atomic
 from keras_crf_reid.datasets import DatasetError, list_images
 from keras_crf_reid.datasets.base import warn_skipped
-from keras_crf_reid.metrics import euclidean_distances
-from keras_crf_reid.rerank import rerank_features
+from keras_crf_reid.evaluation.metrics import euclidean_distances
+from keras_crf_reid.evaluation.rerank import rerank_features
 from keras_crf_reid.serving import contract, inference
 from keras_crf_reid.serving.inference import Embedder
 
@@ -245,8 +245,8 @@ def plot_search(out: dict, gallery_root: str, query_root: str, out_png: str,
                 num_queries: int = 5) -> str:
     """Picture of the first `num_queries` queries and their ranked matches. A match is drawn
     green when its folder has the query's folder name (e.g. person_0001 in both cameras)."""
-    from keras_crf_reid import plots
     from keras_crf_reid.datasets.frames import read_frames
+    from keras_crf_reid.evaluation import plots
 
     def frames(root: str, name: str) -> np.ndarray:
         folder = root if name == "." else os.path.join(root, name)
@@ -298,7 +298,8 @@ def main() -> None:
     flags.DEFINE_integer("top_k", 10, "Matches reported per query.", lower_bound=1)
     flags.DEFINE_enum("index", "exact", list(INDEXES), "Nearest-neighbour index.")
     flags.DEFINE_boolean("rerank", False, "k-reciprocal re-ranking of the distances (query and "
-                         "gallery pooled; keras_crf_reid.rerank); --index is then unused.")
+                         "gallery pooled; keras_crf_reid.evaluation.rerank); --index is then "
+                         "unused.")
     flags.DEFINE_string("cache_dir", "cache/search", "Where gallery embeddings are cached ('' = no cache).")
     flags.DEFINE_integer("batch_size", 16, "Frame groups per forward pass.", lower_bound=1)
     flags.DEFINE_string("output", None, "Write the results as JSON to this file.")

@@ -35,17 +35,17 @@ def task_of(tf_config: str | None) -> tuple[str, int]:
 
 def main(argv):
     del argv
-    from keras_crf_reid.distribute import make_strategy
+    from keras_crf_reid.training.distribute import make_strategy
 
     strategy = make_strategy(FLAGS.strategy)  # first: before any other TensorFlow op
     import keras
     import numpy as np
 
-    from keras_crf_reid.datasets.prid2011 import load_prid_layout
-    from keras_crf_reid.model import ModelConfig, build_crf_model
     from keras_crf_reid.datasets.pipeline import PairConfig, PairSampler, replica_pairs
+    from keras_crf_reid.datasets.prid2011 import load_prid_layout
     from keras_crf_reid.datasets.store import TrackletStore
-    from keras_crf_reid.trainer import TrainConfig, Trainer
+    from keras_crf_reid.models.network import ModelConfig, build_crf_model
+    from keras_crf_reid.training.trainer import TrainConfig, Trainer
 
     task_type, task_id = task_of(os.environ.get("TF_CONFIG"))
     keras.utils.set_random_seed(0)

@@ -14,8 +14,8 @@ import sys
 import keras
 import numpy as np
 
-from keras_crf_reid.jax_step import JaxTrainStep
-from keras_crf_reid.model import ModelConfig, build_crf_model
+from keras_crf_reid.models.network import ModelConfig, build_crf_model
+from keras_crf_reid.training.jax_step import JaxTrainStep
 
 
 def main() -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-JUNK_PID = -1
+from keras_crf_reid.datasets.base import JUNK_PID
 # Rows of the distance matrix sorted at once: bounds the working memory to about this many bytes.
 _CHUNK_BYTES = 8 * 2**20
 

@@ -16,9 +16,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 import numpy as np  # noqa: E402
 
-from keras_crf_reid import metrics  # noqa: E402
 from keras_crf_reid.atomic import atomic_path  # noqa: E402
 from keras_crf_reid.datasets.base import DatasetError, Tracklet  # noqa: E402
+from keras_crf_reid.evaluation import metrics  # noqa: E402
 
 DPI = 100
 CMC_FIGSIZE = (6.4, 4.8)  # inches: 640 x 480 pixels at DPI

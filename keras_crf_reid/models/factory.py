@@ -1,4 +1,5 @@
-"""Rebuilding trained models: from a trainer checkpoint (any body part, or the fusion) or a .keras file.
+"""Building models: untrained (any body part, or the fusion of all three), from a trainer
+checkpoint, or from a .keras file.
 
 The trainer saves tf.train.Checkpoint(model=..., classifier=..., optimizer=..., step=...) under
 `<run>/split_<k>/<part>/ckpt`; a model is rebuilt from its ModelConfig (part included: part
@@ -13,8 +14,8 @@ import os
 import keras
 import tensorflow as tf
 
-from keras_crf_reid.fusion import FUSION_ORDER, build_fusion_model
-from keras_crf_reid.model import ModelConfig, build_crf_model
+from keras_crf_reid.models.fusion import FUSION_ORDER, build_fusion_model
+from keras_crf_reid.models.network import ModelConfig, build_crf_model
 
 FUSION = "fusion"
 

@@ -30,9 +30,9 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from keras_crf_reid import metrics
 from keras_crf_reid.datasets.base import DatasetError, ReidDataset, Split, Tracklet
 from keras_crf_reid.datasets.frames import read_frames
+from keras_crf_reid.evaluation import metrics
 
 KINDS = ("stripe_hsv", "hist", "pixel", "imagenet", "imagenet_224")
 IMAGENET_SIZES = {"imagenet": None, "imagenet_224": (224, 224)}  # (width, height) or native

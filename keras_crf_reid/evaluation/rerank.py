@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from keras_crf_reid.metrics import euclidean_distances
+from keras_crf_reid.evaluation.metrics import euclidean_distances
 
 K1, K2, LAMBDA = 20, 6, 0.3
 

@@ -24,7 +24,7 @@ from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import get_model_status_pb2
 
 from keras_crf_reid.serving import contract
-from keras_crf_reid.serving.limits import RpcError
+from keras_crf_reid.serving.server.limits import RpcError
 
 log = logging.getLogger(__name__)
 State = get_model_status_pb2.ModelVersionStatus.State

@@ -21,9 +21,10 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb
                                      predict_pb2, prediction_log_pb2, prediction_service_pb2_grpc)
 
 from keras_crf_reid.serving import contract
-from keras_crf_reid.serving.admission import ByteBudget, InferenceQueue
-from keras_crf_reid.serving.limits import MB, RpcError, ServerLimits, decode_inputs, decoded_bytes
-from keras_crf_reid.serving.versions import SETTLE_S, ModelManager, ServedVersion
+from keras_crf_reid.serving.server.admission import ByteBudget, InferenceQueue
+from keras_crf_reid.serving.server.limits import (MB, RpcError, ServerLimits, decode_inputs,
+                                                  decoded_bytes)
+from keras_crf_reid.serving.server.versions import SETTLE_S, ModelManager, ServedVersion
 
 log = logging.getLogger(__name__)
 SIGNATURE_DEF_FIELD = "signature_def"

@@ -11,9 +11,9 @@ from tqdm import tqdm
 from keras_crf_reid.datasets.base import Split
 from keras_crf_reid.datasets.pipeline import group_dataset
 from keras_crf_reid.datasets.store import TrackletStore
+from keras_crf_reid.evaluation.metrics import cmc_summary, euclidean_distances, evaluate_rank
+from keras_crf_reid.evaluation.rerank import rerank_features
 from keras_crf_reid.geometry import DEFAULT_COLOUR_NORM, GROUP_LEN, INPUT_SHAPE
-from keras_crf_reid.metrics import cmc_summary, euclidean_distances, evaluate_rank
-from keras_crf_reid.rerank import rerank_features
 
 
 def compiled_embedder(model: keras.Model) -> Callable:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from keras_crf_reid.losses import LossWeights, batch_loss_terms
+from keras_crf_reid.training.losses import LossWeights, batch_loss_terms
 
 
 def require_jax_backend() -> None:

@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.python.eager import cancellation as _cancellation
 
-from keras_crf_reid.serving.limits import MB, RpcError
+from keras_crf_reid.serving.server.limits import MB, RpcError
 
 class ByteBudget:
     """Bytes of decoded inputs held by all requests at once (--max_inflight_mb), so that many

@@ -1,4 +1,5 @@
-"""tf.distribute strategies, with a warning that the multi-worker port is open on every interface.
+"""tf.distribute strategies, which task is the chief, and a warning that the multi-worker port
+is open on every interface.
 
 TensorFlow's worker server (MultiWorkerMirroredStrategy) binds "0.0.0.0:<port>" whatever host
 TF_CONFIG names for the task (tensorflow/core/distributed_runtime/rpc/grpc_server_lib.cc,
@@ -53,3 +54,16 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
             log.warning("%s", exposure_warning(tf_config))
         return tf.distribute.MultiWorkerMirroredStrategy()
     return tf.distribute.get_strategy()
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """True unless this is a non-chief worker of a multi-worker cluster (TF_CONFIG).
+
+    The chief is task "chief", or worker 0 when the cluster names no chief.
+    """
+    resolver = getattr(strategy, "cluster_resolver", None)
+    cluster = resolver.cluster_spec().as_dict() if resolver is not None else {}
+    if not cluster:
+        return True
+    task_type, task_id = resolver.task_type, resolver.task_id
+    return task_type == "chief" or (task_type == "worker" and task_id == 0 and "chief" not in cluster)

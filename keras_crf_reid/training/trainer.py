@@ -25,26 +25,14 @@ from keras import ops
 from tqdm import tqdm
 
 from keras_crf_reid.configs.train import LR_SCHEDULES, TrainConfig  # noqa: F401  (re-exported)
-from keras_crf_reid.losses import batch_loss_terms
+from keras_crf_reid.training.distribute import is_chief
+from keras_crf_reid.training.losses import batch_loss_terms
 
 log = logging.getLogger(__name__)
 
 
 class NonFiniteLossError(RuntimeError):
     """Training produced a NaN or Inf loss or gradient."""
-
-
-def is_chief(strategy: tf.distribute.Strategy) -> bool:
-    """True unless this is a non-chief worker of a multi-worker cluster (TF_CONFIG).
-
-    The chief is task "chief", or worker 0 when the cluster names no chief.
-    """
-    resolver = getattr(strategy, "cluster_resolver", None)
-    cluster = resolver.cluster_spec().as_dict() if resolver is not None else {}
-    if not cluster:
-        return True
-    task_type, task_id = resolver.task_type, resolver.task_id
-    return task_type == "chief" or (task_type == "worker" and task_id == 0 and "chief" not in cluster)
 
 
 @keras.saving.register_keras_serializable("keras_crf_reid")

@@ -1,0 +1,80 @@
+"""`spawn`: the development server (`python -m keras_crf_reid.serving.server`) in a subprocess,
+for tools that measure it apart from their own clients, and tests of its command line."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import weakref
+
+
+class ServerProcess(subprocess.Popen):
+    """A spawned server; its temp folder (port file, default log) is removed once it has exited
+    and been waited for (`wait`, `poll`, `with`), or when this object goes away."""
+
+    workdir: str | None = None
+
+    def wait(self, timeout: float | None = None) -> int:
+        code = super().wait(timeout)
+        self._remove_workdir()
+        return code
+
+    def poll(self) -> int | None:
+        code = super().poll()
+        if code is not None:
+            self._remove_workdir()
+        return code
+
+    def _remove_workdir(self) -> None:
+        if self.workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def spawn(model_base_path: str, *args: str, timeout_s: float = 120.0,
+          log_path: str | None = None) -> tuple[ServerProcess, int]:
+    """Runs this server in a subprocess on a free 127.0.0.1 port; returns (process, port).
+
+    For tools that measure the server apart from their own clients (CPU, GIL, memory). The
+    server's output goes to log_path (default: a file in the process's temp folder, which is
+    removed when it exits), quoted if it fails to start.
+    """
+    workdir = tempfile.mkdtemp(prefix="reid-server-")
+    port_file = os.path.join(workdir, "port")
+    log_path = log_path or os.path.join(workdir, "server.log")
+    cmd = [sys.executable, "-m", "keras_crf_reid.serving.server", f"--model_base_path={model_base_path}",
+           "--host=127.0.0.1", "--port=0", f"--port_file={port_file}", *args]
+    package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__)))))
+    path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
+    try:
+        with open(log_path, "ab") as out:
+            proc = ServerProcess(cmd, env={**os.environ, "PYTHONPATH": path}, stdout=out,
+                                 stderr=subprocess.STDOUT)
+    except BaseException:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
+    proc.workdir = workdir
+    weakref.finalize(proc, shutil.rmtree, workdir, True)
+
+    def tail() -> str:
+        with open(log_path, errors="replace") as f:
+            return f.read()[-3000:]
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if subprocess.Popen.poll(proc) is not None:  # keeps the log until it is quoted
+            message = (f"server exited with code {proc.returncode} before listening: "
+                       f"{' '.join(cmd)}\n{tail()}")
+            proc.wait()
+            raise RuntimeError(message)
+        if os.path.exists(port_file):
+            with open(port_file) as f:
+                return proc, int(f.read())
+        time.sleep(0.1)
+    proc.kill()
+    message = f"{' '.join(cmd)}\n{tail()}"
+    proc.wait()
+    raise TimeoutError(f"server did not start listening within {timeout_s:.0f} s: {message}")

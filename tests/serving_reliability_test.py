@@ -146,10 +146,10 @@ def test_every_cancelled_call_raises_the_lower_bound_until_it_expires():
     now = [0.0]
     est = admission.RunTimeEstimates(clock=lambda: now[0])
     est.cancelled("f", 1000, 0.05)               # the first cancelled call ran only briefly
-    est.cancelled("f", 1000, 0.4)                # the next ran longer: the work takes > 0.4 s
-    assert est.seconds("f", 1000) == pytest.approx(0.4)
-    assert est.seconds("f", 4000) == pytest.approx(0.4)      # more input: at least as long
-    assert est.seconds("f", 500) == pytest.approx(0.2)       # less: scaled down
+    est.cancelled("f", 1000, 0.4)                # the next ran longer: the work takes > 0.4 s,
+    assert est.seconds("f", 1000) == pytest.approx(0.8)      # taken as twice that (a backoff)
+    assert est.seconds("f", 4000) == pytest.approx(0.8)      # more input: at least as long
+    assert est.seconds("f", 500) == pytest.approx(0.4)       # less: scaled down
     assert not est.known("f")
     now[0] = 61.0
     assert est.seconds("f", 1000) == 0.0          # a bound from a minute ago no longer holds
@@ -220,6 +220,35 @@ def test_queued_work_is_dropped_when_its_estimate_no_longer_fits_the_time_left()
     assert calls == [["a"]]
     assert result["error"].code == Code.DEADLINE_EXCEEDED and "not started" in result["error"].message
     queue.shutdown()
+
+
+def test_a_busy_queue_refuses_before_the_inputs_are_decoded(base, monkeypatch):
+    srv, _ = service.serve(base, poll_s=0, limits=limits.ServerLimits(workers=1, max_queued=0))
+    release, started = threading.Event(), threading.Event()
+    try:
+        predictor = srv.predictor
+        served = predictor.manager.get(None)
+        decoded, real_decode = [], service.decode_inputs
+        monkeypatch.setattr(service, "decode_inputs", lambda *a: decoded.append(1) or real_decode(*a))
+
+        def blocking(**inputs):
+            started.set()
+            release.wait(10)
+            return {}
+
+        queue = predictor.queue
+        queue.estimates.completed("busy", 8, 0.0)
+        worker = threading.Thread(target=lambda: queue.run(blocking, {"a": np.zeros(1)}, 10, key="busy"))
+        worker.start()
+        assert started.wait(10)
+        with pytest.raises(limits.RpcError) as e:   # 33 MB decoded: refused before decoding
+            predictor.run_predict(signature_request(contract.RAW_SIGNATURE, 190), served, 5.0)
+        assert e.value.code == Code.UNAVAILABLE and decoded == []
+        release.set()
+        worker.join(10)
+    finally:
+        release.set()
+        srv.stop(0)
 
 
 def test_in_flight_decoded_bytes_are_bounded():

@@ -28,6 +28,30 @@ from tensorflow.python.eager import cancellation as _cancellation
 
 from keras_crf_reid.serving.limits import MB, RpcError
 
+
+def _malloc_trim() -> Callable[[], object] | None:
+    """glibc's malloc_trim(0), or None where the C library has none (musl, macOS)."""
+    try:
+        trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+    trim.argtypes = [ctypes.c_size_t]
+    return lambda: trim(0)
+
+
+_trim = _malloc_trim()
+# Arrays from this size on leave memory behind that glibc keeps in its heaps once freed (from
+# 128 KB to 32 MB it stops using mmap for a size once a block that large was freed), so the
+# server's RSS would stay at the peak of its largest requests: the heap is trimmed after them.
+_TRIM_BYTES = 4 * MB
+
+
+def trim_heap(nbytes: int) -> None:
+    """Returns the C heap's free memory to the system after work on nbytes >= _TRIM_BYTES."""
+    if nbytes >= _TRIM_BYTES and _trim is not None:
+        _trim()
+
+
 class ByteBudget:
     """Bytes of decoded inputs held by all requests at once (--max_inflight_mb), so that many
     concurrent large requests are refused instead of exhausting memory."""
@@ -58,6 +82,7 @@ class ByteBudget:
         finally:
             with self._lock:
                 self._held -= nbytes
+            trim_heap(nbytes)
 
 
 _thread_cancellation = threading.local()
@@ -194,7 +219,7 @@ class RunTimeEstimates:
 
     def cancelled(self, key, nbytes: int, seconds: float) -> None:
         with self._lock:
-            self._floors.setdefault(key, []).append((max(1, nbytes), seconds, self._clock()))
+            self._floors.setdefault(key, []).append((max(1, nbytes), 2 * seconds, self._clock()))
 
     def seconds(self, key, nbytes: int) -> float:
         """Estimated run time of nbytes of input to `key` (0.0: nothing known about it yet)."""
@@ -223,22 +248,6 @@ def _fit(calls) -> tuple[float, float]:
     return overhead, slope
 
 
-def _malloc_trim() -> Callable[[], object] | None:
-    """glibc's malloc_trim(0), or None where the C library has none (musl, macOS)."""
-    try:
-        trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
-    except (OSError, AttributeError):
-        return None
-    trim.argtypes = [ctypes.c_size_t]
-    return lambda: trim(0)
-
-
-# Inputs from this size on leave tensors behind that glibc keeps in its heaps once freed (from
-# 128 KB to 32 MB it stops using mmap for a size once a block that large was freed), so the
-# server's RSS would stay at the peak of the largest call: the heap is trimmed after them.
-_TRIM_BYTES = 4 * MB
-
-
 class InferenceQueue:
     """Runs inference on `workers` threads with at most `max_queued` requests waiting.
 
@@ -263,7 +272,6 @@ class InferenceQueue:
         self._admitted = 0
         self._measuring: set = set()
         self._cancellable = _install_per_thread_cancellation()
-        self._trim = _malloc_trim()
 
     def min_seconds(self, key, nbytes: int) -> float:
         """Estimated run time of nbytes of input to the function `key` (0: nothing known yet)."""
@@ -277,6 +285,27 @@ class InferenceQueue:
                            f"inference of {nbytes / MB:.1f} MB of input takes about {need:.2f} s on "
                            f"this server, more than the {max(0.0, remaining_s):.2f} s left before the "
                            f"deadline; not started")
+
+    def check_admission(self, key, nbytes: int, remaining_s: float) -> None:
+        """The refusals `run` would answer for nbytes of input to `key` (deadline, full queue, a
+        function being measured), checked before the inputs are decoded: a flood refused here
+        costs neither the decoding nor its memory. `run` checks again."""
+        self.check_time(key, nbytes, remaining_s)
+        measuring = not self.estimates.known(key)
+        with self._lock:
+            full = self._admitted >= self.workers + self.max_queued
+            busy = measuring and key in self._measuring
+        self._refuse(full, busy, key)
+
+    def _refuse(self, full: bool, busy: bool, key) -> None:
+        if full:
+            raise RpcError(grpc.StatusCode.UNAVAILABLE,
+                           f"server busy: {self.workers} inferences running and {self.max_queued} "
+                           f"waiting (--workers, --max_queued); retry later")
+        if busy:
+            raise RpcError(grpc.StatusCode.UNAVAILABLE,
+                           f"server busy: the first call of {_name(key)} is running and measures its "
+                           f"run time; it takes no other call before that one ends; retry later")
 
     def run(self, fn: Callable[..., dict], inputs: dict, timeout_s: float,
             on_done: Callable[[Callable[[], None]], object] | None = None, key=None) -> dict:
@@ -297,14 +326,7 @@ class InferenceQueue:
                 self._admitted += 1
                 if measuring:
                     self._measuring.add(key)
-        if full:
-            raise RpcError(grpc.StatusCode.UNAVAILABLE,
-                           f"server busy: {self.workers} inferences running and {self.max_queued} "
-                           f"waiting (--workers, --max_queued); retry later")
-        if busy:
-            raise RpcError(grpc.StatusCode.UNAVAILABLE,
-                           f"server busy: the first call of {_name(key)} is running and measures its "
-                           f"run time; it takes no other call before that one ends; retry later")
+        self._refuse(full, busy, key)
         job = _Job(inputs, time.monotonic() + timeout_s, self._cancellable,
                    functools.partial(self._release, key if measuring else None))
         del inputs
@@ -351,8 +373,7 @@ class InferenceQueue:
             return outputs
         finally:
             job.finish()
-            if nbytes >= _TRIM_BYTES and self._trim is not None:
-                self._trim()
+            trim_heap(nbytes)
 
     def _release(self, measured_key) -> None:
         with self._lock:

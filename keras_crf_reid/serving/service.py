@@ -92,7 +92,7 @@ class PredictionServicer(_Servicer, prediction_service_pb2_grpc.PredictionServic
                            f"(outputs: {sorted(signature.outputs)})")
         nbytes = decoded_bytes(request, signature, self.limits)
         key = (served.version, name)
-        self.queue.check_time(key, nbytes, timeout_s)
+        self.queue.check_admission(key, nbytes, timeout_s)
         with self.budget.hold(nbytes):
             inputs = decode_inputs(request, signature, self.limits)
             if context is not None and (not context.is_active() or _expired(context)):

@@ -242,7 +242,7 @@ def test_a_busy_queue_refuses_before_the_inputs_are_decoded(base, monkeypatch):
         worker.start()
         assert started.wait(10)
         with pytest.raises(limits.RpcError) as e:   # 33 MB decoded: refused before decoding
-            predictor.run_predict(signature_request(contract.RAW_SIGNATURE, 190), served, 5.0)
+            predictor.run_predict(signature_request(contract.RAW_SIGNATURE, 190), served, 3600.0)
         assert e.value.code == Code.UNAVAILABLE and decoded == []
         release.set()
         worker.join(10)
@@ -271,6 +271,18 @@ def test_every_signature_has_a_run_time_estimate_once_served(base):
     try:
         for signature in SIGNATURE_INPUTS:
             assert srv.predictor.queue.min_seconds((1, signature), 10 * limits.MB) > 0, signature
+    finally:
+        srv.stop(0)
+
+
+def test_signatures_an_old_export_has_no_warmup_for_get_one_group_of_zeros(base, tmp_path):
+    old = str(tmp_path / "crf_reid")
+    shutil.copytree(base, old)
+    os.remove(os.path.join(old, "1", contract.WARMUP_FILE))    # as exports before every signature had one
+    srv, _ = service.serve(old, poll_s=0, limits=limits.ServerLimits(workers=1))
+    try:
+        for signature in SIGNATURE_INPUTS:
+            assert srv.predictor.queue.estimates.known((1, signature)), signature
     finally:
         srv.stop(0)
 

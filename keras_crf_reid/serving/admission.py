@@ -180,7 +180,7 @@ class _Dropped(Exception):
 # Completed calls per function the run-time fit uses: recent enough to follow the machine's
 # speed (a server sharing its cores with training slows down and speeds up again).
 _HISTORY = 32
-# How long the time a cancelled call ran stays a lower bound of its function's run time.
+# How long a cancelled call's bound on its function's run time holds.
 _FLOOR_TTL_S = 60.0
 # Two input sizes closer than this ratio count as one for the fit (its slope would be noise).
 _DISTINCT_SIZES = 1.5
@@ -193,8 +193,11 @@ class RunTimeEstimates:
     _HISTORY calls of the function (proportional to bytes while they all had about one size), so
     the estimate follows every call, slower ones included, instead of keeping the first or the
     fastest. A cancelled call ran `e` seconds on `n` bytes without finishing, so the same work
-    takes longer: for _FLOOR_TTL_S, `m` bytes are estimated at no less than e * min(1, m / n)
-    (a completed call of at least n bytes that was faster retires that bound at once).
+    takes longer, by how much is unknown; a bound of `e` alone would let the next such call start
+    whenever more than `e` is left, only to be cancelled at the same point again (a call can show
+    no more than the time its deadline gave it). So, doubling like a backoff, for _FLOOR_TTL_S
+    `m` bytes are estimated at no less than 2 * e * min(1, m / n); a completed call of at least
+    n bytes that was faster than that retires the bound at once.
     """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic):

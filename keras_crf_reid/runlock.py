@@ -4,8 +4,9 @@ same --name/--output_dir is refused with a clear message instead of clobbering c
 The lock is `<run folder>/run.lock`, created exclusively (O_EXCL) and holding "<pid> <host>".
 A lock whose holder is gone (killed with kill -9, the machine rebooted) is stale: taken over by
 the next run on the same host, under an flock of the run folder so that two processes finding
-it stale at once cannot both take it (one would delete the lock the other just created). A lock written on another host is never taken over (its pid
-cannot be checked from here); its message says which host and pid to look at.
+it stale at once cannot both take it (one would delete the lock the other just created). A lock
+written on another host is never taken over (its pid cannot be checked from here); its message
+says which host and pid to look at.
 """
 from __future__ import annotations
 

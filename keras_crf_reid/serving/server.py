@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -145,6 +146,17 @@ def _watch_parent(fd: int, done: threading.Event) -> threading.Event:
     return orphaned
 
 
+def _parent_gone(fd: int | None) -> bool:
+    """Whether the --parent_fd pipe is at end of file now (its process died after, e.g., sending
+    SIGTERM and before it could wait for this server and remove its temp folder)."""
+    if fd is None:
+        return False
+    try:
+        return bool(select.select([fd], [], [], 0)[0]) and os.read(fd, 1) == b""
+    except OSError:
+        return False
+
+
 def _main(argv) -> None:
     from absl import flags
 
@@ -168,7 +180,7 @@ def _main(argv) -> None:
         signal.signal(sig, lambda *_: done.set())
     done.wait()
     server.stop(2).wait()
-    if orphaned.is_set() and f.orphan_cleanup_dir:
+    if f.orphan_cleanup_dir and (orphaned.is_set() or _parent_gone(f.parent_fd)):
         shutil.rmtree(f.orphan_cleanup_dir, ignore_errors=True)
 
 

@@ -76,6 +76,25 @@ def test_embed_holds_one_batch_of_groups_however_long_the_tracklet(model, paths,
     assert max(sizes["frames"]) <= 4 and max(sizes["groups"]) <= 2   # not all 70 frames at once
 
 
+@pytest.mark.parametrize("call_frames, groups", [(12, 3), (3, 1)])
+def test_embed_passes_at_most_call_frames_through_the_model_at_once(paths, tmp_path, monkeypatch,
+                                                                    call_frames, groups):
+    """Memory is bounded by frames per call, not by batch_size groups (16 here: 64 frames)."""
+    folder = write_tracklet(tmp_path / "t", 41)
+    embedder = inference.load(paths["keras"], group_len=4, call_frames=call_frames)
+    assert embedder.batch_size == 16 and embedder.group_batch == groups
+    want = embedder.predict(inference.tracklet_input(folder, 4)).mean(0)
+    calls, real_predict = [], embedder.predict
+    monkeypatch.setattr(embedder, "predict", lambda x: calls.append(x.shape[:2]) or real_predict(x))
+    np.testing.assert_allclose(embedder.embed(folder), want, rtol=1e-6, atol=1e-6)
+    assert sum(b for b, _ in calls) == 11 and max(calls) == (groups, 4)   # every group, few at a time
+
+
+def test_load_refuses_a_call_frames_below_one(paths):
+    with pytest.raises(ValueError, match="call_frames must be >= 1, got 0"):
+        inference.load(paths["keras"], call_frames=0)
+
+
 def test_short_tracklet_is_looped(tmp_path):
     x = inference.tracklet_input(write_tracklet(tmp_path / "t", 5))
     assert x.shape == (1, 16, 128, 64, 5)

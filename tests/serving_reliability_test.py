@@ -69,6 +69,7 @@ def test_full_queue_answers_unavailable_and_abandoned_work_is_dropped():
         release.wait(10)
         return {"ok": True}
 
+    queue.estimates.completed(blocking, 8, 0.0)        # measured: not limited to one call at a time
     first = threading.Thread(target=lambda: queue.run(blocking, {"a": np.zeros(1)}, 10))
     first.start()
     assert started.wait(10)
@@ -126,6 +127,130 @@ def test_work_that_cannot_finish_in_time_is_refused_before_it_starts():
     queue.shutdown()
 
 
+def test_estimates_follow_completed_calls_scaled_by_input_size():
+    est = admission.RunTimeEstimates()
+    assert est.seconds("f", 1000) == 0.0 and not est.known("f")
+    est.completed("f", 100, 0.1)
+    assert est.known("f") and est.seconds("f", 1000) == pytest.approx(1.0)   # proportional
+    for _ in range(8):                            # the machine got 5x slower: the estimate follows
+        est.completed("f", 100, 0.5)
+    assert est.seconds("f", 100) == pytest.approx(0.5)
+    sized = admission.RunTimeEstimates()          # two sizes: overhead + per-byte fit
+    for n in (1_000, 10_000, 1_000, 10_000):
+        sized.completed("g", n, 0.02 + 1e-5 * n)
+    assert sized.seconds("g", 100_000) == pytest.approx(1.02)
+    assert sized.seconds("g", 10) == pytest.approx(0.0201)
+
+
+def test_every_cancelled_call_raises_the_lower_bound_until_it_expires():
+    now = [0.0]
+    est = admission.RunTimeEstimates(clock=lambda: now[0])
+    est.cancelled("f", 1000, 0.05)               # the first cancelled call ran only briefly
+    est.cancelled("f", 1000, 0.4)                # the next ran longer: the work takes > 0.4 s,
+    assert est.seconds("f", 1000) == pytest.approx(0.8)      # taken as twice that (a backoff)
+    assert est.seconds("f", 4000) == pytest.approx(0.8)      # more input: at least as long
+    assert est.seconds("f", 500) == pytest.approx(0.4)       # less: scaled down
+    assert not est.known("f")
+    now[0] = 61.0
+    assert est.seconds("f", 1000) == 0.0          # a bound from a minute ago no longer holds
+    est.cancelled("f", 1000, 0.4)
+    est.completed("f", 2000, 0.3)                 # finished more input faster: the bound retires
+    assert est.seconds("f", 1000) == pytest.approx(0.15)
+
+
+def test_a_function_never_completed_runs_one_call_at_a_time():
+    queue = admission.InferenceQueue(workers=2, max_queued=2)
+    release, started = threading.Event(), threading.Event()
+
+    def blocking(**inputs):
+        started.set()
+        release.wait(10)
+        return {"ok": True}
+
+    first = threading.Thread(target=lambda: queue.run(blocking, {"a": np.zeros(1)}, 10, key="cold"))
+    first.start()
+    assert started.wait(10)
+    with pytest.raises(limits.RpcError) as e:     # the same function: refused while it measures
+        queue.run(blocking, {"b": np.zeros(1)}, 10, key="cold")
+    assert e.value.code == Code.UNAVAILABLE and "'cold'" in e.value.message
+    assert queue.run(lambda **_: {"ok": 1}, {"c": np.zeros(1)}, 10, key="other") == {"ok": 1}
+    release.set()
+    first.join(10)
+    started.clear()
+    release.clear()
+    second = threading.Thread(target=lambda: queue.run(blocking, {"d": np.zeros(1)}, 10, key="cold"))
+    second.start()
+    assert started.wait(10)
+    release.set()                                  # measured now: a second call is admitted
+    assert queue.run(blocking, {"e": np.zeros(1)}, 10, key="cold") == {"ok": True}
+    second.join(10)
+    queue.shutdown()
+
+
+def test_queued_work_is_dropped_when_its_estimate_no_longer_fits_the_time_left():
+    queue, calls = admission.InferenceQueue(workers=1, max_queued=1), []
+    release, started = threading.Event(), threading.Event()
+
+    def work(**inputs):
+        calls.append(sorted(inputs))
+        started.set()
+        release.wait(10)
+        return {}
+
+    queue.estimates.completed("f", 8, 0.0)
+    first = threading.Thread(target=lambda: queue.run(work, {"a": np.zeros(1)}, 10, key="f"))
+    first.start()
+    assert started.wait(10)
+    result = {}
+
+    def waiting():
+        try:
+            queue.run(work, {"b": np.zeros(1)}, 3, key="f")
+        except limits.RpcError as e:
+            result["error"] = e
+
+    second = threading.Thread(target=waiting)
+    second.start()
+    time.sleep(0.2)
+    for _ in range(8):                            # learned meanwhile: 5 s, more than the 3 s left
+        queue.estimates.completed("f", 8, 5.0)
+    release.set()
+    first.join(10)
+    second.join(10)
+    assert calls == [["a"]]
+    assert result["error"].code == Code.DEADLINE_EXCEEDED and "not started" in result["error"].message
+    queue.shutdown()
+
+
+def test_a_busy_queue_refuses_before_the_inputs_are_decoded(base, monkeypatch):
+    srv, _ = service.serve(base, poll_s=0, limits=limits.ServerLimits(workers=1, max_queued=0))
+    release, started = threading.Event(), threading.Event()
+    try:
+        predictor = srv.predictor
+        served = predictor.manager.get(None)
+        decoded, real_decode = [], service.decode_inputs
+        monkeypatch.setattr(service, "decode_inputs", lambda *a: decoded.append(1) or real_decode(*a))
+
+        def blocking(**inputs):
+            started.set()
+            release.wait(10)
+            return {}
+
+        queue = predictor.queue
+        queue.estimates.completed("busy", 8, 0.0)
+        worker = threading.Thread(target=lambda: queue.run(blocking, {"a": np.zeros(1)}, 10, key="busy"))
+        worker.start()
+        assert started.wait(10)
+        with pytest.raises(limits.RpcError) as e:   # 33 MB decoded: refused before decoding
+            predictor.run_predict(signature_request(contract.RAW_SIGNATURE, 190), served, 3600.0)
+        assert e.value.code == Code.UNAVAILABLE and decoded == []
+        release.set()
+        worker.join(10)
+    finally:
+        release.set()
+        srv.stop(0)
+
+
 def test_in_flight_decoded_bytes_are_bounded():
     budget = admission.ByteBudget(100)
     with budget.hold(60):
@@ -146,6 +271,18 @@ def test_every_signature_has_a_run_time_estimate_once_served(base):
     try:
         for signature in SIGNATURE_INPUTS:
             assert srv.predictor.queue.min_seconds((1, signature), 10 * limits.MB) > 0, signature
+    finally:
+        srv.stop(0)
+
+
+def test_signatures_an_old_export_has_no_warmup_for_get_one_group_of_zeros(base, tmp_path):
+    old = str(tmp_path / "crf_reid")
+    shutil.copytree(base, old)
+    os.remove(os.path.join(old, "1", contract.WARMUP_FILE))    # as exports before every signature had one
+    srv, _ = service.serve(old, poll_s=0, limits=limits.ServerLimits(workers=1))
+    try:
+        for signature in SIGNATURE_INPUTS:
+            assert srv.predictor.queue.estimates.known((1, signature)), signature
     finally:
         srv.stop(0)
 

@@ -2,6 +2,8 @@
 import dataclasses
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 
@@ -25,6 +27,7 @@ from keras_crf_reid.serving.server import launch, limits, service, versions
 TINY = ModelConfig(filters=(4, 4, 4), embed_dim=16, dropout=0.0)
 LIMITS = limits.ServerLimits(max_message_mb=4, max_batch=4, max_frames=40, workers=2)
 Code = grpc.StatusCode
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def tiny_model(seed: int) -> keras.Model:
@@ -303,6 +306,42 @@ def test_spawn_removes_its_temp_folder_when_the_server_fails_to_start(tmp_path):
     with pytest.raises(RuntimeError, match="does not exist"):
         launch.spawn(str(tmp_path / "missing"), timeout_s=600)   # exits at once; TF import may be slow
     assert not {n for n in set(os.listdir(tempfile.gettempdir())) - before if n.startswith("reid-server-")}
+
+
+def _exited(pid: int) -> bool:
+    """Whether process pid is gone or a zombie (its new parent may not reap it at once)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads process states from /proc")
+def test_spawned_server_exits_when_its_parent_is_killed(model, tmp_path):
+    base = str(tmp_path / "reid")
+    export.export_saved_model(model, base)
+    parent = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\n"
+         "from keras_crf_reid.serving.server import launch\n"
+         "proc, port = launch.spawn(sys.argv[1], '--poll_s=0')\n"
+         "print(proc.pid, proc.workdir, flush=True)\n"
+         "time.sleep(600)\n", base],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": REPO})
+    try:
+        pid, workdir = parent.stdout.readline().split()
+        pid = int(pid)
+        assert not _exited(pid) and os.path.isdir(workdir)
+    finally:
+        parent.kill()                                   # SIGKILL: no finaliser, no atexit
+        parent.wait()
+    for _ in range(600):
+        if _exited(pid):
+            break
+        time.sleep(0.1)
+    assert _exited(pid), f"server {pid} outlived the process that spawned it"
+    assert not os.path.exists(workdir)                  # its temp folder went with it
 
 
 def test_many_concurrent_connections_mixed_with_bad_requests(model, served):

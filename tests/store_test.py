@@ -210,3 +210,26 @@ def test_corrupted_entry_without_its_frames_is_a_clear_error(tmp_path):
         os.remove(frame)
     with pytest.raises(CacheError, match=f"{os.path.basename(store.path(0))}.*cannot be rebuilt"):
         store.get(0)                                    # the entry named before the frames went
+
+
+def test_checksums_of_a_window_that_starts_after_frame_0(dataset, tmp_path, caplog):
+    """Windows read from the middle of an entry are checked against their own frames' checksums:
+    clean ones pass untouched, a damaged frame inside one is caught."""
+    store = TrackletStore(dataset, str(tmp_path)).build(progress=False)
+    i = max(range(len(dataset.tracklets)), key=lambda k: len(dataset.tracklets[k].frames))
+    rgb, flow = store_mod._Entry(store.path(i)).frames(np.arange(len(dataset.tracklets[i].frames)))
+    n = len(rgb)
+    assert n >= 5
+    mtime = os.stat(store.path(i)).st_mtime_ns
+    with caplog.at_level("WARNING", logger=store_mod.log.name):
+        for idx in ([2, 3], [n - 1], [3, 1, 3], np.arange(1, n)):
+            got = TrackletStore(dataset, str(tmp_path)).window_q(i, np.asarray(idx))
+            np.testing.assert_array_equal(got[0], rgb[idx])
+            np.testing.assert_array_equal(got[1], flow[idx])
+    assert not caplog.records and os.stat(store.path(i)).st_mtime_ns == mtime   # nothing rebuilt
+    entry = store_mod._Entry(store.path(i))
+    for part, offset in (("colour", int(entry.offsets[3]) + 30), ("flow", entry.flow_at + 3 * 128 * 64 * 2 + 99)):
+        _flip(store.path(i), offset)
+        with pytest.raises(store_mod.CorruptEntryError, match=f"frame 3's {part}"):
+            store_mod._Entry(store.path(i)).frames(np.arange(2, 5))
+        _flip(store.path(i), offset)

@@ -10,7 +10,9 @@ identically (and as the evaluation protocol does: every frame, colour normalised
 trained, cut into groups of the length the model was evaluated with (both recorded in its export;
 by default frame_std and 16 frames), group embeddings averaged). It streams: frames are read,
 given flow and cut into groups one at a time, so `Embedder.embed` holds a few groups in memory
-however long the tracklet is.
+however long the tracklet is, and passes them through the model at most EMBED_CALL_FRAMES frames
+at a time: the model's activations, not the frames, are what a long tracklet costs (6-8 MB per
+frame for the four test-time views of crf_mars_sample's three parts).
 """
 from __future__ import annotations
 
@@ -30,6 +32,13 @@ from keras_crf_reid.models import factory
 from keras_crf_reid.models.tta import TTAViews
 from keras_crf_reid.serving import contract
 from keras_crf_reid.serving.export import frame_shape
+
+# Frames per model call when `Embedder.embed` embeds a folder: bounds its peak memory (one call's
+# activations) whatever the folder's length: on crf_mars_sample a 2,000-frame folder peaks
+# +233 MB over a one-frame one, against +1,027 MB at the 128 frames of 16 of its 8-frame groups
+# per call (tools/bench_embed_memory.py, 2 shared CPU cores).
+EMBED_CALL_FRAMES = 32
+
 
 def tracklet_groups(folder: str, seq_len: int = GROUP_LEN, height: int = FRAME_HEIGHT,
                     width: int = FRAME_WIDTH, on_bad_image: str = "skip",
@@ -100,11 +109,12 @@ def tracklet_input(folder: str, seq_len: int = GROUP_LEN, height: int = FRAME_HE
 
 
 class Embedder:
-    """Maps frames (B, T, H, W, C) float32 to embeddings (B, D), in batches of `batch_size`."""
+    """Maps frames (B, T, H, W, C) float32 to embeddings (B, D), in batches of `batch_size`;
+    embeds tracklet folders `call_frames` frames (whole groups, at least one) per model call."""
 
     def __init__(self, fn: Callable[[tf.Tensor], tf.Tensor], frame_shape: tuple[int, int, int],
                  embed_dim: int, source: str, batch_size: int = 16, group_len: int = GROUP_LEN,
-                 colour_norm: str = DEFAULT_COLOUR_NORM):
+                 colour_norm: str = DEFAULT_COLOUR_NORM, call_frames: int = EMBED_CALL_FRAMES):
         self._fn = fn
         self.frame_shape = tuple(int(d) for d in frame_shape)
         self.embed_dim = int(embed_dim)
@@ -112,6 +122,9 @@ class Embedder:
         self.batch_size = int(batch_size)
         self.group_len = int(group_len)
         self.colour_norm = check_colour_norm(colour_norm)
+        if call_frames < 1:
+            raise ValueError(f"call_frames must be >= 1, got {call_frames}")
+        self.call_frames = int(call_frames)
 
     def __repr__(self) -> str:
         return (f"Embedder({self.source!r}, frames={self.frame_shape}, embed_dim={self.embed_dim}, "
@@ -131,27 +144,35 @@ class Embedder:
         return np.concatenate(out).astype(np.float32)
 
     def embed(self, tracklet_dir: str) -> np.ndarray:
-        """Embedding (D,) of a tracklet folder: the mean of its `group_len`-frame group embeddings."""
+        """Embedding (D,) of a tracklet folder: the mean of its `group_len`-frame group embeddings.
+
+        Peak memory is that of one call of `group_batch` groups, whatever the folder's length.
+        """
         h, w, _ = self.frame_shape
         embeddings = [self.predict(groups) for groups in tracklet_groups(
-            tracklet_dir, self.group_len, height=h, width=w, batch=self.batch_size,
+            tracklet_dir, self.group_len, height=h, width=w, batch=self.group_batch,
             colour_norm=self.colour_norm)]
         return np.concatenate(embeddings).mean(axis=0)
 
+    @property
+    def group_batch(self) -> int:
+        """Groups per model call in `embed`: call_frames worth, at least one, at most batch_size."""
+        return max(1, min(self.batch_size, self.call_frames // self.group_len))
+
 
 def _keras_embedder(path: str, batch_size: int, group_len: int | None,
-                    colour_norm: str | None) -> Embedder:
+                    colour_norm: str | None, call_frames: int) -> Embedder:
     model = factory.load_keras_model(path)
     shape = frame_shape(model)
     fn = tf.function(lambda x: model(x, training=False), reduce_retracing=True,
                      input_signature=[tf.TensorSpec((None, None) + shape, tf.float32)])
     tta = [layer.colour_norm for layer in model.layers if isinstance(layer, TTAViews)]
     return Embedder(fn, shape, model.output_shape[-1], os.path.abspath(path), batch_size,
-                    group_len or GROUP_LEN, colour_norm or (tta or [DEFAULT_COLOUR_NORM])[0])
+                    group_len or GROUP_LEN, colour_norm or (tta or [DEFAULT_COLOUR_NORM])[0], call_frames)
 
 
 def _saved_model_embedder(path: str, batch_size: int, group_len: int | None,
-                          colour_norm: str | None) -> Embedder:
+                          colour_norm: str | None, call_frames: int) -> Embedder:
     version_dir = contract.resolve_version_dir(path)
     try:
         loaded = tf.saved_model.load(version_dir)
@@ -183,24 +204,26 @@ def _saved_model_embedder(path: str, batch_size: int, group_len: int | None,
     group_len = group_len or contract.group_len_of(loaded) or GROUP_LEN
     colour_norm = colour_norm or contract.colour_norm_of(loaded, version_dir)
     embedder = Embedder(fn, shape, outputs[contract.OUTPUT_NAME].shape[-1], version_dir, batch_size,
-                        group_len, colour_norm)
+                        group_len, colour_norm, call_frames)
     embedder.saved_model = loaded
     return embedder
 
 
 def load(path: str, batch_size: int = 16, group_len: int | None = None,
-         colour_norm: str | None = None) -> Embedder:
+         colour_norm: str | None = None, call_frames: int | None = None) -> Embedder:
     """An Embedder for a SavedModel version directory, a model base path (its latest complete
     version) or a `.keras` file. `group_len` and `colour_norm` override what the export records
     (a .keras file records no group length: 16 by default; its colour_norm is its TTA views',
-    else "frame_std")."""
+    else "frame_std"); `call_frames` bounds the frames per model call of `embed`, hence its
+    memory (default EMBED_CALL_FRAMES)."""
+    call_frames = EMBED_CALL_FRAMES if call_frames is None else call_frames
     if group_len is not None and group_len < 1:
         raise ValueError(f"group_len must be >= 1, got {group_len}")
     if colour_norm is not None:
         check_colour_norm(colour_norm)
     if path.endswith(".keras"):
-        return _keras_embedder(path, batch_size, group_len, colour_norm)
+        return _keras_embedder(path, batch_size, group_len, colour_norm, call_frames)
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: model path does not exist (expected a .keras file, a "
                                 f"SavedModel directory or a model base path)")
-    return _saved_model_embedder(path, batch_size, group_len, colour_norm)
+    return _saved_model_embedder(path, batch_size, group_len, colour_norm, call_frames)

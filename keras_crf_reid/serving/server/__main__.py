@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import logging
 import os
+import select
+import shutil
 import signal
 import threading
 
@@ -27,6 +29,42 @@ from keras_crf_reid.serving.server.service import serve
 from keras_crf_reid.serving.server.versions import SETTLE_S
 
 
+def _watch_parent(fd: int, done: threading.Event) -> threading.Event:
+    """Watches the pipe `fd` (--parent_fd) on a thread; returns an event set, with `done`, once it
+    reaches end of file: every process holding its write end (the one that spawned this server)
+    has exited, however it ended."""
+    try:
+        os.fstat(fd)
+    except OSError as e:
+        raise SystemExit(f"error: --parent_fd={fd} is not an open file descriptor ({e.strerror})")
+    orphaned = threading.Event()
+
+    def watch():
+        try:
+            while os.read(fd, 4096):
+                pass
+        except OSError:
+            pass
+        logging.warning("--parent_fd=%d closed: the process that started this server is gone; "
+                        "stopping", fd)
+        orphaned.set()
+        done.set()
+
+    threading.Thread(target=watch, name="watch-parent", daemon=True).start()
+    return orphaned
+
+
+def _parent_gone(fd: int | None) -> bool:
+    """Whether the --parent_fd pipe is at end of file now (its process died after, e.g., sending
+    SIGTERM and before it could wait for this server and remove its temp folder)."""
+    if fd is None:
+        return False
+    try:
+        return bool(select.select([fd], [], [], 0)[0]) and os.read(fd, 1) == b""
+    except OSError:
+        return False
+
+
 def _main(argv) -> None:
     from absl import flags
 
@@ -34,6 +72,8 @@ def _main(argv) -> None:
     if len(argv) > 1:
         raise SystemExit(f"unexpected arguments: {argv[1:]}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    done = threading.Event()
+    orphaned = _watch_parent(f.parent_fd, done) if f.parent_fd is not None else threading.Event()
     try:
         limits = cli.from_flags(ServerLimits, f)
         server, port = serve(f.model_base_path, f.port, f.host, f.model_name, f.poll_s, f.num_versions, limits,
@@ -44,11 +84,12 @@ def _main(argv) -> None:
           f"on {f.host}:{port}", flush=True)
     if f.port_file:
         write_atomic(f.port_file, str(port))
-    done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())
     done.wait()
     server.stop(2).wait()
+    if f.orphan_cleanup_dir and (orphaned.is_set() or _parent_gone(f.parent_fd)):
+        shutil.rmtree(f.orphan_cleanup_dir, ignore_errors=True)
 
 
 def main() -> None:
@@ -63,6 +104,10 @@ def main() -> None:
     flags.DEFINE_integer("num_versions", 1, "How many of the newest versions to keep loaded.")
     flags.DEFINE_float("settle_s", SETTLE_S, "Seconds a version folder must stay unchanged before it "
                        "is loaded (a folder still being copied is not served).", lower_bound=0)
+    flags.DEFINE_integer("parent_fd", None, "An inherited pipe's read end: stop when it is closed, i.e. "
+                         "when the process holding its write end exits (set by `spawn`).", lower_bound=0)
+    flags.DEFINE_string("orphan_cleanup_dir", None, "With --parent_fd: a folder to remove when the "
+                        "server stops because that process is gone (spawn's temp folder).")
     cli.define_flags(ServerLimits)
     flags.mark_flag_as_required("model_base_path")
     app.run(_main)

@@ -13,9 +13,14 @@ import weakref
 
 class ServerProcess(subprocess.Popen):
     """A spawned server; its temp folder (port file, default log) is removed once it has exited
-    and been waited for (`wait`, `poll`, `with`), or when this object goes away."""
+    and been waited for (`wait`, `poll`, `with`), or when this object goes away.
+
+    It holds the write end of the pipe the server watches (--parent_fd): the operating system
+    closes it when this process exits in any way, kill -9 included, and the server then stops.
+    """
 
     workdir: str | None = None
+    parent_fd: int | None = None
 
     def wait(self, timeout: float | None = None) -> int:
         code = super().wait(timeout)
@@ -31,6 +36,9 @@ class ServerProcess(subprocess.Popen):
     def _remove_workdir(self) -> None:
         if self.workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
+        if self.parent_fd is not None:
+            os.close(self.parent_fd)
+            self.parent_fd = None
 
 
 def spawn(model_base_path: str, *args: str, timeout_s: float = 120.0,
@@ -39,24 +47,32 @@ def spawn(model_base_path: str, *args: str, timeout_s: float = 120.0,
 
     For tools that measure the server apart from their own clients (CPU, GIL, memory). The
     server's output goes to log_path (default: a file in the process's temp folder, which is
-    removed when it exits), quoted if it fails to start.
+    removed when it exits), quoted if it fails to start. The server stops when the calling
+    process exits without stopping it (even killed with SIGKILL): it watches a pipe whose other
+    end only this process holds (--parent_fd), and then removes the temp folder itself.
     """
     workdir = tempfile.mkdtemp(prefix="reid-server-")
     port_file = os.path.join(workdir, "port")
     log_path = log_path or os.path.join(workdir, "server.log")
-    cmd = [sys.executable, "-m", "keras_crf_reid.serving.server", f"--model_base_path={model_base_path}",
-           "--host=127.0.0.1", "--port=0", f"--port_file={port_file}", *args]
     package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
         os.path.abspath(__file__)))))
     path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
+    read_fd, write_fd = os.pipe()
+    cmd = [sys.executable, "-m", "keras_crf_reid.serving.server", f"--model_base_path={model_base_path}",
+           "--host=127.0.0.1", "--port=0", f"--port_file={port_file}", f"--parent_fd={read_fd}",
+           f"--orphan_cleanup_dir={workdir}", *args]
     try:
         with open(log_path, "ab") as out:
             proc = ServerProcess(cmd, env={**os.environ, "PYTHONPATH": path}, stdout=out,
-                                 stderr=subprocess.STDOUT)
+                                 stderr=subprocess.STDOUT, pass_fds=(read_fd,))
     except BaseException:
+        os.close(write_fd)
         shutil.rmtree(workdir, ignore_errors=True)
         raise
+    finally:
+        os.close(read_fd)
     proc.workdir = workdir
+    proc.parent_fd = write_fd
     weakref.finalize(proc, shutil.rmtree, workdir, True)
 
     def tail() -> str:

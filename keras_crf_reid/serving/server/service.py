@@ -20,6 +20,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2, model_service_pb2_grpc,
                                      predict_pb2, prediction_log_pb2, prediction_service_pb2_grpc)
 
+from keras_crf_reid.geometry import GROUP_LEN
 from keras_crf_reid.serving import contract
 from keras_crf_reid.serving.server.admission import ByteBudget, InferenceQueue
 from keras_crf_reid.serving.server.limits import (MB, RpcError, ServerLimits, decode_inputs,
@@ -93,7 +94,7 @@ class PredictionServicer(_Servicer, prediction_service_pb2_grpc.PredictionServic
                            f"(outputs: {sorted(signature.outputs)})")
         nbytes = decoded_bytes(request, signature, self.limits)
         key = (served.version, name)
-        self.queue.check_time(key, nbytes, timeout_s)
+        self.queue.check_admission(key, nbytes, timeout_s)
         with self.budget.hold(nbytes):
             inputs = decode_inputs(request, signature, self.limits)
             if context is not None and (not context.is_active() or _expired(context)):
@@ -257,17 +258,54 @@ def _lenient_handlers(predictor: "PredictionServicer", model_servicer: "ModelSer
 
 
 def _warmup(predictor: PredictionServicer, served: ServedVersion) -> None:
-    """Replays assets.extra/tf_serving_warmup_requests (Predict logs only), as TF Serving does."""
+    """Replays assets.extra/tf_serving_warmup_requests (Predict logs only), as TF Serving does,
+    then runs one group of zeros through every signature with inputs that the file did not cover
+    (exports older than a warm-up of every signature), so each has a run-time estimate, and its
+    graph is built, before the first request: a flood on it is then refused from the start."""
     path = os.path.join(served.path, contract.WARMUP_FILE)
-    if not os.path.isfile(path):
-        return
-    count = 0
-    for record in tf.data.TFRecordDataset(path):
-        entry = prediction_log_pb2.PredictionLog.FromString(record.numpy())
-        if entry.WhichOneof("log_type") == "predict_log":
-            predictor.run_predict(entry.predict_log.request, served, predictor.limits.request_timeout_s)
-            count += 1
-    log.info("model %s: version %d warmed up with %d requests", predictor.manager.name, served.version, count)
+    count, covered = 0, set()
+    if os.path.isfile(path):
+        for record in tf.data.TFRecordDataset(path):
+            entry = prediction_log_pb2.PredictionLog.FromString(record.numpy())
+            if entry.WhichOneof("log_type") == "predict_log":
+                request = entry.predict_log.request
+                predictor.run_predict(request, served, predictor.limits.request_timeout_s)
+                covered.add(request.model_spec.signature_name or contract.SERVING_SIGNATURE)
+                count += 1
+    added = []
+    for name, request in _zero_group_requests(served).items():
+        if name not in covered:
+            predictor.run_predict(request, served, predictor.limits.request_timeout_s)
+            added.append(name)
+    log.info("model %s: version %d warmed up with %d requests%s", predictor.manager.name, served.version,
+             count, f" and one group of zeros on {', '.join(added)}" if added else "")
+
+
+def _zero_group_requests(served: ServedVersion) -> dict:
+    """{signature: a request of one group of zeros} for the signatures with 5-d inputs whose
+    unknown dimensions can be told: batch 1, T the recorded group length, H and W those of
+    serving_default's frames; the others are left out."""
+    group_len = contract.group_len_of(served.loaded) or GROUP_LEN
+    frames = served.signature_defs.get(contract.SERVING_SIGNATURE)
+    frames = frames and frames.inputs.get(contract.INPUT_NAME)
+    hw = [int(d.size) for d in frames.tensor_shape.dim][2:4] if frames else [-1, -1]
+    requests = {}
+    for name, signature in served.signature_defs.items():
+        if name.startswith("__") or not signature.inputs:
+            continue
+        request = predict_pb2.PredictRequest()
+        request.model_spec.signature_name = name
+        for alias, info in signature.inputs.items():
+            dims = [int(d.size) for d in info.tensor_shape.dim]
+            if info.tensor_shape.unknown_rank or len(dims) != 5:
+                break
+            shape = [1, group_len, *(h if d < 0 else d for d, h in zip(dims[2:4], hw)), dims[4]]
+            if min(shape) < 1:
+                break
+            request.inputs[alias].CopyFrom(tf.make_tensor_proto(0, dtype=info.dtype, shape=shape))
+        else:
+            requests[name] = request
+    return requests
 
 
 def serve(model_base_path: str, port: int = 0, host: str = "127.0.0.1", model_name: str | None = None,

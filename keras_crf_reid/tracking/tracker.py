@@ -1,13 +1,15 @@
-"""DeepSORT-style association: a track is a Kalman state plus a small gallery of its recent
-appearance embeddings; each frame one Hungarian assignment (scipy's linear_sum_assignment) on a
-cost mixing box overlap and appearance.
+"""DeepSORT/ByteTrack-style association: a track is a Kalman state plus a small gallery of its
+recent appearance embeddings; each frame two Hungarian assignments (scipy's
+linear_sum_assignment): the confident detections first, then the low-score ones.
 
-Cost of track t and detection d:
+Stage 1, tracks x detections scored >= high_score, cost of track t and detection d:
   appearance off:  1 - IoU(predicted t, d), allowed when IoU >= iou_min.
   appearance on:   w * cos_dist(t, d) + (1 - w) * (1 - IoU), where cos_dist is the smallest
                    cosine distance between d's embedding and t's gallery; allowed when
                    IoU >= iou_min and cos_dist <= max_cos, or when the box is inside t's
                    Kalman gate (chi-square 99.9%) and cos_dist <= reacquire_cos.
+Stage 2 (ByteTrack), the tracks left x detections scored below high_score: 1 - IoU, allowed when
+IoU >= low_iou_min; these boxes extend tracks (not their galleries) and never start one.
 The gate lets a track re-find its person after a miss or an occlusion where IoU alone is zero;
 appearance decides between people whose boxes meet.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+from typing import Callable
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -22,14 +25,13 @@ from scipy.optimize import linear_sum_assignment
 from keras_crf_reid.tracking.kalman import GATE_CHI2_4DOF, BoxKalman
 
 INFEASIBLE = 1e5
+# detection indices (K,) of the frame -> their embeddings (K, D): appearance computed on demand
+LazyFeatures = Callable[[np.ndarray], np.ndarray]
 
 
 @dataclasses.dataclass(frozen=True)
 class TrackerConfig:
-    """Association settings. The appearance thresholds were chosen from the re-id model's cosine
-    distances on PETS09-S2L1's first 300 frames (same person 3 frames apart: median 0.09, 99th
-    percentile 0.55; two people: median 0.42, 5th percentile 0.14) and on docs/tracking.md's
-    runs, i.e. on the sequences they are measured on."""
+    """Association settings (docs/tracking.md says on which sequence each was chosen)."""
 
     iou_min: float = 0.3          # least IoU for an overlap-only match
     appearance_weight: float = 0.3
@@ -38,11 +40,15 @@ class TrackerConfig:
     max_age: int = 30             # frames a track survives unmatched
     n_init: int = 3               # consecutive matches before a track is confirmed
     gallery_size: int = 30        # recent embeddings kept per track
+    high_score: float = 0.0       # detections scored below only extend tracks (stage 2)
+    low_iou_min: float = 0.5      # least IoU of a stage-2 match
 
     def __post_init__(self):
-        if not 0 <= self.appearance_weight <= 1 or not 0 < self.iou_min <= 1:
-            raise ValueError(f"appearance_weight must be in [0, 1] and iou_min in (0, 1]; got "
-                             f"{self.appearance_weight}, {self.iou_min}")
+        if not 0 <= self.appearance_weight <= 1 or not 0 < self.iou_min <= 1 \
+                or not 0 < self.low_iou_min <= 1:
+            raise ValueError(f"appearance_weight must be in [0, 1] and iou_min, low_iou_min in "
+                             f"(0, 1]; got {self.appearance_weight}, {self.iou_min}, "
+                             f"{self.low_iou_min}")
         if self.max_age < 1 or self.n_init < 1 or self.gallery_size < 1:
             raise ValueError("max_age, n_init and gallery_size must be >= 1")
 
@@ -60,6 +66,13 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def _unit(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, np.float64)
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+def _assign(cost: np.ndarray) -> list[tuple[int, int]]:
+    if not cost.size:
+        return []
+    rows, cols = linear_sum_assignment(cost)
+    return [(int(r), int(c)) for r, c in zip(rows, cols) if cost[r, c] < INFEASIBLE]
 
 
 class Track:
@@ -98,14 +111,14 @@ class Tracker:
         self.history: dict[int, list[tuple[int, int]]] = collections.defaultdict(list)
         self.ever_confirmed: set[int] = set()
 
-    def _cost(self, boxes: np.ndarray, features: np.ndarray | None) -> np.ndarray:
+    def _cost(self, tracks: list[Track], boxes: np.ndarray, features: np.ndarray | None
+              ) -> np.ndarray:
         c = self.config
-        predicted = np.stack([t.kalman.box() for t in self.tracks])
-        iou = iou_matrix(predicted, boxes)
+        iou = iou_matrix(np.stack([t.kalman.box() for t in tracks]), boxes)
         if not self.use_appearance:
             return np.where(iou >= c.iou_min, 1.0 - iou, INFEASIBLE)
-        app = np.stack([t.appearance_distance(features) for t in self.tracks])
-        gate = np.stack([t.kalman.gating_distance(boxes) <= GATE_CHI2_4DOF for t in self.tracks])
+        app = np.stack([t.appearance_distance(features) for t in tracks])
+        gate = np.stack([t.kalman.gating_distance(boxes) <= GATE_CHI2_4DOF for t in tracks])
         cost = c.appearance_weight * app + (1 - c.appearance_weight) * (1.0 - iou)
         ok = ((iou >= c.iou_min) & (app <= c.max_cos)) | (gate & (app <= c.reacquire_cos))
         return np.where(ok, cost, INFEASIBLE)
@@ -116,47 +129,64 @@ class Tracker:
         x, y, w, h = track.kalman.box()
         return 0 <= x + w / 2 <= self.frame_size[0] and 0 <= y + h / 2 <= self.frame_size[1]
 
-    def update(self, frame: int, boxes: np.ndarray, features: np.ndarray | None = None
-               ) -> list[tuple[int, int]]:
-        """One frame: boxes (N, 4) tlwh, features (N, D) when appearance is used."""
+    def update(self, frame: int, boxes: np.ndarray,
+               features: np.ndarray | LazyFeatures | None = None,
+               scores: np.ndarray | None = None) -> list[tuple[int, int]]:
+        """One frame: boxes (N, 4) tlwh, scores (N,) (default 1), and with appearance either
+        features (N, D) or a function embedding the detection indices it is given (only the
+        detections scored >= high_score are asked for)."""
+        c = self.config
         boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+        scores = np.ones(len(boxes)) if scores is None else np.asarray(scores, np.float64)
+        high = np.flatnonzero(scores >= c.high_score)
+        low = np.flatnonzero(scores < c.high_score)
+        feats = None
         if self.use_appearance:
-            if features is None or len(features) != len(boxes):
+            if features is not None and not callable(features) and len(features) == len(boxes):
+                feats = np.asarray(features)[high]
+            elif callable(features):
+                feats = features(high)
+            if feats is None or len(feats) != len(high):
                 raise ValueError(f"frame {frame}: appearance tracking needs one feature per box "
                                  f"({len(boxes)} boxes)")
-            features = _unit(features)
+            feats = _unit(feats) if len(high) else feats
         for t in self.tracks:
             t.kalman.predict()
-        matches: list[tuple[int, int]] = []
-        if self.tracks and len(boxes):
-            cost = self._cost(boxes, features)
-            rows, cols = linear_sum_assignment(cost)
-            matches = [(r, d) for r, d in zip(rows, cols) if cost[r, d] < INFEASIBLE]
-        matched_tracks = {r for r, _ in matches}
-        matched_dets = {d for _, d in matches}
-        for r, d in matches:
+        matches: list[tuple[int, int, bool]] = []  # (track index, detection index, high score)
+        if self.tracks and len(high):
+            matches += [(r, int(high[j]), True)
+                        for r, j in _assign(self._cost(self.tracks, boxes[high], feats))]
+        left = [r for r in range(len(self.tracks)) if r not in {m[0] for m in matches}]
+        if left and len(low):
+            iou = iou_matrix(np.stack([self.tracks[r].kalman.box() for r in left]), boxes[low])
+            matches += [(left[i], int(low[j]), False) for i, j in
+                        _assign(np.where(iou >= c.low_iou_min, 1.0 - iou, INFEASIBLE))]
+        pos = {int(d): j for j, d in enumerate(high)}
+        for r, d, is_high in matches:
             t = self.tracks[r]
             t.kalman.update(boxes[d])
-            if self.use_appearance:
-                t.gallery.append(features[d])
+            if self.use_appearance and is_high:
+                t.gallery.append(feats[pos[d]])
             t.hits += 1
             t.misses = 0
-            t.confirmed = t.confirmed or t.hits >= self.config.n_init
+            t.confirmed = t.confirmed or t.hits >= c.n_init
             self.history[t.id].append((frame, d))
+        matched_tracks = {m[0] for m in matches}
+        matched_dets = {m[1] for m in matches}
         for r, t in enumerate(self.tracks):
             if r not in matched_tracks:
                 t.misses += 1
         self.tracks = [t for r, t in enumerate(self.tracks)
-                       if r in matched_tracks or (t.confirmed and t.misses <= self.config.max_age
+                       if r in matched_tracks or (t.confirmed and t.misses <= c.max_age
                                                   and self._inside(t))]
-        for d in range(len(boxes)):
+        for d in high:
             if d not in matched_dets:
-                t = Track(self.next_id, boxes[d], features[d] if self.use_appearance else None,
-                          self.config.gallery_size)
-                t.confirmed = self.config.n_init <= 1
+                t = Track(self.next_id, boxes[d], feats[pos[d]] if self.use_appearance else None,
+                          c.gallery_size)
+                t.confirmed = c.n_init <= 1
                 self.next_id += 1
                 self.tracks.append(t)
-                self.history[t.id].append((frame, d))
+                self.history[t.id].append((frame, int(d)))
         self.ever_confirmed.update(t.id for t in self.tracks if t.confirmed)
         return [(t.id, d) for t in self.tracks if t.confirmed
                 for f, d in self.history[t.id][-1:] if f == frame]

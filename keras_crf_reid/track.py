@@ -55,10 +55,11 @@ def tracker_config(f=flags.FLAGS):
 def run_tracking(f=flags.FLAGS, embedder=None) -> dict:
     """Reads the flags' detections, tracks the video (with the loaded re-id model `embedder` as
     appearance, or IoU and motion only when None), writes --out; returns track_video's dict."""
-    from keras_crf_reid.tracking.detections import read_mot
+    from keras_crf_reid.tracking import video
+    from keras_crf_reid.tracking.detections import drop_outside, read_mot
     from keras_crf_reid.tracking.pipeline import model_appearance, track_video
 
-    dets = read_mot(f.detections, f.min_score)
+    dets = drop_outside(read_mot(f.detections, f.min_score), video.frame_size(f.video))
     embed = model_appearance(embedder) if embedder is not None else None
     os.makedirs(f.out, exist_ok=True)
     return track_video(f.video, dets, embed, tracker_config(f), f.out, progress=True)

@@ -101,6 +101,9 @@ def test_tracks_file_is_motchallenge_format(scene, tmp_path):
     ("1,-1,10,ten,20,40,1\n", "non-numeric"),
     ("0,-1,10,10,20,40,1\n", "frame must be an integer >= 1"),
     ("1,-1,10,10,0,40,1\n", "width and height must be > 0"),
+    ("1,-1,10,10,20,-3,1\n", "width and height must be > 0"),
+    ("1,-1,nan,10,20,40,1\n", "NaN or infinite"),
+    ("1,-1,10,10,inf,40,1\n", "NaN or infinite"),
     ("\n", "no detections"),
 ])
 def test_malformed_detection_files(tmp_path, text, message):
@@ -118,8 +121,33 @@ def test_unreadable_videos(tmp_path):
         list(video.read_video(str(tmp_path / "missing.avi")))
     junk = tmp_path / "junk.avi"
     junk.write_bytes(b"not a video" * 100)
-    with pytest.raises(video.VideoError, match="junk.avi"):
+    with pytest.raises(video.VideoError, match="junk.avi: not a video file.*text"):
         list(video.read_video(str(junk)))
+    noise = tmp_path / "noise.mp4"
+    noise.write_bytes(np.random.default_rng(0).integers(1, 256, 5000, np.uint8).tobytes())
+    with pytest.raises(video.VideoError, match="noise.mp4: not a video file.*data"):
+        video.frame_count(str(noise))
+
+
+def test_text_passed_as_video_is_refused_by_its_codec(tmp_path, monkeypatch):
+    """FFmpeg opens text as terminal art ('ansi' codec, 50 frames): refused past the container
+    check too."""
+    text = tmp_path / "notes.txt"
+    text.write_text("frame, id, x, y\n" * 200)
+    monkeypatch.setattr(video, "check_container", lambda path: "AVI")
+    with pytest.raises(video.VideoError, match="notes.txt: not a video.*'ansi'"):
+        list(video.read_video(str(text)))
+
+
+def test_boxes_outside_the_frame_are_warned_by_file_line(tmp_path, caplog):
+    path = tmp_path / "det.txt"
+    path.write_text("1,-1,10,10,20,40,1\n# comment\n1,-1,400,10,20,40,1\n2,-1,-50,10,20,40,1\n"
+                    "2,-1,-5,10,20,40,1\n")
+    with caplog.at_level("WARNING"):
+        kept = mot.drop_outside(mot.read_mot(str(path)), (320, 240))
+    assert kept.line.tolist() == [1, 5]
+    assert f"{path}:3: box (400, 10, 20, 40) lies entirely outside the 320x240 frame" in caplog.text
+    assert f"{path}:4:" in caplog.text and f"{path}:5:" not in caplog.text
 
 
 def test_crop_pads_boxes_leaving_the_frame():

@@ -2,7 +2,7 @@
 appearance (DeepSORT-style; keras_crf_reid.tracking):
 
     python -m keras_crf_reid.track --video=vtest.avi --detections=det.txt --out=runs/track \
-        [--appearance=reid|none] [--model=saved_models/crf_mars_sample]
+        [--appearance=reid|none] [--model=saved_models/crf_mars]
 
 Writes OUT/tracks.txt (MOTChallenge result format) and OUT/tracklets/<track id>/NNNN.jpg
 (64x128 crops named by frame number), ready for `keras_crf_reid.serving.search`.
@@ -17,7 +17,9 @@ from absl import app, flags
 
 from keras_crf_reid import cli
 
-DEFAULT_MODEL = "saved_models/crf_mars_sample"
+# a model base path: its highest version is used, so a new version needs no change here (the
+# appearance thresholds in TrackerConfig are this model's distances: re-check them)
+DEFAULT_MODEL = "saved_models/crf_mars"
 
 
 def define_tracking_flags() -> None:
@@ -31,6 +33,12 @@ def define_tracking_flags() -> None:
     flags.DEFINE_string("model", DEFAULT_MODEL, "Re-id model (SavedModel or .keras) for "
                         "--appearance=reid.")
     flags.DEFINE_float("min_score", float("-inf"), "Ignore detections scored below this.")
+    flags.DEFINE_float("high_score", d.high_score, "Detections scored below this only extend "
+                       "tracks, by IoU >= --low_iou_min after the confident ones are matched "
+                       "(ByteTrack's second association); they start no track.")
+    flags.DEFINE_float("low_iou_min", d.low_iou_min, "Least IoU of a low-score match.")
+    flags.DEFINE_boolean("kalman_boxes", d.output_filtered, "Report each track's Kalman box "
+                         "after its match (as SORT does) instead of the detection's box.")
     d = TrackerConfig()
     flags.DEFINE_float("appearance_weight", d.appearance_weight, "Weight of the appearance "
                        "distance in the assignment cost (the rest is 1 - IoU).")
@@ -49,7 +57,8 @@ def tracker_config(f=flags.FLAGS):
     from keras_crf_reid.tracking.tracker import TrackerConfig
     return TrackerConfig(appearance_weight=f.appearance_weight, max_cos=f.max_cos,
                          reacquire_cos=f.reacquire_cos, iou_min=f.iou_min, max_age=f.max_age,
-                         n_init=f.n_init)
+                         n_init=f.n_init, high_score=f.high_score, low_iou_min=f.low_iou_min,
+                         output_filtered=f.kalman_boxes)
 
 
 def run_tracking(f=flags.FLAGS, embedder=None) -> dict:

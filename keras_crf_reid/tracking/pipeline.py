@@ -130,14 +130,16 @@ def _result(tracker: Tracker, dets: Detections, by_frame: dict[int, np.ndarray],
     confirmed = tracker.confirmed_history()
     new_id = {old: i for i, old in enumerate(sorted(confirmed, key=lambda t: (confirmed[t][0][0], t)), 1)}
     history = {new_id[t]: h for t, h in confirmed.items()}
-    out_f, out_id, out_rows = [], [], []
-    for tid, hist in sorted(history.items()):
-        for f, d in hist:
+    out_f, out_id, out_rows, out_boxes = [], [], [], []
+    for old, tid in new_id.items():
+        for (f, d), box in zip(confirmed[old], tracker.filtered[old]):
             out_f.append(f)
             out_id.append(tid)
             out_rows.append(by_frame[f][d])
-    out_rows = np.asarray(out_rows, np.int64)
-    tracks = from_arrays(out_f, out_id, dets.boxes[out_rows], dets.score[out_rows])
+            out_boxes.append(box)
+    out_rows = np.asarray(out_rows, np.int64).reshape(-1)
+    boxes = np.reshape(out_boxes, (-1, 4)) if tracker.config.output_filtered else dets.boxes[out_rows]
+    tracks = from_arrays(out_f, out_id, boxes, dets.score[out_rows])
     if crops_dir:
         for name in os.listdir(crops_dir):
             if int(name) in new_id:

@@ -32,6 +32,7 @@ def define_tracking_flags() -> None:
     flags.DEFINE_string("out", None, "Output folder: tracks.txt and tracklets/<id>/NNNN.jpg.")
     flags.DEFINE_string("model", DEFAULT_MODEL, "Re-id model (SavedModel or .keras) for "
                         "--appearance=reid.")
+    d = TrackerConfig()
     flags.DEFINE_float("min_score", float("-inf"), "Ignore detections scored below this.")
     flags.DEFINE_float("high_score", d.high_score, "Detections scored below this only extend "
                        "tracks, by IoU >= --low_iou_min after the confident ones are matched "
@@ -39,7 +40,6 @@ def define_tracking_flags() -> None:
     flags.DEFINE_float("low_iou_min", d.low_iou_min, "Least IoU of a low-score match.")
     flags.DEFINE_boolean("kalman_boxes", d.output_filtered, "Report each track's Kalman box "
                          "after its match (as SORT does) instead of the detection's box.")
-    d = TrackerConfig()
     flags.DEFINE_float("appearance_weight", d.appearance_weight, "Weight of the appearance "
                        "distance in the assignment cost (the rest is 1 - IoU).")
     flags.DEFINE_float("max_cos", d.max_cos, "Largest cosine distance of a match that overlaps "

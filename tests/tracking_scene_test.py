@@ -110,15 +110,24 @@ def tracks_of(people: dict[int, list[int]], person: int) -> set[int]:
 _runs: dict = {}
 
 
-def run(files, appearance: bool, **changes) -> dict[int, list[int]]:
+def run(files, appearance: bool, embed_mode: str = "ambiguous", **changes
+        ) -> dict[int, list[int]]:
     """people_of_tracks of the scene tracked with CONFIG (plus changes), cached."""
-    key = (appearance, tuple(sorted(changes.items())))
+    key = (appearance, embed_mode, tuple(sorted(changes.items())))
     if key not in _runs:
         path, det = files
         config = TrackerConfig(**{**CONFIG.__dict__, **changes})
-        out = track_video(path, mot.read_mot(det), centred_colour if appearance else None, config)
+        crops = []
+
+        def appearance_fn(c):
+            crops.append(len(c))
+            return centred_colour(c)
+
+        out = track_video(path, mot.read_mot(det), appearance_fn if appearance else None, config,
+                          embed_mode=embed_mode)
         assert out["frames"] == FRAMES
         _runs[key] = people_of_tracks(out["tracks"])
+        _runs[key, "crops"] = sum(crops)
     return _runs[key]
 
 
@@ -161,19 +170,21 @@ def test_a_person_leaving_the_frame_ends_their_track(files, appearance):
     assert len(tracks_of(people, 2)) == 1 and len(tracks_of(people, 22)) == 1
 
 
-def test_similarly_dressed_people_crossing(files):
+@pytest.mark.parametrize("embed_mode", ["all", "ambiguous"])
+def test_similarly_dressed_people_crossing(files, embed_mode):
     """Persons 3 and 4 (cosine distance 0.09, inside every appearance threshold) meet and turn
     back: IoU and motion swap them; fails when appearance is left out of the cost."""
     assert any(set(ps) == {3, 4} for ps in run(files, False).values())
-    people = run(files, True)
+    people = run(files, True, embed_mode)
     assert [set(people[t]) for t in sorted(tracks_of(people, 3) | tracks_of(people, 4))] \
         == [{3}, {4}], people
 
 
-def test_the_gallery_follows_a_drifting_appearance(files):
+@pytest.mark.parametrize("embed_mode", ["all", "ambiguous"])
+def test_the_gallery_follows_a_drifting_appearance(files, embed_mode):
     """Person 1's colours drift (cosine distance 0.97 from first to last frame): fails when the
     track's gallery keeps only its first embeddings."""
-    people = run(files, True)
+    people = run(files, True, embed_mode)
     (track,) = tracks_of(people, 1)
     assert set(people[track]) == {1}
 
@@ -196,6 +207,15 @@ def test_low_score_boxes_extend_tracks_but_start_none(files, appearance):
     (track,) = tracks_of(people, 2)
     assert people[track] == [2] * sum(1 for r in scene() if r[1] == 2)
     assert not tracks_of(people, LOW_CLUTTER)
+
+
+def test_only_ambiguous_boxes_are_embedded(files):
+    """embed_mode="ambiguous" embeds under half of the boxes (those near another track, new,
+    re-found or due a refresh) and tracks the scene as "all" does."""
+    assert run(files, True, "ambiguous") == run(files, True, "all")
+    boxes = sum(1 for r in scene() if r[4])
+    assert _runs[(True, "all", ()), "crops"] == boxes
+    assert 0 < _runs[(True, "ambiguous", ()), "crops"] < boxes / 2
 
 
 def test_tracker_rejects_appearance_without_features():

@@ -38,12 +38,18 @@ def model_appearance(embedder) -> AppearanceFn:
 
 def track_video(video_path: str, dets: Detections, appearance: AppearanceFn | None = None,
                 config: TrackerConfig = TrackerConfig(), out_dir: str | None = None,
-                progress: bool = False) -> dict:
-    """Tracks `dets` through the video; with `out_dir` writes tracks.txt and tracklets/<id>/.
+                progress: bool = False, embed_mode: str = "ambiguous",
+                max_frames: int | None = None) -> dict:
+    """Tracks `dets` through the video (its first `max_frames`); with `out_dir` writes
+    tracks.txt and tracklets/<id>/. embed_mode "all" embeds every detection, "ambiguous" (one
+    batched call a frame) only those whose association appearance can change, and each
+    track's at least every `config.embed_every` frames.
 
     Returns {"tracks": Detections (id = track id), "frames": frames read, "num_tracks": ...,
     "frame_ranges": {track id: (first, last)}}.
     """
+    if embed_mode not in ("all", "ambiguous"):
+        raise ValueError(f"embed_mode must be 'all' or 'ambiguous', got {embed_mode!r}")
     by_frame = _rows_by_frame(dets)
     tracker = Tracker(config, use_appearance=appearance is not None)
     crops_dir = os.path.join(out_dir, TRACKLETS_DIR) if out_dir else None
@@ -54,14 +60,21 @@ def track_video(video_path: str, dets: Detections, appearance: AppearanceFn | No
     frames = 0
     for n, rgb in tqdm(video.read_video(video_path), total=total, desc="track", unit="frame",
                        disable=not progress):
+        if max_frames is not None and n > max_frames:
+            break
         frames = n
         tracker.frame_size = (rgb.shape[1], rgb.shape[0])
         rows = by_frame.get(n, _NO_ROWS)
         boxes = dets.boxes[rows]
-        crops = np.stack([video.crop(rgb, b) for b in boxes]) if len(rows) else None
+        crops = np.stack([video.crop(rgb, b) for b in boxes]) if len(rows) and (
+            crops_dir or embed_mode == "all") else None
         feats = None
-        if appearance is not None:
+        if appearance is not None and embed_mode == "all":
             feats = appearance(crops) if len(rows) else np.zeros((0, 1), np.float32)
+        elif appearance is not None:
+            def feats(idx, rgb=rgb, boxes=boxes, crops=crops):
+                return appearance(crops[idx] if crops is not None
+                                  else np.stack([video.crop(rgb, boxes[i]) for i in idx]))
         tracker.update(n, boxes, feats, dets.score[rows])
         if crops_dir:
             for t in tracker.tracks:

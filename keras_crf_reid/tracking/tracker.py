@@ -46,6 +46,7 @@ class TrackerConfig:
     high_score: float = 0.95      # detections scored below only extend tracks (stage 2)
     low_iou_min: float = 0.3      # least IoU of a stage-2 match
     output_filtered: bool = True  # report the Kalman box after each match, not the detection
+    embed_every: int = 5          # with lazy features: embed a track's box at least this often
 
     def __post_init__(self):
         if not 0 <= self.appearance_weight <= 1 or not 0 < self.iou_min <= 1 \
@@ -53,8 +54,8 @@ class TrackerConfig:
             raise ValueError(f"appearance_weight must be in [0, 1] and iou_min, low_iou_min in "
                              f"(0, 1]; got {self.appearance_weight}, {self.iou_min}, "
                              f"{self.low_iou_min}")
-        if self.max_age < 1 or self.n_init < 1 or self.gallery_size < 1:
-            raise ValueError("max_age, n_init and gallery_size must be >= 1")
+        if min(self.max_age, self.n_init, self.gallery_size, self.embed_every) < 1:
+            raise ValueError("max_age, n_init, gallery_size and embed_every must be >= 1")
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -83,10 +84,11 @@ class Track:
     """One target: Kalman state, recent embeddings and its matched (frame, detection row)s."""
 
     def __init__(self, track_id: int, box: np.ndarray, feature: np.ndarray | None,
-                 gallery_size: int):
+                 gallery_size: int, frame: int = 0):
         self.id = track_id
         self.kalman = BoxKalman(box)
         self.gallery: collections.deque = collections.deque(maxlen=gallery_size)
+        self.embedded_at = frame  # frame of the gallery's latest embedding
         if feature is not None:
             self.gallery.append(_unit(feature))
         self.hits = 1
@@ -117,17 +119,56 @@ class Tracker:
         self.filtered: dict[int, list[np.ndarray]] = collections.defaultdict(list)
         self.ever_confirmed: set[int] = set()
 
-    def _cost(self, tracks: list[Track], boxes: np.ndarray, features: np.ndarray | None
+    def _cost(self, iou: np.ndarray, boxes: np.ndarray, features: np.ndarray | None
               ) -> np.ndarray:
+        """Stage-1 cost (tracks, boxes); features rows of NaN (not embedded: the box overlaps
+        one track only, and that track no other box) are matched on IoU alone."""
         c = self.config
-        iou = iou_matrix(np.stack([t.kalman.box() for t in tracks]), boxes)
         if not self.use_appearance:
             return np.where(iou >= c.iou_min, 1.0 - iou, INFEASIBLE)
-        app = np.stack([t.appearance_distance(features) for t in tracks])
-        gate = np.stack([t.kalman.gating_distance(boxes) <= GATE_CHI2_4DOF for t in tracks])
+        known = ~np.isnan(features).any(axis=1)
+        app = np.zeros_like(iou)
+        gate = np.zeros(iou.shape, bool)
+        if known.any():
+            app[:, known] = np.stack([t.appearance_distance(features[known]) for t in self.tracks])
+            gate[:, known] = np.stack([t.kalman.gating_distance(boxes[known]) <= GATE_CHI2_4DOF
+                                       for t in self.tracks])
         cost = c.appearance_weight * app + (1 - c.appearance_weight) * (1.0 - iou)
         ok = ((iou >= c.iou_min) & (app <= c.max_cos)) | (gate & (app <= c.reacquire_cos))
         return np.where(ok, cost, INFEASIBLE)
+
+    def _to_embed(self, frame: int, iou: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        """Mask of the boxes whose association appearance can change: overlapping no track or
+        several, overlapping a track that overlaps other boxes too, inside a lost track's gate,
+        or overlapping a track not embedded for embed_every frames."""
+        c = self.config
+        if not self.tracks:
+            return np.ones(len(boxes), bool)
+        cand = iou >= c.iou_min
+        need = (cand.sum(axis=0) != 1) | (cand & (cand.sum(axis=1) > 1)[:, None]).any(axis=0)
+        stale = np.array([frame - t.embedded_at >= c.embed_every for t in self.tracks])
+        need |= (cand & stale[:, None]).any(axis=0)
+        for t in self.tracks:
+            if t.misses and not need.all():
+                need |= t.kalman.gating_distance(boxes) <= GATE_CHI2_4DOF
+        return need
+
+    def _features(self, frame: int, iou: np.ndarray, boxes: np.ndarray, high: np.ndarray,
+                  features, n: int) -> np.ndarray:
+        """Unit features (len(high), D) of the high-score boxes (NaN rows: not embedded)."""
+        if features is not None and not callable(features) and len(features) == n:
+            return _unit(np.asarray(features)[high]) if len(high) else np.zeros((0, 1))
+        if not callable(features):
+            raise ValueError(f"frame {frame}: appearance tracking needs one feature per box "
+                             f"({n} boxes)")
+        need = self._to_embed(frame, iou, boxes) if len(high) else np.zeros(0, bool)
+        got = np.asarray(features(high[need])) if need.any() else np.zeros((0, 1))
+        if len(got) != need.sum():
+            raise ValueError(f"frame {frame}: the appearance function returned {len(got)} "
+                             f"features for {need.sum()} boxes")
+        out = np.full((len(high), got.shape[1]), np.nan)
+        out[need] = _unit(got)
+        return out
 
     def _inside(self, track: Track) -> bool:
         if self.frame_size is None:
@@ -139,40 +180,38 @@ class Tracker:
                features: np.ndarray | LazyFeatures | None = None,
                scores: np.ndarray | None = None) -> list[tuple[int, int]]:
         """One frame: boxes (N, 4) tlwh, scores (N,) (default 1), and with appearance either
-        features (N, D) or a function embedding the detection indices it is given (only the
-        detections scored >= high_score are asked for)."""
+        features (N, D) or a function embedding the detection indices it is given: it is asked
+        only for the boxes scored >= high_score whose association appearance can change
+        (`_to_embed`)."""
         c = self.config
         boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
         scores = np.ones(len(boxes)) if scores is None else np.asarray(scores, np.float64)
         high = np.flatnonzero(scores >= c.high_score)
         low = np.flatnonzero(scores < c.high_score)
-        feats = None
-        if self.use_appearance:
-            if features is not None and not callable(features) and len(features) == len(boxes):
-                feats = np.asarray(features)[high]
-            elif callable(features):
-                feats = features(high)
-            if feats is None or len(feats) != len(high):
-                raise ValueError(f"frame {frame}: appearance tracking needs one feature per box "
-                                 f"({len(boxes)} boxes)")
-            feats = _unit(feats) if len(high) else feats
         for t in self.tracks:
             t.kalman.predict()
+        predicted = np.stack([t.kalman.box() for t in self.tracks]) if self.tracks \
+            else np.zeros((0, 4))
+        iou = iou_matrix(predicted, boxes[high])
+        feats = None
+        if self.use_appearance:
+            feats = self._features(frame, iou, boxes[high], high, features, len(boxes))
         matches: list[tuple[int, int, bool]] = []  # (track index, detection index, high score)
         if self.tracks and len(high):
             matches += [(r, int(high[j]), True)
-                        for r, j in _assign(self._cost(self.tracks, boxes[high], feats))]
+                        for r, j in _assign(self._cost(iou, boxes[high], feats))]
         left = [r for r in range(len(self.tracks)) if r not in {m[0] for m in matches}]
         if left and len(low):
-            iou = iou_matrix(np.stack([self.tracks[r].kalman.box() for r in left]), boxes[low])
+            low_iou = iou_matrix(predicted[left], boxes[low])
             matches += [(left[i], int(low[j]), False) for i, j in
-                        _assign(np.where(iou >= c.low_iou_min, 1.0 - iou, INFEASIBLE))]
+                        _assign(np.where(low_iou >= c.low_iou_min, 1.0 - low_iou, INFEASIBLE))]
         pos = {int(d): j for j, d in enumerate(high)}
         for r, d, is_high in matches:
             t = self.tracks[r]
             t.kalman.update(boxes[d])
-            if self.use_appearance and is_high:
+            if self.use_appearance and is_high and not np.isnan(feats[pos[d], 0]):
                 t.gallery.append(feats[pos[d]])
+                t.embedded_at = frame
             t.hits += 1
             t.misses = 0
             t.confirmed = t.confirmed or t.hits >= c.n_init
@@ -189,7 +228,7 @@ class Tracker:
         for d in high:
             if d not in matched_dets:
                 t = Track(self.next_id, boxes[d], feats[pos[d]] if self.use_appearance else None,
-                          c.gallery_size)
+                          c.gallery_size, frame)
                 t.confirmed = c.n_init <= 1
                 self.next_id += 1
                 self.tracks.append(t)

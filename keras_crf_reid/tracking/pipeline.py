@@ -113,16 +113,19 @@ def embed_detections(video_path: str, dets: Detections, appearance: AppearanceFn
 
 
 def track_features(dets: Detections, features: np.ndarray | None, frame_size: tuple[int, int],
-                   config: TrackerConfig = TrackerConfig()) -> dict:
-    """`track_video` without the video: appearance from per-row `features` (N, D) (or none),
+                   config: TrackerConfig = TrackerConfig(), embed_mode: str = "ambiguous") -> dict:
+    """`track_video` without the video: appearance from per-row `features` (N, D) (or none;
+    with embed_mode "ambiguous" the tracker reads only the rows it would have embedded),
     frames 1 .. the last detection's; returns the same dict."""
     by_frame = _rows_by_frame(dets)
     tracker = Tracker(config, use_appearance=features is not None, frame_size=frame_size)
     last = int(dets.frame.max()) if len(dets) else 0
     for n in range(1, last + 1):
         rows = by_frame.get(n, _NO_ROWS)
-        tracker.update(n, dets.boxes[rows], None if features is None else features[rows],
-                       dets.score[rows])
+        feats = None if features is None else features[rows]
+        if feats is not None and embed_mode == "ambiguous":
+            feats = feats.__getitem__
+        tracker.update(n, dets.boxes[rows], feats, dets.score[rows])
     return {**_result(tracker, dets, by_frame, None, None), "frames": last}
 
 

@@ -138,16 +138,17 @@ class Tracker:
         return np.where(ok, cost, INFEASIBLE)
 
     def _to_embed(self, frame: int, iou: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-        """Mask of the boxes whose association appearance can change: overlapping no track or
-        several, overlapping a track that overlaps other boxes too, inside a lost track's gate,
-        or overlapping a track not embedded for embed_every frames."""
+        """Mask of the boxes whose association appearance can change: meeting no track or
+        several, meeting a track that meets other boxes too, without an IoU >= iou_min match,
+        inside a lost track's gate, or meeting a track not embedded for embed_every frames."""
         c = self.config
         if not self.tracks:
             return np.ones(len(boxes), bool)
-        cand = iou >= c.iou_min
-        need = (cand.sum(axis=0) != 1) | (cand & (cand.sum(axis=1) > 1)[:, None]).any(axis=0)
+        meet = iou > 0
+        need = (meet.sum(axis=0) != 1) | (meet & (meet.sum(axis=1) > 1)[:, None]).any(axis=0)
+        need |= ~(iou >= c.iou_min).any(axis=0)  # may start a track or be re-found
         stale = np.array([frame - t.embedded_at >= c.embed_every for t in self.tracks])
-        need |= (cand & stale[:, None]).any(axis=0)
+        need |= (meet & stale[:, None]).any(axis=0)
         for t in self.tracks:
             if t.misses and not need.all():
                 need |= t.kalman.gating_distance(boxes) <= GATE_CHI2_4DOF

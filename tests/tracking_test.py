@@ -214,7 +214,7 @@ def test_find_person_ranks_the_query_track_first(scene, tmp_path):
         crop[:, :] = COLOURS[1]
         cv2.imwrite(str(query / f"{f:04d}.jpg"), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
     flags_like = types.SimpleNamespace(
-        query=str(query), video=path, detections=det, out=str(tmp_path / "out"), model=model,
+        query=str(query), video=path, detections=det, detector=None, out=str(tmp_path / "out"), model=model,
         min_score=float("-inf"), top_k=3, rerank=False, truth=str(truth), truth_id=1,
         appearance_weight=0.3, max_cos=0.6, reacquire_cos=0.3, iou_min=0.3, max_age=30, n_init=3,
         high_score=0.95, low_iou_min=0.3, kalman_boxes=True)

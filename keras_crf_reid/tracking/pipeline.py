@@ -24,13 +24,14 @@ AppearanceFn = Callable[[np.ndarray], np.ndarray]
 
 def model_appearance(embedder) -> AppearanceFn:
     """Per-detection embeddings from a loaded re-id model (keras_crf_reid.load): each crop is a
-    one-frame sequence (its optical flow is zero, as for any single-frame tracklet); one forward
-    pass per video frame for all of its detections."""
+    one-frame sequence (its optical flow is zero, as for any single-frame tracklet), colour
+    normalised as the model was trained (its colour_norm); one forward pass for all the crops."""
     from keras_crf_reid.datasets.preprocess import to_model_input
 
     def embed(crops: np.ndarray) -> np.ndarray:
         rgb = np.asarray(crops, np.uint8)[:, None]
-        x = to_model_input(rgb, np.zeros(rgb.shape[:-1] + (2,), np.float32)).numpy()
+        x = to_model_input(rgb, np.zeros(rgb.shape[:-1] + (2,), np.float32),
+                           embedder.colour_norm).numpy()
         return embedder.predict(x)
 
     return embed

@@ -35,11 +35,16 @@ def _hog() -> "cv2.HOGDescriptor":
     return hog
 
 
+# Dalal & Triggs's 64x128 window holds the person with about 16 pixels of margin on all sides
+HOG_MARGIN = (16 / 64, 16 / 128)
+
+
 def hog_boxes(hog, rgb: np.ndarray, upscale: float = 1.5, nms_iou: float = 0.4
               ) -> tuple[np.ndarray, np.ndarray]:
     """(boxes (N, 4) tlwh, scores (N,) in (0, 1)) of the people in one RGB frame: the frame
     enlarged by `upscale` (the detector's window is 64x128: smaller people need it), SVM
-    margins through a logistic, overlapping boxes suppressed (non-maximum, IoU > nms_iou)."""
+    margins through a logistic, overlapping windows suppressed (non-maximum, IoU > nms_iou),
+    then each window shrunk by HOG_MARGIN to the person's box."""
     img = cv2.resize(rgb, None, fx=upscale, fy=upscale) if upscale != 1 else rgb
     rects, weights = hog.detectMultiScale(img, winStride=(8, 8), padding=(8, 8), scale=1.05)
     if len(rects) == 0:
@@ -47,7 +52,17 @@ def hog_boxes(hog, rgb: np.ndarray, upscale: float = 1.5, nms_iou: float = 0.4
     boxes = np.asarray(rects, np.float64) / upscale
     scores = 1.0 / (1.0 + np.exp(-np.asarray(weights, np.float64).reshape(-1)))
     keep = np.asarray(cv2.dnn.NMSBoxes(boxes.tolist(), scores.tolist(), 0.0, nms_iou)).reshape(-1)
-    return boxes[keep], scores[keep]
+    return shrink(boxes[keep]), scores[keep]
+
+
+def shrink(windows: np.ndarray, margin: tuple[float, float] = HOG_MARGIN) -> np.ndarray:
+    """Detector windows (N, 4) tlwh less `margin` (share of w, of h) on every side."""
+    out = np.asarray(windows, np.float64).copy()
+    out[:, 0] += margin[0] * out[:, 2]
+    out[:, 1] += margin[1] * out[:, 3]
+    out[:, 2] *= 1 - 2 * margin[0]
+    out[:, 3] *= 1 - 2 * margin[1]
+    return out
 
 
 def detect_video(path: str, name: str = "hog", progress: bool = False) -> Detections:

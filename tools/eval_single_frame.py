@@ -45,7 +45,8 @@ def pick(frames: list[str], which: str) -> str:
     try:
         return frames[min(int(which), len(frames) - 1)]
     except ValueError:
-        raise app.UsageError(f"--frames: {which!r} is not first, middle, last or an index") from None
+        raise app.UsageError(f"--frames: {which!r} is not first, middle, last or an "
+                             f"index") from None
 
 
 def single_frame_features(embed, tracklets, which: str, batch: int = 64) -> np.ndarray:

@@ -147,7 +147,8 @@ def main(argv):
         config = TrackerConfig(**{**TrackerConfig().__dict__, **json.loads(FLAGS.config)})
     except (ValueError, TypeError) as e:
         raise app.UsageError(f"--config={FLAGS.config}: {e}") from e
-    embed = model_appearance(keras_crf_reid.load(FLAGS.model)) if "reid" in FLAGS.appearance else None
+    embed = (model_appearance(keras_crf_reid.load(FLAGS.model)) if "reid" in FLAGS.appearance
+             else None)
     rows = []
     for seq in FLAGS.sequences:
         seq_dir = os.path.join(FLAGS.mot_root, seq)
@@ -169,7 +170,8 @@ def main(argv):
                                       progress=True)
                 m = mot_metrics(gt, out["tracks"])
                 rows.append({"sequence": seq, "detections": CONDITIONS[cond], "appearance": mode,
-                             "tracks": out["num_tracks"], "seconds": round(time.time() - t, 1), **m})
+                             "tracks": out["num_tracks"], "seconds": round(time.time() - t, 1),
+                             **m})
                 print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     settings = {"crossing_iou": FLAGS.crossing_iou, "drop": FLAGS.drop, "jitter": FLAGS.jitter,
                 "false_per_frame": FLAGS.false_per_frame, "seed": FLAGS.seed, "model": FLAGS.model,

@@ -94,8 +94,8 @@ def drop_outside(dets: Detections, frame_size: tuple[int, int], shown: int = 5) 
         log.warning("%s: box (%g, %g, %g, %g) lies entirely outside the %dx%d frame: ignored",
                     where, *dets.boxes[i], *frame_size)
     if len(out) > shown:
-        log.warning("%s: %d more boxes entirely outside the frame ignored", dets.path or "detections",
-                    len(out) - shown)
+        log.warning("%s: %d more boxes entirely outside the frame ignored",
+                    dets.path or "detections", len(out) - shown)
     return dets.subset(np.setdiff1d(np.arange(len(dets)), out))
 
 

@@ -2,7 +2,8 @@
 
     hog: OpenCV's HOG + linear SVM people detector (Dalal & Triggs, CVPR 2005; its weights ship
          inside OpenCV 4's wheel, nothing is downloaded). OpenCV 5 removed it: with OpenCV 5
-         installed, use a detection file (`--detections`) or `pip install "opencv-python-headless<5"`.
+         installed, use a detection file (`--detections`) or
+         `pip install "opencv-python-headless<5"`.
 
 Better detectors plug in through the detection file: any detector's boxes written as
 MOTChallenge rows `frame, -1, x, y, w, h, score` (frames from 1, pixels, top-left corner).

@@ -71,8 +71,8 @@ def _open(path: str) -> cv2.VideoCapture:
     codec = (int(cap.get(cv2.CAP_PROP_FOURCC)) & 0xFFFFFFFF).to_bytes(4, "little")
     if codec.decode("latin-1").lower() in _NOT_VIDEO_CODECS:
         cap.release()
-        raise VideoError(f"{path}: not a video: OpenCV decodes it with the {codec.decode('latin-1')!r} "
-                         f"codec (text drawn as frames)")
+        raise VideoError(f"{path}: not a video: OpenCV decodes it with the "
+                         f"{codec.decode('latin-1')!r} codec (text drawn as frames)")
     return cap
 
 

@@ -221,3 +221,39 @@ def test_only_ambiguous_boxes_are_embedded(files):
 def test_tracker_rejects_appearance_without_features():
     with pytest.raises(ValueError, match="one feature per box"):
         Tracker(CONFIG, use_appearance=True).update(1, np.zeros((2, 4)) + 10, np.zeros((1, 3)))
+
+
+def _lazy(features: dict[int, np.ndarray], asked: list[int]):
+    """A LazyFeatures function over one frame's boxes, recording the indices asked for."""
+    def embed(idx):
+        asked.extend(int(i) for i in idx)
+        return np.stack([features[int(i)] for i in idx]) if len(idx) else np.zeros((0, 2))
+    return embed
+
+
+def test_a_lone_track_is_re_embedded_every_embed_every_frames():
+    """Fails when an unambiguous track's boxes are never embedded again (its gallery would keep
+    only its first embedding)."""
+    tracker = Tracker(TrackerConfig(embed_every=5), use_appearance=True)
+    embedded = []
+    for f in range(1, 21):
+        asked: list[int] = []
+        tracker.update(f, [[100 + f, 50, 30, 60]], _lazy({0: np.array([1.0, 0.0])}, asked))
+        embedded += [f] * len(asked)
+    assert embedded == [1, 6, 11, 16]
+    assert len(tracker.tracks[0].gallery) == 4
+
+
+def test_a_box_in_a_lost_tracks_gate_is_embedded():
+    """B stands hidden while A walks up to B's place; B shows again there while A is hidden.
+    B's box overlaps only A's prediction, so without its embedding it would go to A: fails when
+    the boxes inside a lost track's motion gate are not embedded."""
+    a, b = np.array([1.0, 0.0]), np.array([0.0, 1.0])
+    tracker = Tracker(TrackerConfig(n_init=1, max_age=10, embed_every=100), use_appearance=True)
+    for f in range(1, 6):  # both seen, standing
+        tracker.update(f, [[100, 50, 30, 60], [200, 50, 30, 60]], _lazy({0: a, 1: b}, []))
+    for f in range(6, 12):  # B hidden; A walks towards B's place
+        tracker.update(f, [[100 + 16 * (f - 5), 50, 30, 60]], _lazy({0: a}, []))
+    track_a, track_b = (t.id for t in sorted(tracker.tracks, key=lambda t: t.id))
+    matched = tracker.update(12, [[200, 50, 30, 60]], _lazy({0: b}, []))
+    assert matched == [(track_b, 0)], (matched, track_a, track_b)

@@ -244,10 +244,10 @@ def test_a_lone_track_is_re_embedded_every_embed_every_frames():
     assert len(tracker.tracks[0].gallery) == 4
 
 
-def test_a_box_in_a_lost_tracks_gate_is_embedded():
+def test_a_lost_track_refinds_its_person_where_another_track_is_predicted():
     """B stands hidden while A walks up to B's place; B shows again there while A is hidden.
-    B's box overlaps only A's prediction, so without its embedding it would go to A: fails when
-    the boxes inside a lost track's motion gate are not embedded."""
+    B's box overlaps A's prediction as well as B's: with lazy embedding it must be embedded
+    and go to B's track, not to A's."""
     a, b = np.array([1.0, 0.0]), np.array([0.0, 1.0])
     tracker = Tracker(TrackerConfig(n_init=1, max_age=10, embed_every=100), use_appearance=True)
     for f in range(1, 6):  # both seen, standing

@@ -2,7 +2,9 @@
 crops as a tracklet and ranks the tracks by distance to the query tracklet.
 
     python -m keras_crf_reid.find_person --query=QUERY_FOLDER --video=vtest.avi \
-        --detections=det.txt --out=runs/find [--model=saved_models/crf_mars_sample] [--top_k=5]
+        --detections=det.txt --out=runs/find [--model=saved_models/crf_mars] [--top_k=5]
+    python -m keras_crf_reid.find_person --query=QUERY_FOLDER --video=V --detector=hog \
+        --out=runs/find
 
 Writes OUT/tracks.txt and OUT/tracklets/ (as keras_crf_reid.track), OUT/find_person.json and
 OUT/find_person.md (ranked tracks with distance and frame range) and OUT/find_person.png (the
@@ -112,7 +114,7 @@ def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
         out = find_person(FLAGS)
-    except (ValueError, OSError) as e:
+    except (ValueError, OSError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return cli.EXIT_USAGE
     for r in out["results"]:

@@ -2,7 +2,8 @@
 appearance (DeepSORT-style; keras_crf_reid.tracking):
 
     python -m keras_crf_reid.track --video=vtest.avi --detections=det.txt --out=runs/track \
-        [--appearance=reid|none] [--model=saved_models/crf_mars_sample]
+        [--appearance=reid|none] [--model=saved_models/crf_mars]
+    python -m keras_crf_reid.track --video=vtest.avi --detector=hog --out=runs/track
 
 Writes OUT/tracks.txt (MOTChallenge result format) and OUT/tracklets/<track id>/NNNN.jpg
 (64x128 crops named by frame number), ready for `keras_crf_reid.serving.search`.
@@ -13,11 +14,15 @@ import logging
 import os
 import sys
 
+import numpy as np
+
 from absl import app, flags
 
 from keras_crf_reid import cli
 
-DEFAULT_MODEL = "saved_models/crf_mars_sample"
+# a model base path: its highest version is used, so a new version needs no change here (the
+# appearance thresholds in TrackerConfig are this model's distances: re-check them)
+DEFAULT_MODEL = "saved_models/crf_mars"
 
 
 def define_tracking_flags() -> None:
@@ -26,12 +31,21 @@ def define_tracking_flags() -> None:
 
     flags.DEFINE_string("video", None, "Video file (anything OpenCV decodes).")
     flags.DEFINE_string("detections", None, "MOTChallenge detection file: frame, -1, x, y, w, h, "
-                        "score, ... (frames from 1).")
+                        "score, ... (frames from 1). Or --detector.")
+    flags.DEFINE_enum("detector", None, ["hog"], "Detect the people instead of reading "
+                      "--detections: hog (OpenCV 4's HOG people detector; writes "
+                      "OUT/detections.txt).")
     flags.DEFINE_string("out", None, "Output folder: tracks.txt and tracklets/<id>/NNNN.jpg.")
     flags.DEFINE_string("model", DEFAULT_MODEL, "Re-id model (SavedModel or .keras) for "
                         "--appearance=reid.")
-    flags.DEFINE_float("min_score", float("-inf"), "Ignore detections scored below this.")
     d = TrackerConfig()
+    flags.DEFINE_float("min_score", float("-inf"), "Ignore detections scored below this.")
+    flags.DEFINE_float("high_score", d.high_score, "Detections scored below this only extend "
+                       "tracks, by IoU >= --low_iou_min after the confident ones are matched "
+                       "(ByteTrack's second association); they start no track.")
+    flags.DEFINE_float("low_iou_min", d.low_iou_min, "Least IoU of a low-score match.")
+    flags.DEFINE_boolean("kalman_boxes", d.output_filtered, "Report each track's Kalman box "
+                         "after its match (as SORT does) instead of the detection's box.")
     flags.DEFINE_float("appearance_weight", d.appearance_weight, "Weight of the appearance "
                        "distance in the assignment cost (the rest is 1 - IoU).")
     flags.DEFINE_float("max_cos", d.max_cos, "Largest cosine distance of a match that overlaps "
@@ -41,26 +55,37 @@ def define_tracking_flags() -> None:
     flags.DEFINE_float("iou_min", d.iou_min, "Least IoU of an overlap match.")
     flags.DEFINE_integer("max_age", d.max_age, "Frames a lost track is kept.", lower_bound=1)
     flags.DEFINE_integer("n_init", d.n_init, "Matches before a track is confirmed.", lower_bound=1)
-    for name in ("video", "detections", "out"):
+    for name in ("video", "out"):
         flags.mark_flag_as_required(name)
+    flags.register_multi_flags_validator(
+        ["detections", "detector"], lambda d: (d["detections"] is None) != (d["detector"] is None),
+        message="give exactly one of --detections=FILE and --detector=NAME")
 
 
 def tracker_config(f=flags.FLAGS):
     from keras_crf_reid.tracking.tracker import TrackerConfig
     return TrackerConfig(appearance_weight=f.appearance_weight, max_cos=f.max_cos,
                          reacquire_cos=f.reacquire_cos, iou_min=f.iou_min, max_age=f.max_age,
-                         n_init=f.n_init)
+                         n_init=f.n_init, high_score=f.high_score, low_iou_min=f.low_iou_min,
+                         output_filtered=f.kalman_boxes)
 
 
 def run_tracking(f=flags.FLAGS, embedder=None) -> dict:
     """Reads the flags' detections, tracks the video (with the loaded re-id model `embedder` as
     appearance, or IoU and motion only when None), writes --out; returns track_video's dict."""
-    from keras_crf_reid.tracking.detections import read_mot
+    from keras_crf_reid.tracking import video
+    from keras_crf_reid.tracking.detections import drop_outside, read_mot, write_mot
     from keras_crf_reid.tracking.pipeline import model_appearance, track_video
 
-    dets = read_mot(f.detections, f.min_score)
-    embed = model_appearance(embedder) if embedder is not None else None
     os.makedirs(f.out, exist_ok=True)
+    if f.detector:
+        from keras_crf_reid.tracking.detector import detect_video
+        dets = detect_video(f.video, f.detector, progress=True)
+        write_mot(os.path.join(f.out, "detections.txt"), dets)
+        dets = dets.subset(np.flatnonzero(dets.score >= f.min_score))
+    else:
+        dets = drop_outside(read_mot(f.detections, f.min_score), video.frame_size(f.video))
+    embed = model_appearance(embedder) if embedder is not None else None
     return track_video(f.video, dets, embed, tracker_config(f), f.out, progress=True)
 
 
@@ -72,7 +97,7 @@ def main(argv: list[str]) -> int:
         import keras_crf_reid
         f = flags.FLAGS
         out = run_tracking(f, keras_crf_reid.load(f.model) if f.appearance == "reid" else None)
-    except (ValueError, OSError) as e:
+    except (ValueError, OSError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return cli.EXIT_USAGE
     print(f"{out['num_tracks']} tracks over {out['frames']} frames written to "

@@ -6,11 +6,14 @@ ground-truth files (gt/gt.txt) carry the identity there, and MOT15's 7th column 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 
 import numpy as np
 
 from keras_crf_reid.atomic import write_atomic
+
+log = logging.getLogger(__name__)
 
 
 class DetectionFileError(ValueError):
@@ -19,18 +22,22 @@ class DetectionFileError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class Detections:
-    """Rows of a MOTChallenge file: frame (N,), id (N,), boxes (N, 4) tlwh, score (N,)."""
+    """Rows of a MOTChallenge file: frame (N,), id (N,), boxes (N, 4) tlwh, score (N,), and
+    the file and line each row was read from (empty path when made from arrays)."""
 
     frame: np.ndarray
     id: np.ndarray
     boxes: np.ndarray
     score: np.ndarray
+    line: np.ndarray | None = None
+    path: str = ""
 
     def __len__(self) -> int:
         return len(self.frame)
 
     def subset(self, rows: np.ndarray) -> "Detections":
-        return Detections(self.frame[rows], self.id[rows], self.boxes[rows], self.score[rows])
+        return Detections(self.frame[rows], self.id[rows], self.boxes[rows], self.score[rows],
+                          None if self.line is None else self.line[rows], self.path)
 
 
 def from_arrays(frame, ids, boxes, score=None) -> Detections:
@@ -46,7 +53,7 @@ def read_mot(path: str, min_score: float = -np.inf) -> Detections:
     for anything that is not `frame, id, x, y, w, h[, score, ...]` with frame >= 1 and w, h > 0."""
     if not os.path.isfile(path):
         raise DetectionFileError(f"{path}: detection file does not exist")
-    rows = []
+    rows, lines = [], []
     with open(path, errors="replace") as f:
         for n, line in enumerate(f, 1):
             line = line.strip()
@@ -68,11 +75,28 @@ def read_mot(path: str, min_score: float = -np.inf) -> Detections:
                 raise DetectionFileError(f"{path}:{n}: box width and height must be > 0, got "
                                          f"{parts[4]} x {parts[5]}")
             rows.append(vals + [1.0] * (7 - len(vals)))
+            lines.append(n)
     if not rows:
         raise DetectionFileError(f"{path}: no detections in the file")
     a = np.asarray(rows)
-    dets = from_arrays(a[:, 0], a[:, 1], a[:, 2:6], a[:, 6])
+    dets = dataclasses.replace(from_arrays(a[:, 0], a[:, 1], a[:, 2:6], a[:, 6]),
+                               line=np.asarray(lines, np.int64), path=path)
     return dets.subset(np.flatnonzero(dets.score >= min_score))
+
+
+def drop_outside(dets: Detections, frame_size: tuple[int, int], shown: int = 5) -> Detections:
+    """`dets` less the boxes lying entirely outside a (width, height) frame, each logged as a
+    warning naming its file:line (the first `shown`, then a count)."""
+    x, y, w, h = dets.boxes.T
+    out = np.flatnonzero((x >= frame_size[0]) | (y >= frame_size[1]) | (x + w <= 0) | (y + h <= 0))
+    for i in out[:shown]:
+        where = f"{dets.path}:{dets.line[i]}" if dets.line is not None else f"row {i + 1}"
+        log.warning("%s: box (%g, %g, %g, %g) lies entirely outside the %dx%d frame: ignored",
+                    where, *dets.boxes[i], *frame_size)
+    if len(out) > shown:
+        log.warning("%s: %d more boxes entirely outside the frame ignored",
+                    dets.path or "detections", len(out) - shown)
+    return dets.subset(np.setdiff1d(np.arange(len(dets)), out))
 
 
 def format_mot(dets: Detections) -> str:

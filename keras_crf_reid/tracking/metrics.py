@@ -23,8 +23,11 @@ def _motmetrics():
 
 
 def mot_metrics(gt: Detections, tracks: Detections, iou: float = 0.5) -> dict:
-    """{metric: value} of `tracks` against `gt` over the frames of gt."""
+    """{metric: value} of `tracks` against `gt` over the frames of gt. Ground-truth rows whose
+    7th column (read as score) is 0 are ignored, as the benchmark does (MOT15's PETS09-S2L1 has
+    174 such rows)."""
     mm = _motmetrics()
+    gt = gt.subset(np.flatnonzero(gt.score != 0))
     acc = mm.MOTAccumulator(auto_id=False)
     for f in np.unique(gt.frame):
         g = gt.frame == f

@@ -1,13 +1,15 @@
-"""DeepSORT-style association: a track is a Kalman state plus a small gallery of its recent
-appearance embeddings; each frame one Hungarian assignment (scipy's linear_sum_assignment) on a
-cost mixing box overlap and appearance.
+"""DeepSORT/ByteTrack-style association: a track is a Kalman state plus a small gallery of its
+recent appearance embeddings; each frame two Hungarian assignments (scipy's
+linear_sum_assignment): the confident detections first, then the low-score ones.
 
-Cost of track t and detection d:
+Stage 1, tracks x detections scored >= high_score, cost of track t and detection d:
   appearance off:  1 - IoU(predicted t, d), allowed when IoU >= iou_min.
   appearance on:   w * cos_dist(t, d) + (1 - w) * (1 - IoU), where cos_dist is the smallest
                    cosine distance between d's embedding and t's gallery; allowed when
                    IoU >= iou_min and cos_dist <= max_cos, or when the box is inside t's
                    Kalman gate (chi-square 99.9%) and cos_dist <= reacquire_cos.
+Stage 2 (ByteTrack), the tracks left x detections scored below high_score: 1 - IoU, allowed when
+IoU >= low_iou_min; these boxes extend tracks (not their galleries) and never start one.
 The gate lets a track re-find its person after a miss or an occlusion where IoU alone is zero;
 appearance decides between people whose boxes meet.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+from typing import Callable
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -22,29 +25,37 @@ from scipy.optimize import linear_sum_assignment
 from keras_crf_reid.tracking.kalman import GATE_CHI2_4DOF, BoxKalman
 
 INFEASIBLE = 1e5
+# detection indices (K,) of the frame -> their embeddings (K, D): appearance computed on demand
+LazyFeatures = Callable[[np.ndarray], np.ndarray]
 
 
 @dataclasses.dataclass(frozen=True)
 class TrackerConfig:
-    """Association settings. The appearance thresholds were chosen from the re-id model's cosine
-    distances on PETS09-S2L1's first 300 frames (same person 3 frames apart: median 0.09, 99th
-    percentile 0.55; two people: median 0.42, 5th percentile 0.14) and on docs/tracking.md's
-    runs, i.e. on the sequences they are measured on."""
+    """Association settings. The defaults were chosen one at a time on MOT15 PETS09-S2L1's
+    public detections with saved_models/crf_mars version 2 (docs/tracking.md); TUD-Campus and
+    TUD-Stadtmitte are held out. The appearance thresholds are cosine distances of that model:
+    check them when the model changes."""
 
-    iou_min: float = 0.3          # least IoU for an overlap-only match
+    iou_min: float = 0.2          # least IoU for an overlap-only match
     appearance_weight: float = 0.3
-    max_cos: float = 0.6          # largest appearance distance of a match with IoU >= iou_min
-    reacquire_cos: float = 0.3    # ... of a match inside the motion gate without that overlap
+    max_cos: float = 0.5          # largest appearance distance of a match with IoU >= iou_min
+    reacquire_cos: float = 0.2    # ... of a match inside the motion gate without that overlap
     max_age: int = 30             # frames a track survives unmatched
     n_init: int = 3               # consecutive matches before a track is confirmed
     gallery_size: int = 30        # recent embeddings kept per track
+    high_score: float = 0.95      # detections scored below only extend tracks (stage 2)
+    low_iou_min: float = 0.3      # least IoU of a stage-2 match
+    output_filtered: bool = True  # report the Kalman box after each match, not the detection
+    embed_every: int = 5          # with lazy features: embed a track's box at least this often
 
     def __post_init__(self):
-        if not 0 <= self.appearance_weight <= 1 or not 0 < self.iou_min <= 1:
-            raise ValueError(f"appearance_weight must be in [0, 1] and iou_min in (0, 1]; got "
-                             f"{self.appearance_weight}, {self.iou_min}")
-        if self.max_age < 1 or self.n_init < 1 or self.gallery_size < 1:
-            raise ValueError("max_age, n_init and gallery_size must be >= 1")
+        if not 0 <= self.appearance_weight <= 1 or not 0 < self.iou_min <= 1 \
+                or not 0 < self.low_iou_min <= 1:
+            raise ValueError(f"appearance_weight must be in [0, 1] and iou_min, low_iou_min in "
+                             f"(0, 1]; got {self.appearance_weight}, {self.iou_min}, "
+                             f"{self.low_iou_min}")
+        if min(self.max_age, self.n_init, self.gallery_size, self.embed_every) < 1:
+            raise ValueError("max_age, n_init, gallery_size and embed_every must be >= 1")
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -62,14 +73,22 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
+def _assign(cost: np.ndarray) -> list[tuple[int, int]]:
+    if not cost.size:
+        return []
+    rows, cols = linear_sum_assignment(cost)
+    return [(int(r), int(c)) for r, c in zip(rows, cols) if cost[r, c] < INFEASIBLE]
+
+
 class Track:
     """One target: Kalman state, recent embeddings and its matched (frame, detection row)s."""
 
     def __init__(self, track_id: int, box: np.ndarray, feature: np.ndarray | None,
-                 gallery_size: int):
+                 gallery_size: int, frame: int = 0):
         self.id = track_id
         self.kalman = BoxKalman(box)
         self.gallery: collections.deque = collections.deque(maxlen=gallery_size)
+        self.embedded_at = frame  # frame of the gallery's latest embedding
         if feature is not None:
             self.gallery.append(_unit(feature))
         self.hits = 1
@@ -96,19 +115,61 @@ class Tracker:
         self.tracks: list[Track] = []
         self.next_id = 1
         self.history: dict[int, list[tuple[int, int]]] = collections.defaultdict(list)
+        # track id -> its Kalman box (tlwh) after each match, parallel to history
+        self.filtered: dict[int, list[np.ndarray]] = collections.defaultdict(list)
         self.ever_confirmed: set[int] = set()
 
-    def _cost(self, boxes: np.ndarray, features: np.ndarray | None) -> np.ndarray:
+    def _cost(self, iou: np.ndarray, boxes: np.ndarray, features: np.ndarray | None
+              ) -> np.ndarray:
+        """Stage-1 cost (tracks, boxes); features rows of NaN (not embedded: the box overlaps
+        one track only, and that track no other box) are matched on IoU alone."""
         c = self.config
-        predicted = np.stack([t.kalman.box() for t in self.tracks])
-        iou = iou_matrix(predicted, boxes)
         if not self.use_appearance:
             return np.where(iou >= c.iou_min, 1.0 - iou, INFEASIBLE)
-        app = np.stack([t.appearance_distance(features) for t in self.tracks])
-        gate = np.stack([t.kalman.gating_distance(boxes) <= GATE_CHI2_4DOF for t in self.tracks])
+        known = ~np.isnan(features).any(axis=1)
+        app = np.zeros_like(iou)
+        gate = np.zeros(iou.shape, bool)
+        if known.any():
+            app[:, known] = np.stack([t.appearance_distance(features[known]) for t in self.tracks])
+            gate[:, known] = np.stack([t.kalman.gating_distance(boxes[known]) <= GATE_CHI2_4DOF
+                                       for t in self.tracks])
         cost = c.appearance_weight * app + (1 - c.appearance_weight) * (1.0 - iou)
         ok = ((iou >= c.iou_min) & (app <= c.max_cos)) | (gate & (app <= c.reacquire_cos))
         return np.where(ok, cost, INFEASIBLE)
+
+    def _to_embed(self, frame: int, iou: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        """Mask of the boxes whose association appearance can change: meeting no track or
+        several, meeting a track that meets other boxes too, without an IoU >= iou_min match,
+        inside a lost track's gate, or meeting a track not embedded for embed_every frames."""
+        c = self.config
+        if not self.tracks:
+            return np.ones(len(boxes), bool)
+        meet = iou > 0
+        need = (meet.sum(axis=0) != 1) | (meet & (meet.sum(axis=1) > 1)[:, None]).any(axis=0)
+        need |= ~(iou >= c.iou_min).any(axis=0)  # may start a track or be re-found
+        stale = np.array([frame - t.embedded_at >= c.embed_every for t in self.tracks])
+        need |= (meet & stale[:, None]).any(axis=0)
+        for t in self.tracks:
+            if t.misses and not need.all():
+                need |= t.kalman.gating_distance(boxes) <= GATE_CHI2_4DOF
+        return need
+
+    def _features(self, frame: int, iou: np.ndarray, boxes: np.ndarray, high: np.ndarray,
+                  features, n: int) -> np.ndarray:
+        """Unit features (len(high), D) of the high-score boxes (NaN rows: not embedded)."""
+        if features is not None and not callable(features) and len(features) == n:
+            return _unit(np.asarray(features)[high]) if len(high) else np.zeros((0, 1))
+        if not callable(features):
+            raise ValueError(f"frame {frame}: appearance tracking needs one feature per box "
+                             f"({n} boxes)")
+        need = self._to_embed(frame, iou, boxes) if len(high) else np.zeros(0, bool)
+        got = np.asarray(features(high[need])) if need.any() else np.zeros((0, 1))
+        if len(got) != need.sum():
+            raise ValueError(f"frame {frame}: the appearance function returned {len(got)} "
+                             f"features for {need.sum()} boxes")
+        out = np.full((len(high), got.shape[1]), np.nan)
+        out[need] = _unit(got)
+        return out
 
     def _inside(self, track: Track) -> bool:
         if self.frame_size is None:
@@ -116,47 +177,64 @@ class Tracker:
         x, y, w, h = track.kalman.box()
         return 0 <= x + w / 2 <= self.frame_size[0] and 0 <= y + h / 2 <= self.frame_size[1]
 
-    def update(self, frame: int, boxes: np.ndarray, features: np.ndarray | None = None
-               ) -> list[tuple[int, int]]:
-        """One frame: boxes (N, 4) tlwh, features (N, D) when appearance is used."""
+    def update(self, frame: int, boxes: np.ndarray,
+               features: np.ndarray | LazyFeatures | None = None,
+               scores: np.ndarray | None = None) -> list[tuple[int, int]]:
+        """One frame: boxes (N, 4) tlwh, scores (N,) (default 1), and with appearance either
+        features (N, D) or a function embedding the detection indices it is given: it is asked
+        only for the boxes scored >= high_score whose association appearance can change
+        (`_to_embed`)."""
+        c = self.config
         boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
-        if self.use_appearance:
-            if features is None or len(features) != len(boxes):
-                raise ValueError(f"frame {frame}: appearance tracking needs one feature per box "
-                                 f"({len(boxes)} boxes)")
-            features = _unit(features)
+        scores = np.ones(len(boxes)) if scores is None else np.asarray(scores, np.float64)
+        high = np.flatnonzero(scores >= c.high_score)
+        low = np.flatnonzero(scores < c.high_score)
         for t in self.tracks:
             t.kalman.predict()
-        matches: list[tuple[int, int]] = []
-        if self.tracks and len(boxes):
-            cost = self._cost(boxes, features)
-            rows, cols = linear_sum_assignment(cost)
-            matches = [(r, d) for r, d in zip(rows, cols) if cost[r, d] < INFEASIBLE]
-        matched_tracks = {r for r, _ in matches}
-        matched_dets = {d for _, d in matches}
-        for r, d in matches:
+        predicted = np.stack([t.kalman.box() for t in self.tracks]) if self.tracks \
+            else np.zeros((0, 4))
+        iou = iou_matrix(predicted, boxes[high])
+        feats = None
+        if self.use_appearance:
+            feats = self._features(frame, iou, boxes[high], high, features, len(boxes))
+        matches: list[tuple[int, int, bool]] = []  # (track index, detection index, high score)
+        if self.tracks and len(high):
+            matches += [(r, int(high[j]), True)
+                        for r, j in _assign(self._cost(iou, boxes[high], feats))]
+        left = [r for r in range(len(self.tracks)) if r not in {m[0] for m in matches}]
+        if left and len(low):
+            low_iou = iou_matrix(predicted[left], boxes[low])
+            matches += [(left[i], int(low[j]), False) for i, j in
+                        _assign(np.where(low_iou >= c.low_iou_min, 1.0 - low_iou, INFEASIBLE))]
+        pos = {int(d): j for j, d in enumerate(high)}
+        for r, d, is_high in matches:
             t = self.tracks[r]
             t.kalman.update(boxes[d])
-            if self.use_appearance:
-                t.gallery.append(features[d])
+            if self.use_appearance and is_high and not np.isnan(feats[pos[d], 0]):
+                t.gallery.append(feats[pos[d]])
+                t.embedded_at = frame
             t.hits += 1
             t.misses = 0
-            t.confirmed = t.confirmed or t.hits >= self.config.n_init
+            t.confirmed = t.confirmed or t.hits >= c.n_init
             self.history[t.id].append((frame, d))
+            self.filtered[t.id].append(t.kalman.box())
+        matched_tracks = {m[0] for m in matches}
+        matched_dets = {m[1] for m in matches}
         for r, t in enumerate(self.tracks):
             if r not in matched_tracks:
                 t.misses += 1
         self.tracks = [t for r, t in enumerate(self.tracks)
-                       if r in matched_tracks or (t.confirmed and t.misses <= self.config.max_age
+                       if r in matched_tracks or (t.confirmed and t.misses <= c.max_age
                                                   and self._inside(t))]
-        for d in range(len(boxes)):
+        for d in high:
             if d not in matched_dets:
-                t = Track(self.next_id, boxes[d], features[d] if self.use_appearance else None,
-                          self.config.gallery_size)
-                t.confirmed = self.config.n_init <= 1
+                t = Track(self.next_id, boxes[d], feats[pos[d]] if self.use_appearance else None,
+                          c.gallery_size, frame)
+                t.confirmed = c.n_init <= 1
                 self.next_id += 1
                 self.tracks.append(t)
-                self.history[t.id].append((frame, d))
+                self.history[t.id].append((frame, int(d)))
+                self.filtered[t.id].append(boxes[d].copy())
         self.ever_confirmed.update(t.id for t in self.tracks if t.confirmed)
         return [(t.id, d) for t in self.tracks if t.confirmed
                 for f, d in self.history[t.id][-1:] if f == frame]

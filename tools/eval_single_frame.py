@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import keras_crf_reid  # noqa: E402
 from keras_crf_reid.datasets import get_dataset  # noqa: E402
 from keras_crf_reid.datasets.frames import read_frames  # noqa: E402
-from keras_crf_reid.metrics import cmc_summary, euclidean_distances, evaluate_rank  # noqa: E402
+from keras_crf_reid.evaluation.metrics import cmc_summary, euclidean_distances, evaluate_rank  # noqa: E402
 from keras_crf_reid.serving.inference import frame_groups  # noqa: E402
 from keras_crf_reid.tracking.pipeline import model_appearance  # noqa: E402
 

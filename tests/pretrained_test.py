@@ -20,7 +20,7 @@ from tests.fixtures import REALDATA
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODELS = ("crf_mars_sample", "crf_mars")
-VERSIONS = {"crf_mars_sample": "1", "crf_mars": "2"}  # the version each ships (TF Serving serves the latest)
+VERSIONS = {"crf_mars_sample": "1", "crf_mars": "3"}  # the version each ships (TF Serving serves the latest)
 MARS_SAMPLE = os.path.join(REALDATA, "mars_sample")
 NUM_IDS = 40  # the first 40 identities: chance rank-1 is 2.5%
 MARGIN = 15.0  # points of rank-1 and of mAP a shipped model must be ahead of the histogram

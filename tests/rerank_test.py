@@ -76,9 +76,9 @@ def test_rejects_mismatched_shapes():
 
 
 def test_evaluation_applies_rerank_to_the_split_distances():
+    from keras_crf_reid.configs.evaluation import EvalConfig
     from keras_crf_reid.datasets.base import Split
     from keras_crf_reid.evaluation.protocol import split_distances
-    from keras_crf_reid.runner.config import EvalConfig
 
     assert EvalConfig().rerank is False and EvalConfig(rerank=True).rerank
     rng = np.random.default_rng(4)

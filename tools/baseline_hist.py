@@ -15,10 +15,10 @@ import json
 import numpy as np
 from absl import app, flags
 
+from keras_crf_reid.configs.data import DataConfig
 from keras_crf_reid.datasets import Split, get_splits
 from keras_crf_reid.datasets.splits import eval_protocol
 from keras_crf_reid.evaluation.baseline import DEFAULT_KIND, KINDS, TITLES, evaluate_baseline
-from keras_crf_reid.runner.config import DataConfig
 from keras_crf_reid.runner.data import load_dataset
 
 flags.DEFINE_string("data_root", "", "Dataset folder (comma-separated two-camera folders are "

@@ -70,6 +70,8 @@ def define_flags(cls, fv: flags.FlagValues = flags.FLAGS, skip: tuple[str, ...] 
             flags.DEFINE_enum(name, default, list(meta["choices"]), meta["help"], **kw)
         else:
             flags.DEFINE_string(name, default, meta["help"], **kw)
+        if meta.get("required"):
+            flags.mark_flag_as_required(name, flag_values=fv)
 
 
 def _convert(name: str, tp, value: Any) -> Any:

@@ -13,17 +13,19 @@ from typing import Any, Sequence
 
 
 def option(default: Any, help: str, *, flag: str | None = None, choices: Sequence[str] | None = None,
-           cli: bool = True, lower_bound: float | None = None, results: bool = True,
-           extendable: bool = False) -> Any:
+           cli: bool = True, lower_bound: float | None = None, required: bool = False,
+           results: bool = True, extendable: bool = False) -> Any:
     """A field with `default`; `flag` renames its flag (default: the field name), `choices`
     makes it an enum (for a tuple, every element must be one), `cli=False` keeps it off the
-    command line, `lower_bound` is the smallest value accepted (None passes), `results=False`
+    command line, `lower_bound` is the smallest value accepted (None passes), `required` flags
+    must be given on the command line (their default is None), `results=False`
     marks settings that cannot change a run's numbers (paths, logging, checkpoint cadence),
     which a resumed run may change; `extendable` ones (step counts) may also change when
     resuming an unfinished run: training continues to the new value."""
     return dataclasses.field(default=default, metadata={
         "help": help, "flag": flag, "choices": tuple(choices) if choices else None, "cli": cli,
-        "lower_bound": lower_bound, "results": results, "extendable": extendable})
+        "lower_bound": lower_bound, "required": required, "results": results,
+        "extendable": extendable})
 
 
 def flag_name(f: dataclasses.Field) -> str:

@@ -17,7 +17,7 @@ from absl import app, flags
 
 from keras_crf_reid import cli
 
-DEFAULT_MODEL = "saved_models/crf_mars_sample"
+DEFAULT_MODEL = "saved_models/crf_mars"
 
 
 def define_tracking_flags() -> None:

@@ -10,8 +10,13 @@ flags and every config checks its choices and bounds where it is built:
     pairs.py        PairConfig: training batches, sampling, augmentation
     train.py        TrainConfig, FusionConfig, and the trainer's fixed policy numbers
     tta.py          TTAConfig: test-time augmentation views
-    evaluation.py   EvalConfig: test protocol, baseline kinds, report figures
+    evaluation.py   EvalConfig: test protocol, baseline kinds, report figures; the baseline
+                    and re-ranking evaluation command lines (BaselineConfig, RerankEvalConfig)
     run.py          RunConfig: names, outputs, ablation rows, processes
+    server.py       ServerLimits, ServerConfig: the development server's command line
+    search.py       SearchConfig: gallery search
+    client.py       ClientConfig: the gRPC client's command line
+    synthetic.py    SyntheticConfig: a generated synthetic dataset
 
 The modules that act on them (model, trainer, pipelines, evaluation, runner) import them from
 here.

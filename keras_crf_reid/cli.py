@@ -18,6 +18,8 @@ from typing import Any, Callable
 
 from absl import app, flags
 
+from keras_crf_reid.options import flag_name
+
 PIPELINES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pipelines")
 EXIT_USAGE = 2
 
@@ -45,10 +47,6 @@ def _base(tp):
     return tp
 
 
-def flag_name(f: dataclasses.Field) -> str:
-    return f.metadata.get("flag") or f.name
-
-
 def define_flags(cls, fv: flags.FlagValues = flags.FLAGS, skip: tuple[str, ...] = ()) -> None:
     """Defines one absl flag per leaf of dataclass `cls` (nested dataclasses are walked)."""
     for _, f, tp in _leaves(cls):
@@ -57,8 +55,6 @@ def define_flags(cls, fv: flags.FlagValues = flags.FLAGS, skip: tuple[str, ...] 
             continue
         default, meta, base = _default(f), f.metadata, _base(tp)
         kw = {"flag_values": fv}
-        if meta.get("lower_bound") is not None and base in (int, float):
-            kw["lower_bound"] = meta["lower_bound"]
         if dataclasses.is_dataclass(base):  # a small record given as a list, e.g. loss weights
             flags.DEFINE_list(name, [str(getattr(default, g.name)) for g in dataclasses.fields(base)],
                               meta["help"], **kw)
@@ -74,6 +70,8 @@ def define_flags(cls, fv: flags.FlagValues = flags.FLAGS, skip: tuple[str, ...] 
             flags.DEFINE_enum(name, default, list(meta["choices"]), meta["help"], **kw)
         else:
             flags.DEFINE_string(name, default, meta["help"], **kw)
+        if meta.get("required"):
+            flags.mark_flag_as_required(name, flag_values=fv)
 
 
 def _convert(name: str, tp, value: Any) -> Any:
@@ -101,7 +99,8 @@ def _convert(name: str, tp, value: Any) -> Any:
 def from_flags(cls, fv: flags.FlagValues = flags.FLAGS, **overrides: Any):
     """An instance of dataclass `cls` from parsed flags; unflagged fields keep their defaults.
 
-    ValueError names the flag for values absl cannot check (lists, finiteness, __post_init__).
+    ValueError names the flag for values absl cannot check (lists, finiteness, lower bounds,
+    __post_init__).
     """
     hints = typing.get_type_hints(cls)
     kwargs = {}

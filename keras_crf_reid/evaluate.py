@@ -13,16 +13,16 @@ import sys
 from absl import app, flags
 
 from keras_crf_reid import cli
-from keras_crf_reid.runner import config
+from keras_crf_reid.configs import experiment
 
-config.define_flags()
+experiment.define_flags()
 flags.DEFINE_string("checkpoint", "", "Checkpoint prefix or folder (latest checkpoint used).")
 flags.DEFINE_enum("part", "full", ["full", "upper", "lower", "fusion"],
                   "Which model the checkpoint holds: a body part or the fusion of all three.")
 FLAGS = flags.FLAGS
 
 
-def evaluate_checkpoint(cfg: config.ExperimentConfig, checkpoint: str, part: str) -> dict:
+def evaluate_checkpoint(cfg: experiment.ExperimentConfig, checkpoint: str, part: str) -> dict:
     """Rebuilds the model, restores its weights and scores the configured split."""
     from keras_crf_reid.models import factory
     from keras_crf_reid.runner.data import prepare
@@ -43,7 +43,7 @@ def main(argv: list[str]) -> int:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     from keras_crf_reid.datasets import DatasetError
     try:
-        out = evaluate_checkpoint(config.config_from_flags(FLAGS), FLAGS.checkpoint, FLAGS.part)
+        out = evaluate_checkpoint(experiment.config_from_flags(FLAGS), FLAGS.checkpoint, FLAGS.part)
     except (DatasetError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return cli.EXIT_USAGE

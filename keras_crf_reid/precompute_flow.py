@@ -16,9 +16,9 @@ import time
 from absl import app, flags
 
 from keras_crf_reid import cli
-from keras_crf_reid.runner import config
+from keras_crf_reid.configs import experiment
 
-config.define_flags()
+experiment.define_flags()
 flags.DEFINE_integer("cache_workers", 0, "Threads decoding frames and computing flow (0: all cores).")
 FLAGS = flags.FLAGS
 
@@ -30,7 +30,7 @@ def main(argv: list[str]) -> int:
     from keras_crf_reid.datasets.store import TrackletStore, drop_unreadable
     from keras_crf_reid.runner.data import load_dataset
     try:
-        cfg = config.config_from_flags(FLAGS).data
+        cfg = experiment.config_from_flags(FLAGS).data
         dataset = load_dataset(cfg, FLAGS.progress)
         t0 = time.time()
         store = TrackletStore(dataset, cfg.cache_dir, on_bad_image=cfg.on_bad_image)

@@ -3,7 +3,7 @@
 With no flags it runs the demo on generated synthetic data: generate, cache flow, train,
 evaluate (CMC table printed and written under runs/<name>/), export the SavedModel. With
 `--rows=cnn,rnn,cnn_rnn,fusion` it runs the paper's ablation (pipelines/ablation_*.flags).
-Every flag and its default: `--helpfull`; the defaults live in keras_crf_reid.runner.config.
+Every flag and its default: `--helpfull`; the defaults live in keras_crf_reid.configs.
 """
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ import sys
 from absl import app, flags
 
 from keras_crf_reid import cli
-from keras_crf_reid.runner import config
+from keras_crf_reid.configs import experiment
 
-config.define_flags()
+experiment.define_flags()
 FLAGS = flags.FLAGS
 
 
@@ -24,7 +24,7 @@ def main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     try:  # every flag is checked before any data is read or any folder written
-        cfg = config.config_from_flags(FLAGS)
+        cfg = experiment.config_from_flags(FLAGS)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return cli.EXIT_USAGE

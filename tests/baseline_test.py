@@ -215,10 +215,22 @@ def test_synthetic_data_defeats_global_baselines_but_not_completely(synthetic60)
     assert stripes < 40.0
 
 
+def test_score_baseline_on_random_splits_and_on_unseen_people(synthetic60):
+    from keras_crf_reid.baseline import score_baseline
+    from keras_crf_reid.configs.evaluation import BaselineConfig
+    cfg = BaselineConfig(data_root=synthetic60.root, num_splits=2, kind="pixel", max_frames=2)
+    out = score_baseline(cfg)
+    assert out["num_splits"] == 2 and out["query"] == out["gallery"] == 30
+    assert out["title"] == "Raw pixel baseline" and len(out["per_split"]) == 2
+    unseen = score_baseline(BaselineConfig(data_root=synthetic60.root, kind="pixel", max_frames=2,
+                                           unseen=True))
+    assert unseen["num_splits"] == 1 and unseen["query"] == 60
+
+
 @pytest.mark.slow
 def test_cli_prints_json(synthetic60):
     proc = subprocess.run(
-        [sys.executable, "tools/baseline_hist.py", f"--data_root={synthetic60.root}",
+        [sys.executable, "-m", "keras_crf_reid.baseline", f"--data_root={synthetic60.root}",
          "--num_splits=2", "--kind=pixel", "--max_frames=4"],
         cwd=REPO, capture_output=True, text=True, timeout=300,
         env={**os.environ, "PYTHONPATH": REPO})

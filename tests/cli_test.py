@@ -6,8 +6,9 @@ import pytest
 from absl import flags
 
 from keras_crf_reid import cli
+from keras_crf_reid.configs.experiment import ExperimentConfig, config_from_flags, define_flags
+from keras_crf_reid.options import flag_name
 from keras_crf_reid.datasets import DATASETS
-from keras_crf_reid.runner.config import ExperimentConfig, config_from_flags, define_flags
 
 
 @pytest.fixture()
@@ -37,7 +38,7 @@ def test_flags_override_nested_fields(fv):
 
 def test_internal_fields_have_no_flag(fv):
     assert "part" not in fv and "stream" not in fv
-    names = [cli.flag_name(f) for _, f, _ in cli._leaves(ExperimentConfig)]
+    names = [flag_name(f) for _, f, _ in cli._leaves(ExperimentConfig)]
     assert len(names) == len(set(names)), "two settings share a flag name"
 
 

@@ -12,6 +12,11 @@ import pytest
 import tensorflow as tf
 
 import keras_crf_reid
+from keras_crf_reid.configs.data import DataConfig
+from keras_crf_reid.configs.evaluation import EvalConfig
+from keras_crf_reid.configs.experiment import ExperimentConfig
+from keras_crf_reid.configs.run import RunConfig
+from keras_crf_reid.configs.server import ServerLimits
 from keras_crf_reid.configs.tta import TTAConfig
 from keras_crf_reid.datasets import ReidDataset, Tracklet, list_images
 from keras_crf_reid.datasets.augment import crop_resize
@@ -25,18 +30,17 @@ from keras_crf_reid.geometry import COLOUR_NORMS, YUV_FIXED_MEAN, YUV_FIXED_STD
 from keras_crf_reid.models import factory
 from keras_crf_reid.models.network import ModelConfig, build_crf_model
 from keras_crf_reid.models.tta import DEFAULT_CROP_SCALE, build_tta_model, view_box
-from keras_crf_reid.runner.config import DataConfig, EvalConfig, ExperimentConfig, RunConfig
 from keras_crf_reid.runner.experiment import run
 from keras_crf_reid.serving import contract, export
 from keras_crf_reid.serving.client import ReidClient
 from keras_crf_reid.serving.inference import tracklet_input
-from keras_crf_reid.serving.server import limits, service
+from keras_crf_reid.serving.server import service
 from keras_crf_reid.training.trainer import TrainConfig
 from tests.inference_test import write_tracklet
 
 GROUP = 4
 ATOL = 1e-4
-LIMITS = limits.ServerLimits(max_message_mb=8, max_batch=8, max_frames=40, workers=1)
+LIMITS = ServerLimits(max_message_mb=8, max_batch=8, max_frames=40, workers=1)
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

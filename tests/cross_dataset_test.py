@@ -5,10 +5,13 @@ import os
 import numpy as np
 import pytest
 
+from keras_crf_reid.configs.data import DataConfig
+from keras_crf_reid.configs.evaluation import EvalConfig
+from keras_crf_reid.configs.experiment import ExperimentConfig
+from keras_crf_reid.configs.run import RunConfig
 from keras_crf_reid.datasets.pipeline import PairConfig
 from keras_crf_reid.models.network import ModelConfig
 from keras_crf_reid.runner import experiment
-from keras_crf_reid.runner.config import DataConfig, EvalConfig, ExperimentConfig, RunConfig
 from keras_crf_reid.runner.data import prepare
 from keras_crf_reid.training.trainer import TrainConfig
 from tests.fixtures import MARS_TEST, MARS_TRAIN, make_mars_fixture, make_prid_fixture
@@ -99,7 +102,7 @@ def test_evaluation_root_that_is_the_training_root_is_refused(tmp_path, folders)
 def test_flags_are_generated(tmp_path, folders):
     from absl import flags
 
-    from keras_crf_reid.runner.config import config_from_flags, define_flags
+    from keras_crf_reid.configs.experiment import config_from_flags, define_flags
     a, b = folders
     fv = flags.FlagValues()
     define_flags(fv)

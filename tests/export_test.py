@@ -246,10 +246,12 @@ def test_missing_serving_apis_say_how_to_install(monkeypatch):
 
 def test_cli_export_of_a_checkpoint_equals_the_run_export(tmp_path):
     """With the run's TTA flags, exporting a checkpoint by hand gives the run's own export."""
+    from keras_crf_reid.configs.evaluation import EvalConfig
+    from keras_crf_reid.configs.experiment import ExperimentConfig
+    from keras_crf_reid.configs.run import RunConfig
     from keras_crf_reid.configs.tta import TTAConfig
     from keras_crf_reid.models.factory import build_model
     from keras_crf_reid.runner import experiment
-    from keras_crf_reid.runner.config import EvalConfig, ExperimentConfig, RunConfig
     from keras_crf_reid.runner.split import split_dir
     tta = TTAConfig(enabled=True, views=("identity", "mirror_crop_top_left"), crop_scale=0.8)
     cfg = ExperimentConfig(model=TINY, eval=EvalConfig(seq_len=6, tta=tta),

@@ -77,10 +77,12 @@ STAGE_OF = {
     "keras_crf_reid.serving.server": "serving.server",
     "keras_crf_reid.serving.search": "serving.apps",
     "keras_crf_reid.serving.client": "serving.apps",
+    "keras_crf_reid.serving.rerank_eval": "serving.apps",
     "keras_crf_reid.tracking": "tracking",
     "keras_crf_reid": "entry",
     "keras_crf_reid.train": "entry",
     "keras_crf_reid.evaluate": "entry",
+    "keras_crf_reid.baseline": "entry",
     "keras_crf_reid.track": "entry",
     "keras_crf_reid.find_person": "entry",
     "keras_crf_reid.precompute_flow": "entry",
@@ -105,7 +107,8 @@ STAGE_IMPORTS = {
                "serving.artifact"),
     # the development server: serves exported SavedModels through the contract alone
     "serving.server": ("helpers", "configs", "serving.artifact"),
-    # search and the gRPC client, on top of the artifact (search ranks with evaluation's metrics)
+    # search, the gRPC client and the re-ranking evaluation, on top of the artifact (they rank
+    # with evaluation's metrics)
     "serving.apps": ("helpers", "configs", "datasets", "models", "evaluation", "serving.artifact"),
     # video tracking: the model comes in as an embedding function, from the command line
     "tracking": ("helpers", "configs", "datasets", "models", "evaluation"),

@@ -8,9 +8,12 @@ import os
 import numpy as np
 import pytest
 
+from keras_crf_reid.configs.data import DataConfig
+from keras_crf_reid.configs.evaluation import EvalConfig
+from keras_crf_reid.configs.experiment import ExperimentConfig
+from keras_crf_reid.configs.run import RunConfig
 from keras_crf_reid.datasets.pipeline import PairConfig
 from keras_crf_reid.models.network import ModelConfig
-from keras_crf_reid.runner.config import DataConfig, EvalConfig, ExperimentConfig, RunConfig
 from keras_crf_reid.runner.experiment import run
 from keras_crf_reid.training.trainer import TrainConfig
 

@@ -7,7 +7,7 @@ import os
 import pytest
 from absl import flags
 
-from keras_crf_reid.runner.config import config_from_flags, define_flags
+from keras_crf_reid.configs.experiment import config_from_flags, define_flags
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGFILES = sorted(glob.glob(os.path.join(REPO, "pipelines", "*.flags")))

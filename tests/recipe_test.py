@@ -223,7 +223,7 @@ def test_no_log_lines_with_progress_bar(store, tmp_path, capsys):
 
 def test_flags_map_to_the_configs():
     from absl import flags
-    from keras_crf_reid.runner.config import config_from_flags, define_flags
+    from keras_crf_reid.configs.experiment import config_from_flags, define_flags
     fv = flags.FlagValues()
     define_flags(fv)
     given = {"flow_norm": "frame_std", "batch_norm": "true", "lr_schedule": "step",

@@ -76,9 +76,9 @@ def test_rejects_mismatched_shapes():
 
 
 def test_evaluation_applies_rerank_to_the_split_distances():
+    from keras_crf_reid.configs.evaluation import EvalConfig
     from keras_crf_reid.datasets.base import Split
     from keras_crf_reid.evaluation.protocol import split_distances
-    from keras_crf_reid.runner.config import EvalConfig
 
     assert EvalConfig().rerank is False and EvalConfig(rerank=True).rerank
     rng = np.random.default_rng(4)
@@ -87,3 +87,32 @@ def test_evaluation_applies_rerank_to_the_split_distances():
     q, g = np.stack([feats[i] for i in range(6)]), np.stack([feats[i] for i in range(6, 30)])
     np.testing.assert_allclose(split_distances(feats, split), euclidean_distances(q, g), rtol=1e-6)
     np.testing.assert_allclose(split_distances(feats, split, rerank=True), rerank_features(q, g))
+
+
+def test_compare_reranking_scores_plain_and_each_setting():
+    from types import SimpleNamespace
+
+    from keras_crf_reid.evaluation.rerank import compare_reranking
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(6, 8))
+    qf, gf = centres + 0.05 * rng.normal(size=(6, 8)), centres + 0.05 * rng.normal(size=(6, 8))
+    query = [SimpleNamespace(pid=p, camid=0) for p in range(6)]
+    gallery = [SimpleNamespace(pid=p, camid=1) for p in range(6)]
+    out = compare_reranking(qf, gf, query, gallery, [(3, 2, 0.3), (2, 1, 0.5)])
+    assert list(out) == ["plain", "rerank 3:2:0.3", "rerank 2:1:0.5"]
+    assert out["plain"]["rank1"] == out["rerank 3:2:0.3"]["rank1"] == 100.0
+    assert out["rerank 2:1:0.5"]["seconds"] >= 0
+
+
+def test_rerank_eval_on_a_mars_layout_with_baselines_only(tmp_path):
+    from keras_crf_reid.configs.evaluation import RerankEvalConfig
+    from keras_crf_reid.serving.rerank_eval import rerank_eval
+    from tests.fixtures import make_mars_fixture
+    root = make_mars_fixture(str(tmp_path))
+    out = rerank_eval(RerankEvalConfig(data_root=root, model_rows=False, baselines=("stripe_hsv",),
+                                       settings=("2:1:0.3",)))
+    assert [r["features"] for r in out["rows"]] == ["baseline stripe_hsv"]
+    assert set(out["rows"][0]) == {"features", "plain", "rerank 2:1:0.3"}
+    assert out["num_query"] > 0 and out["num_gallery"] > 0
+    with pytest.raises(ValueError, match="--settings"):
+        RerankEvalConfig(settings=("20:6",))

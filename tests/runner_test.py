@@ -6,12 +6,15 @@ import time
 import numpy as np
 import pytest
 
+from keras_crf_reid.configs.data import DataConfig
+from keras_crf_reid.configs.evaluation import EvalConfig
+from keras_crf_reid.configs.experiment import ExperimentConfig, replace
+from keras_crf_reid.configs.run import ROWS, RunConfig
+from keras_crf_reid.configs.train import FusionConfig
 from keras_crf_reid.datasets.pipeline import PairConfig
 from keras_crf_reid.models.network import ModelConfig
 from keras_crf_reid.runner import experiment, split as split_mod
 from keras_crf_reid.runner.ablation import PART_TITLES, ROW_TITLES, split_jobs, table_rows
-from keras_crf_reid.runner.config import (ROWS, DataConfig, EvalConfig, ExperimentConfig,
-                                          FusionConfig, RunConfig, replace)
 from keras_crf_reid.runner.data import load_dataset
 from keras_crf_reid.training.trainer import TrainConfig
 

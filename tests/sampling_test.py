@@ -137,7 +137,7 @@ def test_replica_stream_splits_persons_per_replica(store):
 
 def test_flags_select_the_sampler_and_loss_and_refuse_triplet_on_pairs():
     from absl import flags
-    from keras_crf_reid.runner.config import config_from_flags, define_flags
+    from keras_crf_reid.configs.experiment import config_from_flags, define_flags
     fv = flags.FlagValues()
     define_flags(fv)
     fv(["prog", "--sampler=pk", "--num_persons=6", "--num_instances=3", "--metric_loss=triplet",

@@ -12,6 +12,7 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
+from keras_crf_reid.configs.server import ServerLimits
 from keras_crf_reid.models.network import ModelConfig, build_crf_model
 from keras_crf_reid.serving import contract, export
 from keras_crf_reid.serving.server import admission, limits, service, versions
@@ -267,7 +268,7 @@ def test_every_signature_has_a_run_time_estimate_once_served(base):
     """The export's warm-up requests cover every signature, so each is protected from the start."""
     loaded = tf.saved_model.load(os.path.join(base, "1"))
     assert set(SIGNATURE_INPUTS) | {contract.INFO_SIGNATURE} == set(loaded.signatures)
-    srv, _ = service.serve(base, poll_s=0, limits=limits.ServerLimits(workers=1))
+    srv, _ = service.serve(base, poll_s=0, limits=ServerLimits(workers=1))
     try:
         for signature in SIGNATURE_INPUTS:
             assert srv.predictor.queue.min_seconds((1, signature), 10 * limits.MB) > 0, signature
@@ -309,7 +310,7 @@ def test_a_cancelled_call_gives_an_estimate_to_a_signature_without_warmup():
 def test_short_deadline_flood_of_large_decoded_tensors(base, signature):
     """4 clients x 2 s of 0.3 s-deadline requests on each signature that takes inputs, decoding to
     17-31 MB each (a few bytes on the wire)."""
-    cfg = limits.ServerLimits(max_message_mb=64, max_frames=400, workers=2, max_queued=2,
+    cfg = ServerLimits(max_message_mb=64, max_frames=400, workers=2, max_queued=2,
                                  max_inflight_mb=128)
     srv, port = service.serve(base, poll_s=0, limits=cfg)
     predictor = srv.predictor
@@ -366,7 +367,7 @@ def test_short_deadline_flood_of_large_decoded_tensors(base, signature):
 # --- garbage bytes ---------------------------------------------------------------------------
 
 def test_garbage_bytes_get_invalid_argument_and_one_log_line(base, caplog):
-    srv, port = service.serve(base, poll_s=0, limits=limits.ServerLimits(workers=2))
+    srv, port = service.serve(base, poll_s=0, limits=ServerLimits(workers=2))
     identity = dict(request_serializer=lambda b: b, response_deserializer=lambda b: b)
     try:
         with caplog.at_level(logging.INFO, logger=service.log.name), \

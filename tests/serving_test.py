@@ -17,15 +17,16 @@ from tensorflow.core.framework import tensor_pb2
 from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2, model_service_pb2_grpc,
                                      predict_pb2, prediction_service_pb2_grpc)
 
+from keras_crf_reid.configs.server import ServerLimits
 from keras_crf_reid.datasets.preprocess import to_model_input
 from keras_crf_reid.models.network import ModelConfig, build_crf_model
 from keras_crf_reid.serving import contract, export
 from keras_crf_reid.serving.client import ReidClient
 from keras_crf_reid.serving.inference import tracklet_input
-from keras_crf_reid.serving.server import launch, limits, service, versions
+from keras_crf_reid.serving.server import launch, service, versions
 
 TINY = ModelConfig(filters=(4, 4, 4), embed_dim=16, dropout=0.0)
-LIMITS = limits.ServerLimits(max_message_mb=4, max_batch=4, max_frames=40, workers=2)
+LIMITS = ServerLimits(max_message_mb=4, max_batch=4, max_frames=40, workers=2)
 Code = grpc.StatusCode
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -378,7 +379,7 @@ def test_server_limit_flags_are_generated_from_server_limits():
 
     from keras_crf_reid import cli
     fv = flags.FlagValues()
-    cli.define_flags(limits.ServerLimits, fv)
+    cli.define_flags(ServerLimits, fv)
     fv(["prog", "--max_queued=3"])
-    assert cli.from_flags(limits.ServerLimits, fv) == limits.ServerLimits(max_queued=3)
-    assert {name: fv[name].default for name in fv} == dataclasses.asdict(limits.ServerLimits())
+    assert cli.from_flags(ServerLimits, fv) == ServerLimits(max_queued=3)
+    assert {name: fv[name].default for name in fv} == dataclasses.asdict(ServerLimits())

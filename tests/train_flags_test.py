@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from keras_crf_reid.runner import config
+from keras_crf_reid.configs import experiment
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WRITTEN = ("runs", "data", "cache", "saved_models")
@@ -50,7 +50,7 @@ def test_failed_start_leaves_no_run_folder(tmp_path):
 def test_resume_with_another_learning_rate_is_refused(tmp_path):
     """A run folder records its settings; resuming it with another --learning_rate is refused."""
     base = ["--num_ids=4", "--name=r", f"--data_dir={tmp_path}/data", f"--cache_dir={tmp_path}/cache"]
-    cfg = config.replace(config.ExperimentConfig(), data={"num_ids": 4}, run={"name": "r"})
+    cfg = experiment.replace(experiment.ExperimentConfig(), data={"num_ids": 4}, run={"name": "r"})
     os.makedirs(tmp_path / "runs" / "r")
     (tmp_path / "runs" / "r" / "settings.json").write_text(json.dumps(cfg.results_key()))
     done = train(tmp_path, *base, "--learning_rate=0.01", timeout=300)

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import keras_crf_reid
+from keras_crf_reid.configs.server import ServerLimits
 from keras_crf_reid.datasets import ReidDataset, Tracklet, get_dataset, list_images
 from keras_crf_reid.datasets.base import Split
 from keras_crf_reid.datasets.pipeline import group_dataset
@@ -23,12 +24,12 @@ from keras_crf_reid.models.tta import DEFAULT_VIEWS, build_tta_model
 from keras_crf_reid.serving import export
 from keras_crf_reid.serving.client import ReidClient
 from keras_crf_reid.serving.inference import tracklet_input
-from keras_crf_reid.serving.server import limits, service
+from keras_crf_reid.serving.server import service
 from tests.fixtures import REALDATA
 from tests.inference_test import write_tracklet
 
 GROUP = 4
-LIMITS = limits.ServerLimits(max_message_mb=8, max_batch=8, max_frames=40, workers=1)
+LIMITS = ServerLimits(max_message_mb=8, max_batch=8, max_frames=40, workers=1)
 ATOL = 1e-4
 MARS_SAMPLE = os.path.join(REALDATA, "mars_sample")
 

@@ -56,7 +56,7 @@ def single_frame_features(embed, tracklets, which: str, batch: int = 64) -> np.n
 
 
 def sequence_features(model, tracklets) -> np.ndarray:
-    """(N, D): the mean of each tracklet's frame-group embeddings (tools/eval_rerank.py's way)."""
+    """(N, D): the mean of each tracklet's frame-group embeddings (keras_crf_reid/serving/rerank_eval.py's way)."""
     h, w, _ = model.frame_shape
     return np.stack([np.concatenate([model.predict(g) for g in frame_groups(
         list(t.frames), model.group_len, h, w, where=t.key, colour_norm=model.colour_norm)]

@@ -20,9 +20,9 @@ import os
 import numpy as np
 from absl import app, flags
 
-from keras_crf_reid.runner import config
+from keras_crf_reid.configs import experiment
 
-config.define_flags()
+experiment.define_flags()
 flags.DEFINE_list("grid", ["0", "0.25", "0.5", "0.75", "1", "1.5", "2"],
                   "Values of W_u and W_l (W_g = 1).")
 flags.DEFINE_string("out_md", "", "Also write a markdown table here.")
@@ -50,7 +50,7 @@ def main(argv: list[str]) -> None:
     from keras_crf_reid.runner.data import prepare
     from keras_crf_reid.runner.split import split_dir
 
-    cfg = config.config_from_flags(FLAGS)
+    cfg = experiment.config_from_flags(FLAGS)
     data = prepare(cfg.data, cfg.run.progress)
     split_id = data.split_ids(cfg.data)[0]
     split, folder = data.splits[split_id], split_dir(cfg, split_id)

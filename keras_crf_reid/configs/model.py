@@ -1,11 +1,10 @@
 """Settings of one CRF network (keras_crf_reid.models.network builds it); no TensorFlow here."""
 from __future__ import annotations
 
-import dataclasses
 
 from keras_crf_reid.geometry import (COLOUR_NORMS, DEFAULT_COLOUR_NORM, FRAME_WIDTH, PARTS,
-                                     check_colour_norm, part_height)
-from keras_crf_reid.options import option
+                                     part_height)
+from keras_crf_reid.options import config_class, option
 
 VARIANTS = ("cnn", "rnn", "cnn_rnn")
 FLOW_NORMS = ("fixed", "frame_std")
@@ -13,7 +12,7 @@ BACKBONES = ("paper", "mobilenet_v2")
 MOBILENET_V2_BLOCKS = 19  # stem, 17 inverted residuals, last 1x1 conv (models.mobilenet_v2)
 
 
-@dataclasses.dataclass(frozen=True)
+@config_class
 class ModelConfig:
     """Hyper-parameters of one CRF network (defaults: the paper's)."""
 
@@ -31,8 +30,8 @@ class ModelConfig:
     pretrained: bool = option(True, "mobilenet_v2: start from the ImageNet weights (false: "
                               "random initialisation, for tests and ablations).")
     filters: tuple[int, ...] = option((16, 32, 32), "Filters of the conv blocks.")
-    kernel_size: int = option(5, "Conv kernel size.")
-    embed_dim: int = option(128, "Embedding size.")
+    kernel_size: int = option(5, "Conv kernel size.", lower_bound=1)
+    embed_dim: int = option(128, "Embedding size.", lower_bound=1)
     dropout: float = option(0.5, "Dropout before the CNN's dense layer.")
     flow_norm: str = option("fixed", "Flow channels: fixed +-8 px scale (paper) or per-frame, "
                             "per-channel standardisation inside the model.", choices=FLOW_NORMS)
@@ -47,35 +46,21 @@ class ModelConfig:
                               "Training, evaluation, TTA and the export all apply it.",
                               choices=COLOUR_NORMS)
     part: str = option("full", "Body part the model sees (the runner sets it per part model).",
-                       cli=False, results=False)
+                       cli=False, results=False, choices=PARTS)
 
     def __post_init__(self):
-        if self.variant not in VARIANTS:
-            raise ValueError(f"--variant must be one of {', '.join(VARIANTS)}, got {self.variant!r}")
-        check_colour_norm(self.colour_norm, "--colour_norm")
-        if self.flow_norm not in FLOW_NORMS:
-            raise ValueError(f"--flow_norm must be one of {FLOW_NORMS}, got {self.flow_norm!r}")
         if not isinstance(self.batch_norm, bool):
             raise ValueError(f"--batch_norm must be a bool, got {self.batch_norm!r}")
         if not self.filters or any(int(f) <= 0 for f in self.filters):
             raise ValueError(f"--filters must be positive integers, got {self.filters!r}")
-        if self.kernel_size < 1:
-            raise ValueError(f"--kernel_size must be >= 1, got {self.kernel_size}")
-        if self.embed_dim < 1:
-            raise ValueError(f"--embed_dim must be >= 1, got {self.embed_dim}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"--dropout must be in [0, 1), got {self.dropout}")
-        if self.backbone not in BACKBONES:
-            raise ValueError(f"--backbone must be one of {', '.join(BACKBONES)}, got "
-                             f"{self.backbone!r}")
         if not 0 <= self.trainable_from <= MOBILENET_V2_BLOCKS:
             raise ValueError(f"--trainable_from must be in [0, {MOBILENET_V2_BLOCKS}], got "
                              f"{self.trainable_from}")
         if self.backbone == "mobilenet_v2" and self.colour_norm != "fixed":
             raise ValueError("--backbone=mobilenet_v2 needs --colour_norm=fixed (its ImageNet "
                              "weights expect the frame's real colours, which frame_std removes)")
-        if self.part not in PARTS:
-            raise ValueError(f"--part must be one of {', '.join(PARTS)}, got {self.part!r}")
         down = 2 ** len(self.filters)
         if self.backbone == "paper" and self.input_height % down or FRAME_WIDTH % down:
             raise ValueError(f"--filters: {len(self.filters)} max-pooling stages need an input "

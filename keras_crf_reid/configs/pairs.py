@@ -1,19 +1,19 @@
 """How training batches are sampled and augmented (keras_crf_reid.datasets builds them); no TF."""
 from __future__ import annotations
 
-import dataclasses
 
-from keras_crf_reid.options import option
+from keras_crf_reid.options import config_class, option
 
 AUTOTUNE = -1  # tf.data.AUTOTUNE
 SAMPLERS = ("pairs", "pk")
 
 
-@dataclasses.dataclass(frozen=True)
+@config_class
 class PairConfig:
     """How training pairs are sampled and augmented."""
 
-    seq_len: int = option(16, "Frames per training sequence (a random window of a tracklet).")
+    seq_len: int = option(16, "Frames per training sequence (a random window of a tracklet).",
+                          lower_bound=1)
     batch_size: int = option(16, "Sequence pairs per batch (even: half positive, half negative).")
     augment: bool = option(True, "Random crop/translation and mirror per sequence.")
     min_crop_scale: float = option(0.8, "Smallest random crop, as a fraction of the frame side.")
@@ -42,8 +42,6 @@ class PairConfig:
         return self.num_persons * self.num_instances if self.sampler == "pk" else self.batch_size
 
     def __post_init__(self):
-        if self.sampler not in SAMPLERS:
-            raise ValueError(f"--sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
         if self.sampler == "pk" and (self.num_persons < 2 or self.num_instances < 2):
             raise ValueError(f"--sampler=pk needs --num_persons >= 2 (negatives) and "
                              f"--num_instances >= 2 (positives), got {self.num_persons} and "
@@ -51,8 +49,6 @@ class PairConfig:
         if self.batch_size < 2 or self.batch_size % 2:
             raise ValueError(f"--batch_size must be an even number >= 2 (half positive, half "
                              f"negative pairs), got {self.batch_size}")
-        if self.seq_len < 1:
-            raise ValueError(f"--seq_len must be >= 1, got {self.seq_len}")
         if not 0.1 <= self.min_crop_scale <= 1.0:
             raise ValueError(f"--min_crop_scale must be in [0.1, 1], got {self.min_crop_scale}")
         if not 0.0 <= self.color_jitter < 1.0:

@@ -6,10 +6,9 @@ checkpoint exported by hand wraps the model exactly as the run's own export does
 """
 from __future__ import annotations
 
-import dataclasses
 from typing import Sequence
 
-from keras_crf_reid.options import option
+from keras_crf_reid.options import config_class, option
 
 CROPS = ("center", "top_left", "top_right", "bottom_left", "bottom_right")
 VIEWS = ("identity", "mirror") + tuple(f"{m}crop_{c}" for m in ("", "mirror_") for c in CROPS)
@@ -31,7 +30,7 @@ def check_views(views: Sequence[str], crop_scale: float) -> tuple[str, ...]:
     return views
 
 
-@dataclasses.dataclass(frozen=True)
+@config_class
 class TTAConfig:
     """Whether the scored (evaluated and exported) model averages views of its input, and which."""
 

@@ -35,6 +35,8 @@ import cv2
 from absl import app, flags
 from tqdm import tqdm
 
+from keras_crf_reid import cli
+from keras_crf_reid.configs.synthetic import SyntheticConfig
 from keras_crf_reid.datasets.base import DatasetError
 from keras_crf_reid.datasets.synthetic_render import CAMERAS, render_sequence  # noqa: F401 (re-exported)
 from keras_crf_reid.geometry import FRAME_HEIGHT, FRAME_WIDTH
@@ -158,25 +160,21 @@ def _progress_bar(total: int, out_root: str) -> tqdm:
     return tqdm(total=total, desc=f"synthetic -> {out_root}", unit="id", file=sys.stderr)
 
 
-def _define_flags() -> None:
-    # Defined only when run as a program, so importing this module adds no global flags.
-    flags.DEFINE_string("out", None, "Folder to write the dataset into (PRID-2011 layout).")
-    flags.DEFINE_integer("num_ids", 100, "Number of identities.")
-    flags.DEFINE_integer("seed", 0, "Random seed; the same seed gives byte-identical frames.")
-    flags.DEFINE_integer("min_len", 8, "Shortest tracklet, in frames.")
-    flags.DEFINE_integer("max_len", 48, "Longest tracklet, in frames.")
-    flags.DEFINE_integer("workers", 1, "Worker processes.")
-    flags.mark_flag_as_required("out")
-
-
-def main(argv) -> None:
-    del argv
-    f = flags.FLAGS
-    out = generate_synthetic(f.out, num_ids=f.num_ids, seed=f.seed, min_len=f.min_len,
-                             max_len=f.max_len, workers=f.workers, progress=True)
+def main(argv: list[str]) -> int:
+    """`python -m keras_crf_reid.datasets.synthetic`: writes a dataset, prints its folder."""
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    try:
+        cfg = cli.from_flags(SyntheticConfig, flags.FLAGS)
+        out = generate_synthetic(cfg.out, num_ids=cfg.num_ids, seed=cfg.seed, min_len=cfg.min_len,
+                                 max_len=cfg.max_len, workers=cfg.workers, progress=True)
+    except (ValueError, OSError, DatasetError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return cli.EXIT_USAGE
     print(out)
+    return 0
 
 
 if __name__ == "__main__":
-    _define_flags()
-    app.run(main)
+    cli.define_flags(SyntheticConfig)  # only as a program: importing adds no global flags
+    cli.run(main)

@@ -30,13 +30,12 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from keras_crf_reid.configs.evaluation import BASELINE_KINDS, DEFAULT_BASELINE_KIND
 from keras_crf_reid.datasets.base import DatasetError, ReidDataset, Split, Tracklet
 from keras_crf_reid.datasets.frames import read_frames
 from keras_crf_reid.evaluation import metrics
 
-KINDS = ("stripe_hsv", "hist", "pixel", "imagenet", "imagenet_224")
 IMAGENET_SIZES = {"imagenet": None, "imagenet_224": (224, 224)}  # (width, height) or native
-DEFAULT_KIND = "stripe_hsv"
 # Report titles of each kind's baseline row (each ends in " baseline").
 TITLES = {"stripe_hsv": "Stripe HSV histogram baseline",
           "hist": "Standardised RGB histogram baseline",
@@ -134,12 +133,12 @@ def _pick(n: int, max_frames: int | None) -> np.ndarray:
     return np.linspace(0, n - 1, max_frames).round().astype(int)
 
 
-def tracklet_features(tracklets: Sequence[Tracklet], kind: str = DEFAULT_KIND,
+def tracklet_features(tracklets: Sequence[Tracklet], kind: str = DEFAULT_BASELINE_KIND,
                       max_frames: int | None = None, normalize: bool = True,
                       cache: dict | None = None) -> np.ndarray:
     """Baseline features (N, D) of tracklets, read from disk; `cache` avoids re-reading."""
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    if kind not in BASELINE_KINDS:
+        raise ValueError(f"kind must be one of {BASELINE_KINDS}, got {kind!r}")
     if max_frames is not None and max_frames < 1:
         raise ValueError(f"max_frames must be positive or None, got {max_frames}")
     if kind in IMAGENET_SIZES:
@@ -193,11 +192,11 @@ def _imagenet_tracklet_features(tracklets: Sequence[Tracklet], kind: str,
     return np.stack([cache[(t, kind, max_frames)] for t in tracklets])
 
 
-def evaluate_baseline(dataset: ReidDataset, split: Split, kind: str = DEFAULT_KIND,
+def evaluate_baseline(dataset: ReidDataset, split: Split, kind: str = DEFAULT_BASELINE_KIND,
                       max_frames: int | None = None, normalize: bool = True,
                       cache: dict | None = None) -> dict:
     """Rank-1/5/10/20 and mAP (percent) of Euclidean nearest-neighbour matching of the split's
-    query tracklets against its gallery, with `kind` (one of KINDS) features.
+    query tracklets against its gallery, with `kind` (one of BASELINE_KINDS) features.
 
     normalize: per-frame colour standardisation of "hist" and "pixel" (stripe_hsv ignores it).
     max_frames: use at most this many evenly spaced frames per tracklet (None: all).

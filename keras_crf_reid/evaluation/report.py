@@ -127,7 +127,9 @@ def _splits_record(splits: Any) -> Any:
     return _jsonable(splits)
 
 
-def _dump(obj: Any) -> str:
+def to_json(obj: Any) -> str:
+    """The text of every JSON file a run writes: numpy values, tuples and dataclasses converted,
+    non-finite numbers written as null (strict JSON), indented."""
     return json.dumps(_jsonable(obj), indent=2, allow_nan=False) + "\n"
 
 
@@ -148,9 +150,9 @@ def write_run_report(out_dir: str, flags: Mapping[str, Any], splits_json_path_or
         dataset = flags.get("dataset") if isinstance(flags, Mapping) else None
         title = f"Results on {dataset}" if dataset else "Results"
     texts = {
-        "flags": ("flags.json", _dump(flags)),
-        "per_split": ("per_split.json", _dump(per_split)),
-        "results": ("results.json", _dump({"results": aggregated,
+        "flags": ("flags.json", to_json(flags)),
+        "per_split": ("per_split.json", to_json(per_split)),
+        "results": ("results.json", to_json({"results": aggregated,
                                            "splits": _splits_record(splits_json_path_or_obj),
                                            "extra": extra or {}})),
         "markdown": ("results.md", results_table(aggregated, title)),

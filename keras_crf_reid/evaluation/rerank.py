@@ -10,9 +10,12 @@ O(n^2) memory for n = queries + gallery.
 """
 from __future__ import annotations
 
+import time
+from typing import Sequence
+
 import numpy as np
 
-from keras_crf_reid.evaluation.metrics import euclidean_distances
+from keras_crf_reid.evaluation.metrics import cmc_summary, euclidean_distances, evaluate_rank
 
 K1, K2, LAMBDA = 20, 6, 0.3
 
@@ -65,3 +68,24 @@ def rerank_features(query: np.ndarray, gallery: np.ndarray, k1: int = K1, k2: in
     """Re-ranked (Q, G) distances of query and gallery feature vectors."""
     return rerank(euclidean_distances(query, gallery), euclidean_distances(query, query),
                   euclidean_distances(gallery, gallery), k1, k2, lambda_value)
+
+
+def compare_reranking(qf: np.ndarray, gf: np.ndarray, query: Sequence, gallery: Sequence,
+                      settings: Sequence[tuple[int, int, float]]) -> dict:
+    """Rank-1/5/10/20 and mAP of query features `qf` against gallery features `gf` with plain
+    Euclidean distances ("plain") and re-ranked with each (k1, k2, lambda) setting ("rerank
+    k1:k2:lambda", with the seconds it took). `query`/`gallery`: tracklets (.pid, .camid)."""
+    ids = ([t.pid for t in query], [t.pid for t in gallery],
+           [t.camid for t in query], [t.camid for t in gallery])
+
+    def score(dist: np.ndarray) -> dict:
+        return {k: round(v, 1) for k, v in cmc_summary(*evaluate_rank(dist, *ids)).items()}
+
+    q_g = euclidean_distances(qf, gf)
+    q_q, g_g = euclidean_distances(qf, qf), euclidean_distances(gf, gf)
+    out = {"plain": score(q_g)}
+    for k1, k2, lam in settings:
+        t = time.time()
+        re = rerank(q_g, q_q, g_g, k1, k2, lam)
+        out[f"rerank {k1}:{k2}:{lam:g}"] = {**score(re), "seconds": round(time.time() - t, 2)}
+    return out

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import dataclasses
 
+from keras_crf_reid.configs.experiment import ExperimentConfig, replace
+from keras_crf_reid.configs.run import ROWS
 from keras_crf_reid.evaluation.baseline import TITLES as BASELINE_TITLES
 from keras_crf_reid.geometry import PARTS
 from keras_crf_reid.models.factory import FUSION
-from keras_crf_reid.runner.config import ROWS, ExperimentConfig, replace
 from keras_crf_reid.runner.split import BASELINE, entries_of
 
 ROW_TITLES = {"cnn": "CNN", "rnn": "RNN", "cnn_rnn": "CNN+RNN", "fusion": "Fusion (upper+lower+full)"}

@@ -13,13 +13,13 @@ import json
 import os
 
 from keras_crf_reid import datasets
+from keras_crf_reid.configs.data import DataConfig
 from keras_crf_reid.datasets import ReidDataset, Split
 from keras_crf_reid.datasets.base import fingerprint
 from keras_crf_reid.datasets.combine import JoinedStore, check_separate, join_datasets, pool_datasets
 from keras_crf_reid.datasets.splits import cross_dataset_splits
 from keras_crf_reid.datasets.store import TrackletStore, drop_unreadable
 from keras_crf_reid.datasets.validate import validate_frames
-from keras_crf_reid.runner.config import DataConfig
 
 
 @dataclasses.dataclass

@@ -26,11 +26,11 @@ import numpy as np
 
 from keras_crf_reid import cli
 from keras_crf_reid.atomic import write_atomic
+from keras_crf_reid.configs.experiment import ExperimentConfig, replace
 from keras_crf_reid.datasets import save_splits
 from keras_crf_reid.models.factory import FUSION, restore_checkpoint
 from keras_crf_reid.runlock import run_lock
 from keras_crf_reid.runner.ablation import Row, split_jobs, table_rows
-from keras_crf_reid.runner.config import ExperimentConfig, replace
 from keras_crf_reid.runner.data import RunData, prepare
 from keras_crf_reid.runner.split import (BASELINE, DISTANCES_FILE, missing_entries, read_split,
                                          run_split, split_dir)

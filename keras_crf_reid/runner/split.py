@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import time
 from typing import Callable, Sequence
@@ -29,13 +30,15 @@ import tensorflow as tf
 
 from keras_crf_reid import cli
 from keras_crf_reid.atomic import atomic_path, write_atomic
+from keras_crf_reid.configs.experiment import (FUSION_SEED_OFFSET, PART_SEED_OFFSETS,
+                                               SPLIT_SEED_STRIDE, ExperimentConfig)
 from keras_crf_reid.datasets.pipeline import replica_pairs, training_sampler
 from keras_crf_reid.evaluation.protocol import compiled_embedder, evaluate_split
+from keras_crf_reid.evaluation.report import to_json
 from keras_crf_reid.geometry import PARTS
 from keras_crf_reid.models.factory import FUSION, build_model
 from keras_crf_reid.models.fusion import build_fusion_model, fusion_weights
 from keras_crf_reid.models.tta import scored_model
-from keras_crf_reid.runner.config import ExperimentConfig
 from keras_crf_reid.runner.data import RunData
 from keras_crf_reid.training.trainer import TrainConfig, Trainer
 
@@ -43,6 +46,7 @@ BASELINE = "baseline"
 LEGACY_BASELINE_KIND = "hist"  # what a baseline entry without a recorded kind was computed with
 METRICS_FILE = "metrics.json"
 DISTANCES_FILE = "distances.npz"
+log = logging.getLogger(__name__)
 
 
 def split_dir(cfg: ExperimentConfig, split_id: int) -> str:
@@ -73,12 +77,6 @@ def split_key(cfg: ExperimentConfig, data: RunData, split_id: int) -> dict:
             "split": data.split_digest(split_id)}
 
 
-def _to_json(obj) -> str:
-    def default(o):
-        return o.item() if hasattr(o, "item") else o.tolist() if hasattr(o, "tolist") else str(o)
-    return json.dumps(obj, indent=1, default=default) + "\n"
-
-
 def read_split(cfg: ExperimentConfig, data: RunData, split_id: int) -> dict | None:
     """The split's metrics.json, or None; ValueError when it was run on other settings or data."""
     path = os.path.join(split_dir(cfg, split_id), METRICS_FILE)
@@ -104,27 +102,29 @@ def read_split(cfg: ExperimentConfig, data: RunData, split_id: int) -> dict | No
     return done
 
 
-def _scored(cfg: ExperimentConfig, done: dict) -> set[str]:
-    """Entries of a split's results that `cfg` can reuse (a baseline of another kind cannot)."""
+def _missing(cfg: ExperimentConfig, done: dict | None, entries: Sequence[str]) -> list[str]:
+    """Entries `done` (a split's results, or None) lacks or that `cfg` cannot reuse from it (a
+    baseline of another kind)."""
+    if done is None:
+        return list(entries)
     scored = set(done["entries"])
     if done.get("baseline_kind", LEGACY_BASELINE_KIND) != cfg.eval.baseline_kind:
         scored.discard(BASELINE)
-    return scored
+    return [e for e in entries if e not in scored]
 
 
 def missing_entries(cfg: ExperimentConfig, data: RunData, split_id: int,
                     entries: Sequence[str]) -> list[str]:
-    done = read_split(cfg, data, split_id)
-    return [e for e in entries if done is None or e not in _scored(cfg, done)]
+    """Entries split `split_id` still has to compute (ValueError as `read_split`)."""
+    return _missing(cfg, read_split(cfg, data, split_id), entries)
 
 
-# Added to the seed of a split's pairs per entry: each model of a split has its own stream.
-SEED_OFFSETS = {**{p: k for k, p in enumerate(PARTS)}, FUSION: 7}
+SEED_OFFSETS = {**PART_SEED_OFFSETS, FUSION: FUSION_SEED_OFFSET}
 
 
 def entry_seed(cfg: ExperimentConfig, split_id: int, entry: str) -> int:
-    """The seed of one entry's weights and training pairs on one split."""
-    return cfg.pairs.seed + 1000 * split_id + SEED_OFFSETS[entry]
+    """The seed of one entry's weights and training pairs on one split (configs.experiment)."""
+    return cfg.pairs.seed + SPLIT_SEED_STRIDE * split_id + SEED_OFFSETS[entry]
 
 
 def _train(cfg: ExperimentConfig, data: RunData, split_id: int, entry: str, model: keras.Model,
@@ -187,10 +187,10 @@ def run_split(cfg: ExperimentConfig, data: RunData, split_id: int, entries: Sequ
     from keras_crf_reid.evaluation.baseline import evaluate_baseline
 
     strategy = strategy or tf.distribute.get_strategy()
-    done = read_split(cfg, data, split_id) or {
-        "split": split_id, "key": split_key(cfg, data, split_id), "entries": {}, "train": [],
-        "seconds": 0.0}
-    todo = [e for e in entries if e not in _scored(cfg, done)]
+    done = read_split(cfg, data, split_id)
+    todo = _missing(cfg, done, entries)
+    done = done or {"split": split_id, "key": split_key(cfg, data, split_id), "entries": {},
+                    "train": [], "seconds": 0.0}
     if not todo:
         return done
     split, out_dir = data.splits[split_id], split_dir(cfg, split_id)
@@ -216,7 +216,7 @@ def run_split(cfg: ExperimentConfig, data: RunData, split_id: int, entries: Sequ
                 model = train_fusion(cfg, data, split_id, {p: part_model(p)[0] for p in PARTS},
                                      strategy)
                 done["fusion_weights"] = fusion_weights(model)
-                print(f"split {split_id}: fusion weights {done['fusion_weights']}", flush=True)
+                log.info("split %d: fusion weights %s", split_id, done["fusion_weights"])
                 embed = scored_embedder(cfg, model)
             else:
                 embed = part_model(entry)[1]
@@ -227,6 +227,6 @@ def run_split(cfg: ExperimentConfig, data: RunData, split_id: int, entries: Sequ
         if write:
             with atomic_path(npz, suffix=".npz") as tmp:
                 np.savez(tmp, **distances)
-            write_atomic(os.path.join(out_dir, METRICS_FILE), _to_json(done))
+            write_atomic(os.path.join(out_dir, METRICS_FILE), to_json(done))
     keras.backend.clear_session()
     return done

@@ -9,6 +9,7 @@ and to `keras_crf_reid.serving.server` alike.
 from __future__ import annotations
 
 import json
+import sys
 import time
 
 import grpc
@@ -18,6 +19,8 @@ from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2, model_service_pb2_grpc,
                                      predict_pb2, prediction_service_pb2_grpc)
 
+from keras_crf_reid import cli
+from keras_crf_reid.configs.client import ClientConfig
 from keras_crf_reid.geometry import GROUP_LEN
 from keras_crf_reid.serving import contract
 from keras_crf_reid.serving.inference import tracklet_input
@@ -180,47 +183,44 @@ class ReidClient:
                 for s in response.model_version_status]
 
 
-def _main(argv) -> None:
-    from absl import flags
-
-    f = flags.FLAGS
-    if len(argv) > 1:
-        raise SystemExit(f"unexpected arguments: {argv[1:]}")
-    if not (f.tracklet_dir or f.status or f.metadata):
-        raise SystemExit("give --tracklet_dir to embed, or --status / --metadata")
-    with ReidClient(f.target, f.model_name, f.version, f.timeout_s, f.retries, f.max_message_mb) as client:
-        try:
-            if f.status:
-                print(json.dumps(client.status(), indent=1))
-            if f.metadata:
-                print(json.dumps(client.metadata(), indent=1))
-            if f.tracklet_dir:
-                emb = client.embed_tracklet(f.tracklet_dir)
-                if f.output:
-                    np.save(f.output, emb)
-                print(json.dumps({"tracklet_dir": f.tracklet_dir, "dim": int(emb.shape[0]),
-                                  "norm": float(np.linalg.norm(emb)), "output": f.output}))
-        except grpc.RpcError as e:
-            raise SystemExit(f"error: {f.target} model {f.model_name!r}: {e.code().name}: {e.details()}")
-        except ValueError as e:
-            raise SystemExit(f"error: {e}")
-
-
-def main() -> None:
+def main(argv: list[str]) -> int:
+    """`python -m keras_crf_reid.serving.client`: embeds a tracklet or prints the model's status
+    or signatures (ClientConfig)."""
     from absl import app, flags
 
-    flags.DEFINE_string("target", "127.0.0.1:8500", "host:port of TF Serving's gRPC endpoint.")
-    flags.DEFINE_string("model_name", "crf_reid", "Model name as configured in the server.")
-    flags.DEFINE_integer("version", None, "Model version to use (default: the server's latest).")
-    flags.DEFINE_string("tracklet_dir", None, "Folder of one tracklet's frames to embed.")
-    flags.DEFINE_string("output", None, "Save the embedding (D,) to this .npy file.")
-    flags.DEFINE_bool("status", False, "Print the model's version status.")
-    flags.DEFINE_bool("metadata", False, "Print the model's signatures.")
-    flags.DEFINE_float("timeout_s", 10.0, "Per-call timeout in seconds.")
-    flags.DEFINE_integer("retries", 3, "Retries on UNAVAILABLE.")
-    flags.DEFINE_integer("max_message_mb", 64, "Largest message sent or received, in MB.")
-    app.run(_main)
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    try:
+        cfg = cli.from_flags(ClientConfig, flags.FLAGS)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return cli.EXIT_USAGE
+    if not (cfg.tracklet_dir or cfg.status or cfg.metadata):
+        print("error: give --tracklet_dir to embed, or --status / --metadata", file=sys.stderr)
+        return cli.EXIT_USAGE
+    with ReidClient(cfg.target, cfg.model_name, cfg.version, cfg.timeout_s, cfg.retries,
+                    cfg.max_message_mb) as client:
+        try:
+            if cfg.status:
+                print(json.dumps(client.status(), indent=1))
+            if cfg.metadata:
+                print(json.dumps(client.metadata(), indent=1))
+            if cfg.tracklet_dir:
+                emb = client.embed_tracklet(cfg.tracklet_dir)
+                if cfg.output:
+                    np.save(cfg.output, emb)
+                print(json.dumps({"tracklet_dir": cfg.tracklet_dir, "dim": int(emb.shape[0]),
+                                  "norm": float(np.linalg.norm(emb)), "output": cfg.output}))
+        except grpc.RpcError as e:
+            print(f"error: {cfg.target} model {cfg.model_name!r}: {e.code().name}: {e.details()}",
+                  file=sys.stderr)
+            return cli.EXIT_USAGE
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return cli.EXIT_USAGE
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    cli.define_flags(ClientConfig)
+    cli.run(main)

@@ -18,12 +18,15 @@ import hashlib
 import json
 import logging
 import os
+import sys
 from typing import Sequence
 
 import numpy as np
 from tqdm import tqdm
 
+from keras_crf_reid import cli
 from keras_crf_reid.atomic import atomic_path, write_atomic
+from keras_crf_reid.configs.search import INDEXES, SearchConfig
 from keras_crf_reid.datasets import DatasetError, list_images
 from keras_crf_reid.datasets.base import warn_skipped
 from keras_crf_reid.evaluation.metrics import euclidean_distances
@@ -31,7 +34,6 @@ from keras_crf_reid.evaluation.rerank import rerank_features
 from keras_crf_reid.serving import contract, inference
 from keras_crf_reid.serving.inference import Embedder
 
-INDEXES = ("exact", "faiss")
 log = logging.getLogger(__name__)
 
 
@@ -262,56 +264,37 @@ def plot_search(out: dict, gallery_root: str, query_root: str, out_png: str,
         [[same(r["query"], m["tracklet"]) for m in r["matches"]] for r in shown], out_png)
 
 
-def _main(argv) -> None:
-    from absl import flags
+def main(argv: list[str]) -> int:
+    """`python -m keras_crf_reid.serving.search`: prints each query's matches (SearchConfig)."""
+    from absl import app, flags
 
-    f = flags.FLAGS
     if len(argv) > 1:
-        raise SystemExit(f"unexpected arguments: {argv[1:]}")
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
-        embedder = inference.load(f.model, batch_size=f.batch_size)
-        out = search(embedder, f.model, f.gallery, f.query, f.top_k, f.index, f.cache_dir or None,
-                     progress=True, skip_bad=f.skip_bad_tracklets, rerank=f.rerank)
+        cfg = cli.from_flags(SearchConfig, flags.FLAGS)
+        embedder = inference.load(cfg.model, batch_size=cfg.batch_size)
+        out = search(embedder, cfg.model, cfg.gallery, cfg.query, cfg.top_k, cfg.index,
+                     cfg.cache_dir or None, progress=True, skip_bad=cfg.skip_bad_tracklets,
+                     rerank=cfg.rerank)
     except (ValueError, OSError, ImportError) as e:
-        raise SystemExit(f"error: {e}")
+        print(f"error: {e}", file=sys.stderr)
+        return cli.EXIT_USAGE
     if out["skipped"]["count"]:
         print(f"skipped {out['skipped']['count']} tracklet(s) that cannot be embedded: "
               f"{sorted(out['skipped']['gallery']) + sorted(out['skipped']['query'])}")
     for r in out["results"]:
         best = ", ".join(f"{m['tracklet']} ({m['distance']:.3f})" for m in r["matches"])
         print(f"{r['query']}: {best}")
-    if f.output:
-        write_atomic(f.output, json.dumps(out, indent=1))
-        print(f"results written to {f.output}")
-    if f.picture:
+    if cfg.output:
+        write_atomic(cfg.output, json.dumps(out, indent=1))
+        print(f"results written to {cfg.output}")
+    if cfg.picture:
         print(f"ranked results pictured in "
-              f"{plot_search(out, f.gallery, f.query, f.picture, f.picture_queries)}")
-
-
-def main() -> None:
-    from absl import app, flags
-
-    flags.DEFINE_string("model", None, "SavedModel version dir, model base path, or .keras file.")
-    flags.DEFINE_string("gallery", None, "Folder of gallery tracklet folders (or PRID layout).")
-    flags.DEFINE_string("query", None, "Folder of query tracklet folders (or one tracklet folder).")
-    flags.DEFINE_integer("top_k", 10, "Matches reported per query.", lower_bound=1)
-    flags.DEFINE_enum("index", "exact", list(INDEXES), "Nearest-neighbour index.")
-    flags.DEFINE_boolean("rerank", False, "k-reciprocal re-ranking of the distances (query and "
-                         "gallery pooled; keras_crf_reid.evaluation.rerank); --index is then "
-                         "unused.")
-    flags.DEFINE_string("cache_dir", "cache/search", "Where gallery embeddings are cached ('' = no cache).")
-    flags.DEFINE_integer("batch_size", 16, "Frame groups per forward pass.", lower_bound=1)
-    flags.DEFINE_string("output", None, "Write the results as JSON to this file.")
-    flags.DEFINE_string("picture", None, "Write a ranked-results PNG of the first queries here "
-                        "(green: same folder name as the query).")
-    flags.DEFINE_bool("skip_bad_tracklets", False, "Leave out tracklets none of whose images decode "
-                      "(one warning, counted in the output's 'skipped') instead of stopping.")
-    flags.DEFINE_integer("picture_queries", 5, "Queries shown in --picture.", lower_bound=1)
-    for name in ("model", "gallery", "query"):
-        flags.mark_flag_as_required(name)
-    app.run(_main)
+              f"{plot_search(out, cfg.gallery, cfg.query, cfg.picture, cfg.picture_queries)}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    cli.define_flags(SearchConfig)
+    cli.run(main)

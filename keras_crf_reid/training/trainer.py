@@ -24,7 +24,8 @@ import tensorflow as tf
 from keras import ops
 from tqdm import tqdm
 
-from keras_crf_reid.configs.train import LR_SCHEDULES, TrainConfig  # noqa: F401  (re-exported)
+from keras_crf_reid.configs.train import (LR_SCHEDULES, MIN_FINITE, RUNNING_LOSS_WEIGHTS,
+                                          STEP_DECAY_AT, STEP_DECAY_FACTOR, TrainConfig)
 from keras_crf_reid.training.distribute import is_chief
 from keras_crf_reid.training.losses import batch_loss_terms
 
@@ -41,8 +42,9 @@ class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
 
     A function of the optimizer's iteration count only, so a restored optimizer (its iterations
     are checkpointed with it) resumes at exactly the learning rate it had reached. Step decay
-    multiplies by 0.1 at 50% and again at 75% of `total_steps`; cosine decays to 0 at
-    `total_steps`. Decay is measured over the whole run, warmup included.
+    multiplies by STEP_DECAY_FACTOR at each fraction STEP_DECAY_AT of `total_steps`
+    (configs.train); cosine decays to 0 at `total_steps`. Decay is measured over the whole run,
+    warmup included.
     """
 
     def __init__(self, learning_rate: float, total_steps: int, schedule: str = "constant",
@@ -62,7 +64,8 @@ class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
             frac = ops.minimum(step / total, 1.0)
             lr = lr * 0.5 * (1.0 + ops.cos(math.pi * frac))
         elif self.schedule == "step":
-            lr = lr * ops.where(step >= 0.5 * total, 0.1, 1.0) * ops.where(step >= 0.75 * total, 0.1, 1.0)
+            for at in STEP_DECAY_AT:
+                lr = lr * ops.where(step >= at * total, STEP_DECAY_FACTOR, 1.0)
         if self.warmup_steps > 0:
             lr = lr * ops.minimum((step + 1.0) / float(self.warmup_steps), 1.0)
         return lr
@@ -218,7 +221,7 @@ class Trainer:
                 out = step_fn(inputs, targets)
                 step = self.current_step
                 vals = {k: float(v) for k, v in out.items()}
-                if vals.pop("finite") < 0.999:
+                if vals.pop("finite") < MIN_FINITE:
                     if cfg.on_nan == "stop":
                         raise NonFiniteLossError(
                             f"non-finite loss or gradient at step {step} ({vals}); the update "
@@ -226,8 +229,9 @@ class Trainer:
                             f"--learning_rate or pass --on_nan=skip to skip such batches.")
                     log.warning("step %d: non-finite loss, batch skipped", step)
                     continue
+                keep, new = RUNNING_LOSS_WEIGHTS
                 for k, v in vals.items():
-                    running[k] = v if k not in running else 0.9 * running[k] + 0.1 * v
+                    running[k] = v if k not in running else keep * running[k] + new * v
                 bar.update(1)
                 if step % cfg.log_every == 0 or step == cfg.steps:
                     bar.set_postfix({k: f"{v:.3f}" for k, v in running.items()})

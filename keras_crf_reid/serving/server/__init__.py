@@ -11,7 +11,8 @@ server implements the same protos and semantics for what the project uses, so
 The pieces, by concern:
   __main__.py   the command line (`python -m keras_crf_reid.serving.server`)
   launch.py     `spawn`: the server in a subprocess
-  limits.py     ServerLimits (every limit and its flag, declared once) and request validation
+  limits.py     request validation against ServerLimits (configs/server.py: every limit and
+                its flag, declared once, with the command line's other settings)
   admission.py  the decoded-bytes budget and the bounded, deadline-aware inference queue
   versions.py   ModelManager: version folders loaded, swapped, unloaded, warmed up
   service.py    the gRPC services and `serve`

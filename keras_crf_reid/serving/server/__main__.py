@@ -20,13 +20,15 @@ import os
 import select
 import shutil
 import signal
+import sys
 import threading
 
 from keras_crf_reid import cli
 from keras_crf_reid.atomic import write_atomic
-from keras_crf_reid.serving.server.limits import ServerLimits
+from keras_crf_reid.configs.server import ServerConfig
 from keras_crf_reid.serving.server.service import serve
-from keras_crf_reid.serving.server.versions import SETTLE_S
+
+cli.define_flags(ServerConfig)
 
 
 def _watch_parent(fd: int, done: threading.Event) -> threading.Event:
@@ -65,53 +67,34 @@ def _parent_gone(fd: int | None) -> bool:
         return False
 
 
-def _main(argv) -> None:
-    from absl import flags
+def main(argv: list[str]) -> int:
+    from absl import app, flags
 
-    f = flags.FLAGS
     if len(argv) > 1:
-        raise SystemExit(f"unexpected arguments: {argv[1:]}")
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     done = threading.Event()
-    orphaned = _watch_parent(f.parent_fd, done) if f.parent_fd is not None else threading.Event()
     try:
-        limits = cli.from_flags(ServerLimits, f)
-        server, port = serve(f.model_base_path, f.port, f.host, f.model_name, f.poll_s, f.num_versions, limits,
-                             f.settle_s)
+        cfg = cli.from_flags(ServerConfig, flags.FLAGS)
+        server, port = serve(cfg.model_base_path, cfg.port, cfg.host, cfg.model_name, cfg.poll_s,
+                             cfg.num_versions, cfg.limits, cfg.settle_s)
     except (ValueError, OSError) as e:
-        raise SystemExit(f"error: {e}")
-    print(f"serving {f.model_name or os.path.basename(os.path.abspath(f.model_base_path))} "
-          f"on {f.host}:{port}", flush=True)
-    if f.port_file:
-        write_atomic(f.port_file, str(port))
+        print(f"error: {e}", file=sys.stderr)
+        return cli.EXIT_USAGE
+    orphaned = (_watch_parent(cfg.parent_fd, done) if cfg.parent_fd is not None
+                else threading.Event())
+    name = cfg.model_name or os.path.basename(os.path.abspath(cfg.model_base_path))
+    print(f"serving {name} on {cfg.host}:{port}", flush=True)
+    if cfg.port_file:
+        write_atomic(cfg.port_file, str(port))
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())
     done.wait()
     server.stop(2).wait()
-    if f.orphan_cleanup_dir and (orphaned.is_set() or _parent_gone(f.parent_fd)):
-        shutil.rmtree(f.orphan_cleanup_dir, ignore_errors=True)
-
-
-def main() -> None:
-    from absl import app, flags
-
-    flags.DEFINE_string("model_base_path", None, "Directory holding integer version subdirectories.")
-    flags.DEFINE_string("model_name", None, "Model name clients ask for (default: basename of the base path).")
-    flags.DEFINE_string("host", "127.0.0.1", "Interface to listen on (0.0.0.0 for all).")
-    flags.DEFINE_integer("port", 8500, "gRPC port (0 = pick a free one; the bound port is printed).")
-    flags.DEFINE_string("port_file", None, "Write the bound port to this file once listening.")
-    flags.DEFINE_float("poll_s", 1.0, "Seconds between scans of the base path for new versions (0: never).")
-    flags.DEFINE_integer("num_versions", 1, "How many of the newest versions to keep loaded.")
-    flags.DEFINE_float("settle_s", SETTLE_S, "Seconds a version folder must stay unchanged before it "
-                       "is loaded (a folder still being copied is not served).", lower_bound=0)
-    flags.DEFINE_integer("parent_fd", None, "An inherited pipe's read end: stop when it is closed, i.e. "
-                         "when the process holding its write end exits (set by `spawn`).", lower_bound=0)
-    flags.DEFINE_string("orphan_cleanup_dir", None, "With --parent_fd: a folder to remove when the "
-                        "server stops because that process is gone (spawn's temp folder).")
-    cli.define_flags(ServerLimits)
-    flags.mark_flag_as_required("model_base_path")
-    app.run(_main)
+    if cfg.orphan_cleanup_dir and (orphaned.is_set() or _parent_gone(cfg.parent_fd)):
+        shutil.rmtree(cfg.orphan_cleanup_dir, ignore_errors=True)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

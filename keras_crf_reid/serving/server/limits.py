@@ -1,14 +1,13 @@
-"""Request limits of the development server and the checks that enforce them before inference.
+"""The checks that enforce the development server's request limits before inference.
 
-`ServerLimits` declares every limit once (with `options.option`, so the server's flags are
-generated from it); `decoded_bytes` / `decode_inputs` validate a PredictRequest against a
+`ServerLimits` (keras_crf_reid.configs.server) declares every limit once, with its flag;
+`decoded_bytes` / `decode_inputs` validate a PredictRequest against a
 SignatureDef (names, dtypes, shapes, batch and frame limits) and bound its size as decoded, not
 as sent: a TensorProto holding one value and a large shape is a few bytes on the wire.
 Failures are `RpcError`s carrying the gRPC status the caller gets.
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import grpc
@@ -17,38 +16,9 @@ import tensorflow as tf
 from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import predict_pb2
 
-from keras_crf_reid.options import option
+from keras_crf_reid.configs.server import ServerLimits
 
 MB = 1 << 20
-
-
-@dataclasses.dataclass(frozen=True)
-class ServerLimits:
-    """Request limits: sizes, batch and time-axis lengths, concurrency and per-request time."""
-
-    max_message_mb: int = option(64, "Largest request or response message, in MB.")
-    max_batch: int = option(64, "Largest batch size accepted.")
-    max_frames: int = option(1024, "Largest number of frames T per sequence accepted.")
-    request_timeout_s: float = option(30.0, "Server-side limit on one request's inference time.")
-    workers: int = option(4, "Threads handling RPCs and threads running inference.")
-    max_concurrent_rpcs: int = option(32, "RPCs in flight beyond which new ones get RESOURCE_EXHAUSTED.")
-    max_queued: int = option(8, "Inference requests waiting for a worker beyond which new ones get "
-                             "UNAVAILABLE.")
-    max_inflight_mb: int = option(256, "Decoded input MB held by all requests at once beyond which "
-                                  "new ones get RESOURCE_EXHAUSTED (at least --max_message_mb).")
-
-    def __post_init__(self):
-        for name in ("max_message_mb", "max_batch", "max_frames", "workers", "max_concurrent_rpcs",
-                     "max_inflight_mb"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"--{name} must be positive, got {getattr(self, name)}")
-        if self.max_queued < 0:
-            raise ValueError(f"--max_queued must be >= 0, got {self.max_queued}")
-        if self.request_timeout_s <= 0:
-            raise ValueError(f"--request_timeout_s must be positive, got {self.request_timeout_s}")
-        if self.max_inflight_mb < self.max_message_mb:
-            raise ValueError(f"--max_inflight_mb={self.max_inflight_mb} must be at least "
-                             f"--max_message_mb={self.max_message_mb}")
 
 
 class RpcError(Exception):

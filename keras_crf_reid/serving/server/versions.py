@@ -23,13 +23,12 @@ import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import get_model_status_pb2
 
+from keras_crf_reid.configs.server import SETTLE_S
 from keras_crf_reid.serving import contract
 from keras_crf_reid.serving.server.limits import RpcError
 
 log = logging.getLogger(__name__)
 State = get_model_status_pb2.ModelVersionStatus.State
-# Seconds a version folder must stay unchanged before it is loaded (--settle_s).
-SETTLE_S = 1.0
 
 
 @dataclasses.dataclass

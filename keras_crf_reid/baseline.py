@@ -12,11 +12,8 @@ Every flag and its default: keras_crf_reid.configs.evaluation.BaselineConfig.
 """
 from __future__ import annotations
 
-import json
-import sys
 
 import numpy as np
-from absl import app, flags
 
 from keras_crf_reid import cli
 from keras_crf_reid.configs.data import DataConfig
@@ -54,18 +51,5 @@ def score_baseline(cfg: BaselineConfig) -> dict:
     }
 
 
-def main(argv: list[str]) -> int:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from keras_crf_reid.datasets import DatasetError
-    try:
-        out = score_baseline(cli.from_flags(BaselineConfig, flags.FLAGS))
-    except (DatasetError, ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return cli.EXIT_USAGE
-    print(json.dumps(out, indent=1))
-    return 0
-
-
 if __name__ == "__main__":
-    cli.run(main)
+    cli.run_json(BaselineConfig, score_baseline)

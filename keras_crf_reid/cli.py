@@ -166,3 +166,23 @@ def _parse(argv: list[str]) -> list[str]:
 def run(main: Callable[[list[str]], int | None]) -> None:
     """app.run(main) with flagfile lookup and exit status 2 on any flag error."""
     app.run(main, argv=resolve_flagfile_argv(sys.argv), flags_parser=_parse)
+
+
+def run_json(cls, fn: Callable[[Any], Any]) -> None:
+    """Runs a command that builds `cls` from its flags, calls fn(config) and prints the result
+    as JSON; a ValueError or OSError (bad data, a missing file) is one `error:` line and exit 2."""
+    import json
+
+    def main(argv: list[str]) -> int:
+        if len(argv) > 1:
+            raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+        try:
+            out = fn(from_flags(cls, flags.FLAGS))
+        except (ValueError, OSError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return EXIT_USAGE
+        print(json.dumps(out, indent=1))
+        return 0
+
+    run(main)
+

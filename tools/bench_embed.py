@@ -17,6 +17,7 @@ import os
 import time
 
 from absl import app, flags
+from bench_util import peak_rss_mb, write_frames
 from bench_flags import apply_thread_flags
 
 FLAGS = flags.FLAGS
@@ -32,20 +33,8 @@ flags.DEFINE_integer("tracklet_frames", 0, "Measure peak RSS of embedding one fo
                      "frames instead (0: the throughput benchmark).", lower_bound=0)
 
 
-def _peak_rss_mb() -> float:
-    import resource
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
-def _write_frames(folder: str, n: int) -> str:
-    import cv2
-    import numpy as np
-
-    os.makedirs(folder)
-    base = np.random.default_rng(0).integers(0, 256, (128, 64, 3), dtype=np.uint8)
-    for i in range(n):
-        cv2.imwrite(os.path.join(folder, f"{i:05d}.png"), np.roll(base, i, axis=1))
-    return folder
 
 
 def bench_tracklet(frames: int) -> dict:
@@ -61,15 +50,15 @@ def bench_tracklet(frames: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-embed-") as tmp:
         path = os.path.join(tmp, "crf.keras")
         build_crf_model(ModelConfig()).save(path)
-        small = _write_frames(os.path.join(tmp, "small"), 16)
-        big = _write_frames(os.path.join(tmp, "big"), frames)
+        small = write_frames(os.path.join(tmp, "small"), 16)
+        big = write_frames(os.path.join(tmp, "big"), frames)
         embedder = inference.load(path)
         embedder.embed(small)
-        before = _peak_rss_mb()
+        before = peak_rss_mb()
         t0 = time.perf_counter()
         embedder.embed(big)
         seconds = time.perf_counter() - t0
-        after = _peak_rss_mb()
+        after = peak_rss_mb()
     return {"benchmark": "embed_tracklet", "frames": frames, "seconds": round(seconds, 2),
             "peak_rss_mb_after_warmup": before, "peak_rss_mb": after,
             "peak_growth_mb": round(after - before, 1), "loadavg_1m": round(os.getloadavg()[0], 2)}

@@ -18,6 +18,7 @@ import tempfile
 import time
 
 from absl import app, flags
+from bench_util import peak_rss_mb, write_frames
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", "saved_models/crf_mars_sample", "Model to load: a SavedModel base path "
@@ -30,21 +31,8 @@ flags.DEFINE_float("max_growth_mb", 300.0, "Exit non-zero if a folder's peak exc
                    "one's by more than this.")
 
 
-def _peak_rss_mb() -> float:
-    import resource
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
-def write_frames(folder: str, n: int) -> str:
-    """n PNG frames of a shifting random texture (optical flow has something to track)."""
-    import cv2
-    import numpy as np
-
-    os.makedirs(folder)
-    base = np.random.default_rng(0).integers(0, 256, (128, 64, 3), dtype=np.uint8)
-    for i in range(n):
-        cv2.imwrite(os.path.join(folder, f"{i:05d}.png"), np.roll(base, i, axis=1))
-    return folder
 
 
 def embed_once(model: str, folder: str) -> dict:
@@ -52,11 +40,11 @@ def embed_once(model: str, folder: str) -> dict:
     import keras_crf_reid
 
     embedder = keras_crf_reid.load(model, call_frames=FLAGS.call_frames)
-    loaded = _peak_rss_mb()
+    loaded = peak_rss_mb()
     t0 = time.perf_counter()
     vector = embedder.embed(folder)
     return {"frames": len(os.listdir(folder)), "seconds": round(time.perf_counter() - t0, 2),
-            "peak_rss_mb_loaded": loaded, "peak_rss_mb": _peak_rss_mb(), "embed_dim": int(vector.shape[-1]),
+            "peak_rss_mb_loaded": loaded, "peak_rss_mb": peak_rss_mb(), "embed_dim": int(vector.shape[-1]),
             "group_len": embedder.group_len, "call_frames": embedder.call_frames,
             "groups_per_call": embedder.group_batch}
 

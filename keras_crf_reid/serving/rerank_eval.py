@@ -10,9 +10,7 @@ Every flag and its default: keras_crf_reid.configs.evaluation.RerankEvalConfig.
 """
 from __future__ import annotations
 
-import json
 import os
-import sys
 import time
 from typing import Sequence
 
@@ -21,7 +19,7 @@ from tqdm import tqdm
 
 from keras_crf_reid import cli
 from keras_crf_reid.configs.evaluation import RerankEvalConfig, rerank_setting
-from keras_crf_reid.datasets import DatasetError, Tracklet, get_dataset
+from keras_crf_reid.datasets import Tracklet, get_dataset
 from keras_crf_reid.evaluation.baseline import tracklet_features
 from keras_crf_reid.evaluation.rerank import compare_reranking
 from keras_crf_reid.serving import inference
@@ -66,20 +64,6 @@ def rerank_eval(cfg: RerankEvalConfig) -> dict:
             "num_query": len(query), "num_gallery": len(gallery), "rows": rows}
 
 
-def main(argv: list[str]) -> int:
-    from absl import app, flags
-
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    try:
-        out = rerank_eval(cli.from_flags(RerankEvalConfig, flags.FLAGS))
-    except (DatasetError, ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return cli.EXIT_USAGE
-    print(json.dumps(out, indent=1))
-    return 0
-
-
 if __name__ == "__main__":
     cli.define_flags(RerankEvalConfig)
-    cli.run(main)
+    cli.run_json(RerankEvalConfig, rerank_eval)

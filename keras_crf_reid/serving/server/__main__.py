@@ -1,15 +1,5 @@
-"""Development gRPC server speaking TensorFlow Serving's API, for tests, benchmarks and laptops.
-
-Production serves the exported SavedModels with the real TensorFlow Serving
-(`tensorflow_model_server` or the tensorflow/serving Docker image; see docs/serving.md). This
-server implements the same protos and semantics for what the project uses, so
-`serving.client.ReidClient` works unchanged against either:
-
-  PredictionService.Predict, PredictionService.GetModelMetadata (signature_def),
-  ModelService.GetModelStatus.
-
-This module is its command line (`launch.spawn` runs it in a subprocess); the package docstring
-lists the pieces.
+"""Command line of the development gRPC server (the package docstring says what it serves and
+lists the pieces; `launch.spawn` runs it in a subprocess).
 
     python -m keras_crf_reid.serving.server --model_base_path=saved_models/crf_reid --port=8500
 """

@@ -64,7 +64,7 @@ def test_prid_flagfile_train_evaluate_export(tmp_path):
     (["--dataset=prid2011"], "--data_root is required"),
     (["--dataset=prid2011", "--data_root=/does/not/exist"], "/does/not/exist: dataset root does not exist"),
     (["--batch_size=5"], "batch_size must be an even number"),
-    (["--parts=full,torso"], "--parts must be"),
+    (["--parts=full,torso"], "--parts: unknown value(s) ['torso']"),
     (["--loss_weights=1,1"], "--loss_weights must be 3 numbers"),
 ])
 def test_bad_flags_give_clear_errors(tmp_path, args, message):

@@ -10,6 +10,7 @@ Writes OUT/tracks.txt (MOTChallenge result format) and OUT/tracklets/<track id>/
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import sys
@@ -19,6 +20,8 @@ import numpy as np
 from absl import app, flags
 
 from keras_crf_reid import cli
+from keras_crf_reid.configs.tracker import TrackerConfig
+from keras_crf_reid.options import flag_name
 
 # a model base path: its highest version is used, so a new version needs no change here (the
 # appearance thresholds in TrackerConfig are this model's distances: re-check them)
@@ -26,8 +29,7 @@ DEFAULT_MODEL = "saved_models/crf_mars"
 
 
 def define_tracking_flags() -> None:
-    """Flags shared by track and find_person (tracker defaults from TrackerConfig)."""
-    from keras_crf_reid.tracking.tracker import TrackerConfig
+    """Flags shared by track and find_person (the tracker's generated from TrackerConfig)."""
 
     flags.DEFINE_string("video", None, "Video file (anything OpenCV decodes).")
     flags.DEFINE_string("detections", None, "MOTChallenge detection file: frame, -1, x, y, w, h, "
@@ -38,23 +40,8 @@ def define_tracking_flags() -> None:
     flags.DEFINE_string("out", None, "Output folder: tracks.txt and tracklets/<id>/NNNN.jpg.")
     flags.DEFINE_string("model", DEFAULT_MODEL, "Re-id model (SavedModel or .keras) for "
                         "--appearance=reid.")
-    d = TrackerConfig()
     flags.DEFINE_float("min_score", float("-inf"), "Ignore detections scored below this.")
-    flags.DEFINE_float("high_score", d.high_score, "Detections scored below this only extend "
-                       "tracks, by IoU >= --low_iou_min after the confident ones are matched "
-                       "(ByteTrack's second association); they start no track.")
-    flags.DEFINE_float("low_iou_min", d.low_iou_min, "Least IoU of a low-score match.")
-    flags.DEFINE_boolean("kalman_boxes", d.output_filtered, "Report each track's Kalman box "
-                         "after its match (as SORT does) instead of the detection's box.")
-    flags.DEFINE_float("appearance_weight", d.appearance_weight, "Weight of the appearance "
-                       "distance in the assignment cost (the rest is 1 - IoU).")
-    flags.DEFINE_float("max_cos", d.max_cos, "Largest cosine distance of a match that overlaps "
-                       "the track's predicted box (IoU >= iou_min).")
-    flags.DEFINE_float("reacquire_cos", d.reacquire_cos, "Largest cosine distance of a match "
-                       "inside the track's motion gate without that overlap.")
-    flags.DEFINE_float("iou_min", d.iou_min, "Least IoU of an overlap match.")
-    flags.DEFINE_integer("max_age", d.max_age, "Frames a lost track is kept.", lower_bound=1)
-    flags.DEFINE_integer("n_init", d.n_init, "Matches before a track is confirmed.", lower_bound=1)
+    cli.define_flags(TrackerConfig)
     for name in ("video", "out"):
         flags.mark_flag_as_required(name)
     flags.register_multi_flags_validator(
@@ -62,12 +49,12 @@ def define_tracking_flags() -> None:
         message="give exactly one of --detections=FILE and --detector=NAME")
 
 
-def tracker_config(f=flags.FLAGS):
-    from keras_crf_reid.tracking.tracker import TrackerConfig
-    return TrackerConfig(appearance_weight=f.appearance_weight, max_cos=f.max_cos,
-                         reacquire_cos=f.reacquire_cos, iou_min=f.iou_min, max_age=f.max_age,
-                         n_init=f.n_init, high_score=f.high_score, low_iou_min=f.low_iou_min,
-                         output_filtered=f.kalman_boxes)
+def tracker_config(f=flags.FLAGS) -> TrackerConfig:
+    """The TrackerConfig the flags describe (`f`: parsed flags, or any object with those
+    attributes; settings it lacks keep their defaults)."""
+    return TrackerConfig(**{field.name: getattr(f, flag_name(field))
+                            for field in dataclasses.fields(TrackerConfig)
+                            if hasattr(f, flag_name(field))})
 
 
 def run_tracking(f=flags.FLAGS, embedder=None) -> dict:

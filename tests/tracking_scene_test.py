@@ -9,7 +9,8 @@ import pytest
 
 from keras_crf_reid.tracking import detections as mot
 from keras_crf_reid.tracking.pipeline import track_video
-from keras_crf_reid.tracking.tracker import Tracker, TrackerConfig, iou_matrix
+from keras_crf_reid.configs.tracker import TrackerConfig
+from keras_crf_reid.tracking.tracker import Tracker, iou_matrix
 
 W, H, BW, BH, FRAMES = 320, 240, 30, 60, 60
 MISS = range(20, 26)        # person 1 undetected (6 frames) at centre x 249..254: > H, < W

@@ -11,7 +11,8 @@ import pytest
 from keras_crf_reid.tracking import detections as mot
 from keras_crf_reid.tracking import video
 from keras_crf_reid.tracking.pipeline import track_video
-from keras_crf_reid.tracking.tracker import TrackerConfig, iou_matrix
+from keras_crf_reid.configs.tracker import TrackerConfig
+from keras_crf_reid.tracking.tracker import iou_matrix
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 W, H, BOX_W, BOX_H, SPEED, FRAMES = 320, 240, 30, 60, 8, 30

@@ -26,7 +26,7 @@ from keras_crf_reid.tracking.metrics import mot_metrics  # noqa: E402
 from keras_crf_reid.track import DEFAULT_MODEL  # noqa: E402
 from keras_crf_reid.tracking.pipeline import (embed_detections, model_appearance,  # noqa: E402
                                               track_features, track_video)
-from keras_crf_reid.tracking.tracker import TrackerConfig  # noqa: E402
+from keras_crf_reid.configs.tracker import TrackerConfig  # noqa: E402
 
 SEQUENCES = {"PETS09-S2L1": "vtest.avi", "TUD-Campus": "TUD-Campus.mp4",
              "TUD-Stadtmitte": "TUD-Stadtmitte.mp4"}

@@ -12,7 +12,8 @@ from tqdm import tqdm
 
 from keras_crf_reid.tracking import video
 from keras_crf_reid.tracking.detections import DetectionFileError, Detections, from_arrays, write_mot
-from keras_crf_reid.tracking.tracker import Tracker, TrackerConfig
+from keras_crf_reid.configs.tracker import TrackerConfig
+from keras_crf_reid.tracking.tracker import Tracker
 
 TRACKS_FILE = "tracks.txt"
 TRACKLETS_DIR = "tracklets"

@@ -16,46 +16,17 @@ appearance decides between people whose boxes meet.
 from __future__ import annotations
 
 import collections
-import dataclasses
 from typing import Callable
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from keras_crf_reid.configs.tracker import TrackerConfig
 from keras_crf_reid.tracking.kalman import GATE_CHI2_4DOF, BoxKalman
 
 INFEASIBLE = 1e5
 # detection indices (K,) of the frame -> their embeddings (K, D): appearance computed on demand
 LazyFeatures = Callable[[np.ndarray], np.ndarray]
-
-
-@dataclasses.dataclass(frozen=True)
-class TrackerConfig:
-    """Association settings. The defaults were chosen one at a time on MOT15 PETS09-S2L1's
-    public detections with saved_models/crf_mars version 2 (docs/tracking.md); TUD-Campus and
-    TUD-Stadtmitte are held out. The appearance thresholds are cosine distances of that model:
-    check them when the model changes."""
-
-    iou_min: float = 0.2          # least IoU for an overlap-only match
-    appearance_weight: float = 0.3
-    max_cos: float = 0.5          # largest appearance distance of a match with IoU >= iou_min
-    reacquire_cos: float = 0.2    # ... of a match inside the motion gate without that overlap
-    max_age: int = 30             # frames a track survives unmatched
-    n_init: int = 3               # consecutive matches before a track is confirmed
-    gallery_size: int = 30        # recent embeddings kept per track
-    high_score: float = 0.95      # detections scored below only extend tracks (stage 2)
-    low_iou_min: float = 0.3      # least IoU of a stage-2 match
-    output_filtered: bool = True  # report the Kalman box after each match, not the detection
-    embed_every: int = 5          # with lazy features: embed a track's box at least this often
-
-    def __post_init__(self):
-        if not 0 <= self.appearance_weight <= 1 or not 0 < self.iou_min <= 1 \
-                or not 0 < self.low_iou_min <= 1:
-            raise ValueError(f"appearance_weight must be in [0, 1] and iou_min, low_iou_min in "
-                             f"(0, 1]; got {self.appearance_weight}, {self.iou_min}, "
-                             f"{self.low_iou_min}")
-        if min(self.max_age, self.n_init, self.gallery_size, self.embed_every) < 1:
-            raise ValueError("max_age, n_init, gallery_size and embed_every must be >= 1")
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:

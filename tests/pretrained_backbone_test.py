@@ -204,7 +204,7 @@ def trunk():
 
     t = MobileNetV2Trunk()
     t.build((None, None, None, 3))
-    t.load_torch_state_dict(load_legacy_state_dict(read_pretrained(), "ImageNet MobileNetV2"))
+    t.load_imagenet()
     return t
 
 

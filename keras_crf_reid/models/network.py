@@ -26,7 +26,6 @@ from keras_crf_reid.geometry import (COLOR_SLICE, FLOW_SLICE, FRAME_HEIGHT, FRAM
                                      NUM_CHANNELS, STD_EPS, YUV_FIXED_MEAN, YUV_FIXED_STD,
                                      part_rows)
 from keras_crf_reid.models.mobilenet_v2 import IMAGENET_MEAN, IMAGENET_STD, MobileNetV2Trunk
-from keras_crf_reid.models.torch_weights import load_legacy_state_dict, read_pretrained
 
 # tf.image.yuv_to_rgb's matrix: rgb = yuv @ YUV_TO_RGB (rows Y, U, V; columns R, G, B).
 YUV_TO_RGB = np.array([[1.0, 1.0, 1.0], [0.0, -0.394642334, 2.03206185],
@@ -151,8 +150,7 @@ class PretrainedFrameEncoder(keras.layers.Layer):
         _, _, h, w, _ = input_shape
         self.trunk.build((None, h, w, 3))
         if self.pretrained:
-            self.trunk.load_torch_state_dict(load_legacy_state_dict(read_pretrained(),
-                                                                    "ImageNet MobileNetV2"))
+            self.trunk.load_imagenet()
         self.dense.build((None, self.trunk.compute_output_shape((None, h, w, 3))[-1]))
 
     def call(self, x, training=None):

@@ -258,3 +258,45 @@ def test_a_lost_track_refinds_its_person_where_another_track_is_predicted():
     track_a, track_b = (t.id for t in sorted(tracker.tracks, key=lambda t: t.id))
     matched = tracker.update(12, [[200, 50, 30, 60]], _lazy({0: b}, []))
     assert matched == [(track_b, 0)], (matched, track_a, track_b)
+
+
+def test_appearance_does_not_veto_a_box_that_overlaps_only_its_track():
+    """A lone person's box whose embedding changes (an occluded, partial view) still extends
+    the one track it overlaps, as IoU alone would: appearance decides between people whose boxes
+    meet, it does not break a track nobody else competes for. Fails when the max_cos veto also
+    applies to such sole overlaps."""
+    config = TrackerConfig(n_init=1, max_cos=0.5)
+    tracker = Tracker(config, use_appearance=True)
+    for f in range(1, 6):
+        tracker.update(f, [[100 + 2 * f, 50, 30, 60]], np.array([[1.0, 0.0]]))
+    (track,) = tracker.tracks
+    matched = tracker.update(6, [[112, 50, 30, 60]], np.array([[0.0, 1.0]]))  # cos distance 1
+    assert matched == [(track.id, 0)] and len(tracker.tracks) == 1
+
+
+def test_appearance_still_decides_between_two_tracks_a_box_overlaps():
+    """The counterpart: a box meeting two tracks goes to the one it looks like, although its
+    overlap with the other is larger."""
+    a, b = np.array([1.0, 0.0]), np.array([0.0, 1.0])
+    tracker = Tracker(TrackerConfig(n_init=1), use_appearance=True)
+    tracker.update(1, [[100, 50, 30, 60], [120, 50, 30, 60]], np.stack([a, b]))
+    track_a, track_b = (t.id for t in sorted(tracker.tracks, key=lambda t: t.id))
+    matched = tracker.update(2, [[102, 50, 30, 60]], np.stack([b]))
+    assert matched == [(track_b, 0)]
+
+
+@pytest.mark.parametrize("blend", [0.0, 0.5, 1.0])
+def test_reported_box_is_the_kalman_box_blended_towards_the_detection(blend):
+    """box_blend 0 reports the track's Kalman box after the update, 1 the detection's box, and
+    values between lie on the line from one to the other."""
+    from keras_crf_reid.tracking.pipeline import track_features
+    boxes = [[100 + 6 * f + (4 if f % 2 else -4), 50, 30, 60 + (6 if f % 3 else 0)]
+             for f in range(12)]
+    dets = mot.from_arrays(np.arange(1, 13), -np.ones(12), np.array(boxes, float))
+    cfg = TrackerConfig(n_init=1)
+    kalman = track_features(dets, None, (640, 480), TrackerConfig(n_init=1, box_blend=0.0))
+    out = track_features(dets, None, (640, 480), TrackerConfig(n_init=1, box_blend=blend))
+    assert cfg.box_blend == 0.5
+    expected = (1 - blend) * kalman["tracks"].boxes + blend * np.array(boxes, float)
+    np.testing.assert_allclose(out["tracks"].boxes, expected, atol=1e-9)
+    assert not np.allclose(kalman["tracks"].boxes, boxes)  # the filter does smooth

@@ -218,7 +218,7 @@ def test_find_person_ranks_the_query_track_first(scene, tmp_path):
         query=str(query), video=path, detections=det, detector=None, out=str(tmp_path / "out"), model=model,
         min_score=float("-inf"), top_k=3, rerank=False, truth=str(truth), truth_id=1,
         appearance_weight=0.3, max_cos=0.6, reacquire_cos=0.3, iou_min=0.3, max_age=30, n_init=3,
-        high_score=0.95, low_iou_min=0.3, kalman_boxes=True)
+        high_score=0.95, low_iou_min=0.3, box_blend=0.5)
     out = find_person(flags_like)
     matches = out["results"][0]["matches"]
     assert 1 <= len(matches) <= 3 and [m["rank"] for m in matches] == list(range(1, len(matches) + 1))

@@ -156,7 +156,8 @@ def _result(tracker: Tracker, dets: Detections, by_frame: dict[int, np.ndarray],
             out_rows.append(by_frame[f][d])
             out_boxes.append(box)
     out_rows = np.asarray(out_rows, np.int64).reshape(-1)
-    boxes = np.reshape(out_boxes, (-1, 4)) if tracker.config.output_filtered else dets.boxes[out_rows]
+    blend = tracker.config.box_blend
+    boxes = (1 - blend) * np.reshape(out_boxes, (-1, 4)) + blend * dets.boxes[out_rows]
     tracks = from_arrays(out_f, out_id, boxes, dets.score[out_rows])
     if crops_dir:
         for name in os.listdir(crops_dir):

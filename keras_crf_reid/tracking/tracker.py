@@ -6,8 +6,9 @@ Stage 1, tracks x detections scored >= high_score, cost of track t and detection
   appearance off:  1 - IoU(predicted t, d), allowed when IoU >= iou_min.
   appearance on:   w * cos_dist(t, d) + (1 - w) * (1 - IoU), where cos_dist is the smallest
                    cosine distance between d's embedding and t's gallery; allowed when
-                   IoU >= iou_min and cos_dist <= max_cos, or when the box is inside t's
-                   Kalman gate (chi-square 99.9%) and cos_dist <= reacquire_cos.
+                   IoU >= iou_min and cos_dist <= max_cos (the cos_dist limit waived when t
+                   and d overlap nothing else), or when the box is inside t's Kalman gate
+                   (chi-square 99.9%) and cos_dist <= reacquire_cos.
 Stage 2 (ByteTrack), the tracks left x detections scored below high_score: 1 - IoU, allowed when
 IoU >= low_iou_min; these boxes extend tracks (not their galleries) and never start one.
 The gate lets a track re-find its person after a miss or an occlusion where IoU alone is zero;
@@ -42,6 +43,14 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def _unit(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, np.float64)
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+def _sole(iou: np.ndarray) -> np.ndarray:
+    """Mask of the (track, box) pairs that overlap only each other: nobody to confuse them
+    with, so appearance does not veto their match (it only decides between people whose boxes
+    meet; these are the boxes the lazy embedding skips)."""
+    meet = iou > 0
+    return meet & (meet.sum(axis=0) == 1)[None, :] & (meet.sum(axis=1) == 1)[:, None]
 
 
 def _assign(cost: np.ndarray) -> list[tuple[int, int]]:
@@ -105,7 +114,8 @@ class Tracker:
             gate[:, known] = np.stack([t.kalman.gating_distance(boxes[known]) <= GATE_CHI2_4DOF
                                        for t in self.tracks])
         cost = c.appearance_weight * app + (1 - c.appearance_weight) * (1.0 - iou)
-        ok = ((iou >= c.iou_min) & (app <= c.max_cos)) | (gate & (app <= c.reacquire_cos))
+        overlap = iou >= c.iou_min
+        ok = (overlap & ((app <= c.max_cos) | _sole(iou))) | (gate & (app <= c.reacquire_cos))
         return np.where(ok, cost, INFEASIBLE)
 
     def _to_embed(self, frame: int, iou: np.ndarray, boxes: np.ndarray) -> np.ndarray:

@@ -43,6 +43,7 @@ def bench_tracklet(frames: int) -> dict:
 
     import keras
 
+    from keras_crf_reid.geometry import FRAME_WIDTH, NUM_CHANNELS
     from keras_crf_reid.models.network import ModelConfig, build_crf_model
     from keras_crf_reid.serving import inference
 
@@ -76,6 +77,7 @@ def main(argv):
     apply_thread_flags()
     from keras_crf_reid.models.flops import (crf_forward_flops, matmul_probe, throughput_figures,
                                              time_interleaved)
+    from keras_crf_reid.geometry import FRAME_WIDTH, NUM_CHANNELS
     from keras_crf_reid.models.network import ModelConfig, build_crf_model
 
     keras.utils.set_random_seed(0)
@@ -90,7 +92,7 @@ def main(argv):
     rows = []
     for bs in (int(b) for b in FLAGS.batch_sizes):
         x = tf.constant(rng.standard_normal(
-            (bs, t, cfg.input_height, cfg.input_width, cfg.channels), np.float32))
+            (bs, t, cfg.input_height, FRAME_WIDTH, NUM_CHANNELS), np.float32))
         work = lambda: embed(x).numpy()
         t0 = time.perf_counter()
         work()

@@ -224,7 +224,7 @@ def test_queued_work_is_dropped_when_its_estimate_no_longer_fits_the_time_left()
 
 
 def test_a_busy_queue_refuses_before_the_inputs_are_decoded(base, monkeypatch):
-    srv, _ = service.serve(base, poll_s=0, limits=limits.ServerLimits(workers=1, max_queued=0))
+    srv, _ = service.serve(base, poll_s=0, limits=ServerLimits(workers=1, max_queued=0))
     release, started = threading.Event(), threading.Event()
     try:
         predictor = srv.predictor
@@ -280,7 +280,7 @@ def test_signatures_an_old_export_has_no_warmup_for_get_one_group_of_zeros(base,
     old = str(tmp_path / "crf_reid")
     shutil.copytree(base, old)
     os.remove(os.path.join(old, "1", contract.WARMUP_FILE))    # as exports before every signature had one
-    srv, _ = service.serve(old, poll_s=0, limits=limits.ServerLimits(workers=1))
+    srv, _ = service.serve(old, poll_s=0, limits=ServerLimits(workers=1))
     try:
         for signature in SIGNATURE_INPUTS:
             assert srv.predictor.queue.estimates.known((1, signature)), signature

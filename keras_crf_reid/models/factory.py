@@ -14,8 +14,9 @@ import os
 import keras
 import tensorflow as tf
 
+from keras_crf_reid.configs.model import ModelConfig
 from keras_crf_reid.models.fusion import FUSION_ORDER, build_fusion_model
-from keras_crf_reid.models.network import ModelConfig, build_crf_model
+from keras_crf_reid.models.network import build_crf_model
 
 FUSION = "fusion"
 

@@ -18,8 +18,8 @@ import statistics
 import time
 from typing import Callable
 
+from keras_crf_reid.configs.model import ModelConfig
 from keras_crf_reid.geometry import FRAME_WIDTH, NUM_CHANNELS
-from keras_crf_reid.models.network import ModelConfig
 
 
 def crf_flops_breakdown(config: ModelConfig, frames: int) -> dict[str, int]:

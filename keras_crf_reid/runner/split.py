@@ -32,6 +32,7 @@ from keras_crf_reid import cli
 from keras_crf_reid.atomic import atomic_path, write_atomic
 from keras_crf_reid.configs.experiment import (FUSION_SEED_OFFSET, PART_SEED_OFFSETS,
                                                SPLIT_SEED_STRIDE, ExperimentConfig)
+from keras_crf_reid.configs.train import TrainConfig
 from keras_crf_reid.datasets.pipeline import replica_pairs, training_sampler
 from keras_crf_reid.evaluation.protocol import compiled_embedder, evaluate_split
 from keras_crf_reid.evaluation.report import to_json
@@ -40,7 +41,7 @@ from keras_crf_reid.models.factory import FUSION, build_model
 from keras_crf_reid.models.fusion import build_fusion_model, fusion_weights
 from keras_crf_reid.models.tta import scored_model
 from keras_crf_reid.runner.data import RunData
-from keras_crf_reid.training.trainer import TrainConfig, Trainer
+from keras_crf_reid.training.trainer import Trainer
 
 BASELINE = "baseline"
 LEGACY_BASELINE_KIND = "hist"  # what a baseline entry without a recorded kind was computed with

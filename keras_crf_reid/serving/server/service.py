@@ -20,11 +20,11 @@ import tensorflow as tf
 from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2, model_service_pb2_grpc,
                                      predict_pb2, prediction_log_pb2, prediction_service_pb2_grpc)
 
+from keras_crf_reid.configs.server import ServerLimits
 from keras_crf_reid.geometry import GROUP_LEN
 from keras_crf_reid.serving import contract
 from keras_crf_reid.serving.server.admission import ByteBudget, InferenceQueue
-from keras_crf_reid.serving.server.limits import (MB, RpcError, ServerLimits, decode_inputs,
-                                                  decoded_bytes)
+from keras_crf_reid.serving.server.limits import MB, RpcError, decode_inputs, decoded_bytes
 from keras_crf_reid.serving.server.versions import SETTLE_S, ModelManager, ServedVersion
 
 log = logging.getLogger(__name__)

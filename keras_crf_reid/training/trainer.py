@@ -24,8 +24,8 @@ import tensorflow as tf
 from keras import ops
 from tqdm import tqdm
 
-from keras_crf_reid.configs.train import (LR_SCHEDULES, MIN_FINITE, RUNNING_LOSS_WEIGHTS,
-                                          STEP_DECAY_AT, STEP_DECAY_FACTOR, TrainConfig)
+from keras_crf_reid.configs.train import (MIN_FINITE, RUNNING_LOSS_WEIGHTS, STEP_DECAY_AT,
+                                          STEP_DECAY_FACTOR, TrainConfig)
 from keras_crf_reid.training.distribute import is_chief
 from keras_crf_reid.training.losses import batch_loss_terms
 
@@ -44,13 +44,11 @@ class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
     are checkpointed with it) resumes at exactly the learning rate it had reached. Step decay
     multiplies by STEP_DECAY_FACTOR at each fraction STEP_DECAY_AT of `total_steps`
     (configs.train); cosine decays to 0 at `total_steps`. Decay is measured over the whole run,
-    warmup included.
+    warmup included. `schedule` is one of configs.train.LR_SCHEDULES (TrainConfig checks it).
     """
 
     def __init__(self, learning_rate: float, total_steps: int, schedule: str = "constant",
                  warmup_steps: int = 0):
-        if schedule not in LR_SCHEDULES:
-            raise ValueError(f"--lr_schedule must be one of {LR_SCHEDULES}, got {schedule!r}")
         self.learning_rate = float(learning_rate)
         self.total_steps = int(total_steps)
         self.schedule = schedule

@@ -101,7 +101,7 @@ def _pending(cfg: ExperimentConfig, data: RunData, split_ids: Sequence[int]) -> 
         if any(missing_entries(c, data, s, entries) for c, entries in jobs):
             out.append(s)
         else:
-            print(f"split {s}: finished earlier, skipped", flush=True)
+            log.info("split %d: finished earlier, skipped", s)
     return out
 
 
@@ -125,15 +125,15 @@ def run_splits(cfg: ExperimentConfig, data: RunData, split_ids: Sequence[int], s
     with concurrent.futures.ProcessPoolExecutor(min(workers, len(pending)), mp_context=ctx,
                                                 max_tasks_per_child=1) as pool:
         futures = {pool.submit(_split_worker, wcfg, s, threads, logs[s]): s for s in pending}
-        print(f"running splits {pending} in {min(workers, len(pending))} processes, {threads} "
-              f"thread(s) each; logs: {cfg.run_dir}/split_<k>/worker.log", flush=True)
+        log.info("running splits %s in %d processes, %d thread(s) each; logs: "
+                 "%s/split_<k>/worker.log", pending, min(workers, len(pending)), threads, cfg.run_dir)
         for fut in concurrent.futures.as_completed(futures):
             s = futures[fut]
             try:
-                print(f"split {s}: done in {fut.result():.0f} s", flush=True)
+                log.info("split %d: done in %.0f s", s, fut.result())
             except Exception as e:  # noqa: BLE001  (reported per split below)
                 failed[s] = f"{type(e).__name__}: {e}"
-                print(f"split {s}: FAILED ({failed[s]}); see {logs[s]}", flush=True)
+                log.error("split %d: FAILED (%s); see %s", s, failed[s], logs[s])
     if failed:
         raise RuntimeError(f"splits {sorted(failed)} failed: {failed}; rerun the same command to "
                            f"resume them")

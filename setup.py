@@ -27,7 +27,7 @@ setup(
     extras_require={
         "test": ["pytest>=8", "faiss-cpu>=1.8", "motmetrics>=1.4"],
         "ann": ["faiss-cpu>=1.8"],
-        # tracking metrics (tools/eval_tracking.py); keras_crf_reid.tracking.metrics shims the
+        # tracking metrics (keras_crf_reid.tracking.evaluate); keras_crf_reid.tracking.metrics shims the
         # np.asfarray that py-motmetrics 1.4 calls and NumPy 2 removed
         "track": ["motmetrics>=1.4"],
         # Keras 3's JAX backend (keras_crf_reid.training.jax_step, tools/bench_backends.py); on a

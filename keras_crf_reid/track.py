@@ -20,12 +20,8 @@ import numpy as np
 from absl import app, flags
 
 from keras_crf_reid import cli
-from keras_crf_reid.configs.tracker import TrackerConfig
+from keras_crf_reid.configs.tracker import DEFAULT_MODEL, TrackerConfig
 from keras_crf_reid.options import flag_name
-
-# a model base path: its highest version is used, so a new version needs no change here (the
-# appearance thresholds in TrackerConfig are this model's distances: re-check them)
-DEFAULT_MODEL = "saved_models/crf_mars"
 
 
 def define_tracking_flags() -> None:

@@ -25,6 +25,9 @@ def command(module, *args, cwd=REPO):
     ("keras_crf_reid.baseline", ["--num_splits=0"], "--num_splits"),
     ("keras_crf_reid.baseline", ["--kind=nonesuch"], "--kind"),
     ("keras_crf_reid.serving.rerank_eval", ["--settings=20:6"], "--settings"),
+    ("keras_crf_reid.tracking.evaluate", ["--detections=public,nonesuch"], "--detections"),
+    ("keras_crf_reid.tracking.evaluate", ["--sequences=nonesuch"], "--sequences"),
+    ("keras_crf_reid.tracking.evaluate", ["--max_age=0"], "--max_age"),
 ])
 def test_bad_flags_exit_2_naming_the_flag(tmp_path, module, args, flag):
     done = command(module, *args, cwd=str(tmp_path))

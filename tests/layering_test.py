@@ -79,6 +79,7 @@ STAGE_OF = {
     "keras_crf_reid.serving.client": "serving.apps",
     "keras_crf_reid.serving.rerank_eval": "serving.apps",
     "keras_crf_reid.tracking": "tracking",
+    "keras_crf_reid.tracking.evaluate": "tracking.apps",
     "keras_crf_reid": "entry",
     "keras_crf_reid.train": "entry",
     "keras_crf_reid.evaluate": "entry",
@@ -112,9 +113,13 @@ STAGE_IMPORTS = {
     "serving.apps": ("helpers", "configs", "datasets", "models", "evaluation", "serving.artifact"),
     # video tracking: the model comes in as an embedding function, from the command line
     "tracking": ("helpers", "configs", "datasets", "models", "evaluation"),
+    # the MOT15 benchmark: loads the exported re-id model itself to score the tracker
+    "tracking.apps": ("helpers", "configs", "datasets", "models", "evaluation",
+                      "serving.artifact", "tracking"),
     # the command lines users type and keras_crf_reid.load: any stage
     "entry": ("helpers", "configs", "datasets", "models", "training", "evaluation",
-              "serving.artifact", "runner", "serving.server", "serving.apps", "tracking"),
+              "serving.artifact", "runner", "serving.server", "serving.apps", "tracking",
+              "tracking.apps"),
 }
 
 

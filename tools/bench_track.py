@@ -15,7 +15,7 @@ from absl import app, flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from keras_crf_reid.track import DEFAULT_MODEL  # noqa: E402
+from keras_crf_reid.configs.tracker import DEFAULT_MODEL  # noqa: E402
 
 SEQ = "../shared/realdata/mot15/PETS09-S2L1"
 flags.DEFINE_string("video", f"{SEQ}/vtest.avi", "Video tracked.")

@@ -17,7 +17,8 @@ flags and every config checks its choices and bounds where it is built:
     search.py       SearchConfig: gallery search
     client.py       ClientConfig: the gRPC client's command line
     synthetic.py    SyntheticConfig: a generated synthetic dataset
-    tracker.py      TrackerConfig: the tracker's association (track, find_person)
+    tracker.py      TrackerConfig: the tracker's association (track, find_person);
+                    TrackingEvalConfig: the MOT15 benchmark
 
 The modules that act on them (model, trainer, pipelines, evaluation, runner) import them from
 here.

@@ -1,14 +1,27 @@
-"""Association settings of the tracker (keras_crf_reid.tracking.tracker); no TensorFlow.
+"""Settings of tracking (keras_crf_reid.tracking); no TensorFlow.
 
-The defaults were chosen one at a time on MOT15 PETS09-S2L1's public detections with
-saved_models/crf_mars version 2 (docs/tracking.md; TUD-Campus and TUD-Stadtmitte held out) and
-re-checked on PETS09 with version 3; box_blend alone was chosen on TUD-Campus (PETS09 and
-TUD-Stadtmitte held out for it). The appearance thresholds are cosine distances of the model:
-check them when the model changes. `track` and `find_person` generate their flags from here.
+`TrackerConfig` is the tracker's association. Its defaults were chosen one at a time on MOT15
+PETS09-S2L1's public detections with saved_models/crf_mars version 2 (docs/tracking.md;
+TUD-Campus and TUD-Stadtmitte held out) and re-checked on PETS09 with version 3; box_blend alone
+was chosen on TUD-Campus (PETS09 and TUD-Stadtmitte held out for it). The appearance thresholds
+are cosine distances of the model: check them when the model changes. `track` and `find_person`
+generate their flags from here. `TrackingEvalConfig` is the MOT15 benchmark's command line
+(keras_crf_reid.tracking.evaluate).
 """
 from __future__ import annotations
 
 from keras_crf_reid.options import config_class, option
+
+# a model base path: its highest version is used, so a new version needs no change here (the
+# appearance thresholds in TrackerConfig are this model's distances: re-check them)
+DEFAULT_MODEL = "saved_models/crf_mars"
+# the MOT15 sequences scored, each with its video file in <mot_root>/<sequence>/
+MOT15_VIDEOS = {"PETS09-S2L1": "vtest.avi", "TUD-Campus": "TUD-Campus.mp4",
+                "TUD-Stadtmitte": "TUD-Stadtmitte.mp4"}
+# detection sets: MOT15's public det/det.txt, ground-truth boxes (identities withheld), degraded
+# ground truth, ground truth without the boxes where people cross
+DETECTION_SETS = ("public", "gt", "degraded", "crossings")
+APPEARANCES = ("none", "reid")
 
 
 @config_class
@@ -41,3 +54,35 @@ class TrackerConfig:
             raise ValueError(f"--appearance_weight and --box_blend must be in [0, 1] and "
                              f"--iou_min, --low_iou_min in (0, 1]; got {self.appearance_weight}, "
                              f"{self.box_blend}, {self.iou_min}, {self.low_iou_min}")
+
+
+@config_class
+class TrackingEvalConfig:
+    """`python -m keras_crf_reid.tracking.evaluate`: the tracker scored on MOT15 sequences."""
+
+    mot_root: str = option("../shared/realdata/mot15", "Folder of the MOT15 sequences.")
+    sequences: tuple[str, ...] = option(tuple(MOT15_VIDEOS), "Sequences to run.",
+                                        choices=tuple(MOT15_VIDEOS))
+    model: str = option(DEFAULT_MODEL, "Re-id model for --appearance=reid.")
+    appearance: tuple[str, ...] = option(APPEARANCES, "Appearance modes compared.",
+                                         choices=APPEARANCES)
+    detections: tuple[str, ...] = option(("public",), "Detection sets: public (det/det.txt), gt, "
+                                         "degraded, crossings.", choices=DETECTION_SETS)
+    features_dir: str | None = option(None, "Cache the per-detection embeddings here "
+                                      "(<model>_<sequence>_<detections>.npy) and track from them "
+                                      "without the video: for comparing settings (the seconds "
+                                      "column then excludes decoding).")
+    drop: float = option(0.2, "Degraded detections: share of ground-truth boxes dropped.",
+                         lower_bound=0)
+    jitter: float = option(0.05, "Degraded: position/size noise, std as a share of w and h.",
+                           lower_bound=0)
+    false_per_frame: float = option(0.5, "Degraded: mean false boxes per frame (Poisson).",
+                                    lower_bound=0)
+    seed: int = option(0, "Seed of the degradation.")
+    crossing_iou: float = option(0.1, "Crossings dropped: boxes overlapping another person's by "
+                                 "more than this IoU are removed.", lower_bound=0)
+    table: str | None = option(None, "Also write the markdown table here.")
+    detections_out: str | None = option(None, "Also write each sequence's degraded detections "
+                                        "here as <sequence>_degraded.txt (MOTChallenge format).")
+    tracker: TrackerConfig = TrackerConfig()
+

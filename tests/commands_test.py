@@ -28,6 +28,9 @@ def command(module, *args, cwd=REPO):
     ("keras_crf_reid.tracking.evaluate", ["--detections=public,nonesuch"], "--detections"),
     ("keras_crf_reid.tracking.evaluate", ["--sequences=nonesuch"], "--sequences"),
     ("keras_crf_reid.tracking.evaluate", ["--max_age=0"], "--max_age"),
+    ("keras_crf_reid.tracking.crop_person", ["--video=v", "--gt=g", "--out=o"], "--id"),
+    ("keras_crf_reid.tracking.crop_person", ["--video=v", "--gt=g", "--id=1", "--out=o",
+                                             "--every=0"], "--every"),
 ])
 def test_bad_flags_exit_2_naming_the_flag(tmp_path, module, args, flag):
     done = command(module, *args, cwd=str(tmp_path))

@@ -1,5 +1,6 @@
 """The tracking command lines on a tiny MOT15-style sequence (30 frames, two people who meet and
-turn back): the MOT15 benchmark (keras_crf_reid.tracking.evaluate)."""
+turn back): the MOT15 benchmark (keras_crf_reid.tracking.evaluate) and the query cropper
+(keras_crf_reid.tracking.crop_person)."""
 import json
 import os
 import subprocess
@@ -101,3 +102,21 @@ def test_benchmark_with_appearance_and_its_feature_cache(mot_root, tmp_path):
     with pytest.raises(ValueError, match="appearance=reid"):
         evaluate_tracking(cfg)
 
+
+def test_crop_person_writes_the_persons_frames(mot_root, tmp_path):
+    seq = os.path.join(mot_root, SEQ)
+    args = [f"--video={seq}/vtest.avi", f"--gt={seq}/gt/gt.txt", "--every=5", "--last_frame=20"]
+    done = command("keras_crf_reid.tracking.crop_person", *args, "--id=2",
+                   f"--out={tmp_path / 'q'}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout)["frames"] == [1, 6, 11, 16]
+    names = sorted(os.listdir(tmp_path / "q"))
+    assert names == ["0001.jpg", "0006.jpg", "0011.jpg", "0016.jpg"]
+    crop = cv2.cvtColor(cv2.imread(str(tmp_path / "q" / names[0])), cv2.COLOR_BGR2RGB)
+    assert crop.shape == (128, 64, 3)
+    assert np.abs(crop[40:88, 16:48].mean(axis=(0, 1)) - COLOURS[2]).max() < 20  # person 2: blue
+    missing = command("keras_crf_reid.tracking.crop_person", *args, "--id=9",
+                      f"--out={tmp_path / 'none'}")
+    assert missing.returncode == 2, missing.stderr[-3000:]
+    assert f"error: {seq}/gt/gt.txt: no box of id 9 in frames 1-20" in missing.stderr
+    assert not (tmp_path / "none").exists()

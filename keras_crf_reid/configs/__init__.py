@@ -18,7 +18,7 @@ flags and every config checks its choices and bounds where it is built:
     client.py       ClientConfig: the gRPC client's command line
     synthetic.py    SyntheticConfig: a generated synthetic dataset
     tracker.py      TrackerConfig: the tracker's association (track, find_person);
-                    TrackingEvalConfig: the MOT15 benchmark
+                    TrackingEvalConfig, CropConfig: the MOT15 benchmark and query cropper
 
 The modules that act on them (model, trainer, pipelines, evaluation, runner) import them from
 here.

@@ -6,7 +6,7 @@ TUD-Campus and TUD-Stadtmitte held out) and re-checked on PETS09 with version 3;
 was chosen on TUD-Campus (PETS09 and TUD-Stadtmitte held out for it). The appearance thresholds
 are cosine distances of the model: check them when the model changes. `track` and `find_person`
 generate their flags from here. `TrackingEvalConfig` is the MOT15 benchmark's command line
-(keras_crf_reid.tracking.evaluate).
+(keras_crf_reid.tracking.evaluate), `CropConfig` that of keras_crf_reid.tracking.crop_person.
 """
 from __future__ import annotations
 
@@ -86,3 +86,15 @@ class TrackingEvalConfig:
                                         "here as <sequence>_degraded.txt (MOTChallenge format).")
     tracker: TrackerConfig = TrackerConfig()
 
+
+@config_class
+class CropConfig:
+    """`python -m keras_crf_reid.tracking.crop_person`: one annotated person's crops."""
+
+    video: str | None = option(None, "Video file.", required=True)
+    gt: str | None = option(None, "MOTChallenge ground-truth file with identities.", required=True)
+    id: int | None = option(None, "Identity to crop.", required=True)
+    first_frame: int = option(1, "First frame used.", lower_bound=1)
+    last_frame: int = option(10 ** 9, "Last frame used.", lower_bound=1)
+    every: int = option(1, "Keep every n-th of the person's boxes.", lower_bound=1)
+    out: str | None = option(None, "Output folder.", required=True)

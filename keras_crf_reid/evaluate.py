@@ -3,7 +3,8 @@
 The flags describing data and model must match the training run (use the same flagfile);
 `--checkpoint` is a checkpoint prefix or a folder of checkpoints (the latest is used), e.g.
 runs/demo/split_0/upper/ckpt with --part=upper, or runs/demo/split_0/fusion/ckpt with
---part=fusion. The split evaluated is the first of --splits (default 0).
+--part=fusion. The split evaluated is the first of --splits (default 0). Every flag and its
+default: keras_crf_reid.configs.experiment.CheckpointEvalConfig.
 """
 from __future__ import annotations
 
@@ -13,23 +14,18 @@ import sys
 from absl import app, flags
 
 from keras_crf_reid import cli
-from keras_crf_reid.configs import experiment
+from keras_crf_reid.configs.experiment import CheckpointEvalConfig, ExperimentConfig
 
-experiment.define_flags()
-flags.DEFINE_string("checkpoint", "", "Checkpoint prefix or folder (latest checkpoint used).")
-flags.DEFINE_enum("part", "full", ["full", "upper", "lower", "fusion"],
-                  "Which model the checkpoint holds: a body part or the fusion of all three.")
+cli.define_flags(CheckpointEvalConfig)
 FLAGS = flags.FLAGS
 
 
-def evaluate_checkpoint(cfg: experiment.ExperimentConfig, checkpoint: str, part: str) -> dict:
+def evaluate_checkpoint(cfg: ExperimentConfig, checkpoint: str, part: str) -> dict:
     """Rebuilds the model, restores its weights and scores the configured split."""
     from keras_crf_reid.models import factory
     from keras_crf_reid.runner.data import prepare
     from keras_crf_reid.runner.split import score_split, scored_embedder
 
-    if not checkpoint:
-        raise ValueError("--checkpoint is required")
     prefix = factory.checkpoint_prefix(checkpoint)
     model = factory.restore_checkpoint(prefix, cfg.model, part)
     data = prepare(cfg.data, cfg.run.progress)
@@ -43,7 +39,8 @@ def main(argv: list[str]) -> int:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     from keras_crf_reid.datasets import DatasetError
     try:
-        out = evaluate_checkpoint(experiment.config_from_flags(FLAGS), FLAGS.checkpoint, FLAGS.part)
+        cfg = cli.from_flags(CheckpointEvalConfig, FLAGS)
+        out = evaluate_checkpoint(cfg.experiment, cfg.checkpoint, cfg.part)
     except (DatasetError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return cli.EXIT_USAGE

@@ -31,6 +31,12 @@ def command(module, *args, cwd=REPO):
     ("keras_crf_reid.tracking.crop_person", ["--video=v", "--gt=g", "--out=o"], "--id"),
     ("keras_crf_reid.tracking.crop_person", ["--video=v", "--gt=g", "--id=1", "--out=o",
                                              "--every=0"], "--every"),
+    ("keras_crf_reid.evaluate", ["--part=upper"], "--checkpoint"),
+    ("keras_crf_reid.evaluate", ["--checkpoint=c", "--part=torso"], "--part"),
+    ("keras_crf_reid.serving.export", ["--keras_model=m.keras"], "--model_base_path"),
+    ("keras_crf_reid.serving.export", ["--keras_model=m.keras", "--model_base_path=b",
+                                       "--version=-1"], "--version"),
+    ("keras_crf_reid.serving.export", ["--model_base_path=b"], "--keras_model"),
 ])
 def test_bad_flags_exit_2_naming_the_flag(tmp_path, module, args, flag):
     done = command(module, *args, cwd=str(tmp_path))

@@ -18,7 +18,8 @@ cfg = experiment.config_from_flags()
 assert cfg.fusion.steps == 7 and cfg.eval.tta.enabled and cfg.model.variant == "cnn", cfg
 assert cfg.pairs.sampler == "pk" and cfg.results_key()["fusion_learning_rate"] == 0.01
 from keras_crf_reid.configs import (  # noqa: F401
-    client, data, evaluation, model, pairs, run, search, server, synthetic, tracker, train, tta)
+    client, data, evaluation, export, model, pairs, run, search, server, synthetic, tracker,
+    train, tta)
 print("ok", sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras")
                    and sys.modules[m] is not None))
 """

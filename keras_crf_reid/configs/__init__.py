@@ -4,7 +4,8 @@ Each module holds the settings of one concern, declared with `options.option` (d
 choices, lower bound) in a `options.config_class`, so `keras_crf_reid.cli` generates their
 flags and every config checks its choices and bounds where it is built:
 
-    experiment.py   ExperimentConfig, the tree one run reads (train, evaluate, precompute_flow)
+    experiment.py   ExperimentConfig, the tree one run reads (train, evaluate, precompute_flow);
+                    CheckpointEvalConfig: the evaluate command line
     data.py         DataConfig: dataset, folders, identity splits
     model.py        ModelConfig: the CRF network
     pairs.py        PairConfig: training batches, sampling, augmentation
@@ -13,6 +14,7 @@ flags and every config checks its choices and bounds where it is built:
     evaluation.py   EvalConfig: test protocol, baseline kinds, report figures; the baseline
                     and re-ranking evaluation command lines (BaselineConfig, RerankEvalConfig)
     run.py          RunConfig: names, outputs, ablation rows, processes
+    export.py       ExportConfig: the export command line
     server.py       ServerLimits, ServerConfig: the development server's command line
     search.py       SearchConfig: gallery search
     client.py       ClientConfig: the gRPC client's command line

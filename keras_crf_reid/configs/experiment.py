@@ -24,7 +24,7 @@ from absl import flags
 from keras_crf_reid import cli
 from keras_crf_reid.configs.data import DataConfig
 from keras_crf_reid.configs.evaluation import EvalConfig
-from keras_crf_reid.configs.model import ModelConfig
+from keras_crf_reid.configs.model import CHECKPOINT_PARTS, ModelConfig
 from keras_crf_reid.configs.pairs import PairConfig
 from keras_crf_reid.configs.run import RunConfig
 from keras_crf_reid.configs.train import FusionConfig, TrainConfig
@@ -77,6 +77,18 @@ class ExperimentConfig:
     def results_key(self) -> dict:
         """The settings a run's numbers depend on, by flag name (compared when resuming)."""
         return cli.flag_dict(self, results_only=True)
+
+
+@config_class
+class CheckpointEvalConfig:
+    """`python -m keras_crf_reid.evaluate`: one trained checkpoint scored on the first of
+    --splits, with the data and model settings of its run."""
+
+    experiment: ExperimentConfig = ExperimentConfig()
+    checkpoint: str | None = option(None, "Checkpoint prefix or folder (latest checkpoint used).",
+                                    required=True)
+    part: str = option("full", "Which model the checkpoint holds: a body part or the fusion of "
+                       "all three.", choices=CHECKPOINT_PARTS)
 
 
 def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:

@@ -9,6 +9,8 @@ from keras_crf_reid.options import config_class, option
 VARIANTS = ("cnn", "rnn", "cnn_rnn")
 FLOW_NORMS = ("fixed", "frame_std")
 BACKBONES = ("paper", "mobilenet_v2")
+# what a trainer checkpoint holds: one body part's model, or the fusion of all three
+CHECKPOINT_PARTS = (*PARTS, "fusion")
 MOBILENET_V2_BLOCKS = 19  # stem, 17 inverted residuals, last 1x1 conv (models.mobilenet_v2)
 
 

@@ -19,6 +19,7 @@ A checkpoint is wrapped as the run's own export wraps it (`tta.scored_model`): g
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import errno
 import hashlib
 import json
@@ -33,7 +34,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_crf_reid import cli
 from keras_crf_reid.atomic import pid_alive
+from keras_crf_reid.configs.export import ExportConfig
 from keras_crf_reid.datasets.preprocess import to_model_input
 from keras_crf_reid.geometry import DEFAULT_COLOUR_NORM, GROUP_LEN, check_colour_norm
 from keras_crf_reid.models.tta import TTAViews
@@ -291,61 +294,38 @@ def export_saved_model(model: keras.Model, base_path: str, version: int | None =
     return final
 
 
-def _main(argv) -> None:
+def main(argv: list[str]) -> int:
+    """`python -m keras_crf_reid.serving.export` (configs.export.ExportConfig's flags): exports
+    and prints the export's facts as JSON."""
     from absl import app, flags
 
-    from keras_crf_reid import cli
-    from keras_crf_reid.configs.tta import TTAConfig
     from keras_crf_reid.models import factory
-    from keras_crf_reid.models.network import ModelConfig
     from keras_crf_reid.models.tta import scored_model
 
-    f = flags.FLAGS
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    if bool(f.keras_model) == bool(f.checkpoint):
-        raise app.UsageError("give exactly one of --keras_model (a .keras file) or --checkpoint")
     try:
-        if f.keras_model:
-            model = factory.load_keras_model(f.keras_model)
+        cfg = cli.from_flags(ExportConfig, flags.FLAGS)
+        if bool(cfg.keras_model) == bool(cfg.checkpoint):
+            raise ValueError("give exactly one of --keras_model (a .keras file) or --checkpoint")
+        if cfg.keras_model:
+            model = factory.load_keras_model(cfg.keras_model)
         else:
-            config = cli.from_flags(ModelConfig, f, dropout=0.0)
-            model = scored_model(factory.restore_checkpoint(f.checkpoint, config, f.part),
-                                 cli.from_flags(TTAConfig, f), config.colour_norm)
-        path = export_saved_model(model, f.model_base_path, f.version, f.overwrite, f.group_len,
-                                  f.colour_norm)
+            config = dataclasses.replace(cfg.model, dropout=0.0)
+            model = scored_model(factory.restore_checkpoint(cfg.checkpoint, config, cfg.part),
+                                 cfg.tta, config.colour_norm)
+        path = export_saved_model(model, cfg.model_base_path, cfg.version, cfg.overwrite,
+                                  cfg.group_len, cfg.model.colour_norm)
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return cli.EXIT_USAGE
     print(json.dumps({"export_dir": path, "frame_shape": list(frame_shape(model)),
-                      "embed_dim": int(model.output_shape[-1]), "group_len": f.group_len,
-                      "colour_norm": f.colour_norm,
+                      "embed_dim": int(model.output_shape[-1]), "group_len": cfg.group_len,
+                      "colour_norm": cfg.model.colour_norm,
                       "signatures": [SERVING_SIGNATURE, RAW_SIGNATURE, INFO_SIGNATURE]}))
     return 0
 
 
-def main() -> None:
-    from absl import flags
-
-    from keras_crf_reid import cli
-    from keras_crf_reid.configs.tta import TTAConfig
-    from keras_crf_reid.models.network import ModelConfig
-
-    flags.DEFINE_string("keras_model", None, "A .keras model file to export.")
-    flags.DEFINE_string("checkpoint", None, "A trainer checkpoint prefix or directory; the model "
-                        "is rebuilt from the model flags (--variant, --filters, ...) and --part.")
-    flags.DEFINE_enum("part", "full", ["full", "upper", "lower", "fusion"],
-                      "Which model the --checkpoint holds: a body part or the fusion of all three.")
-    cli.define_flags(ModelConfig)
-    cli.define_flags(TTAConfig)
-    flags.DEFINE_integer("group_len", GROUP_LEN, "Frames per group when embedding tracklets "
-                         "(the run's --eval_seq_len).", lower_bound=1)
-    flags.DEFINE_string("model_base_path", None, "Base directory; the export goes to <base>/<version>.")
-    flags.DEFINE_integer("version", None, "Version number (default: latest existing + 1).", lower_bound=0)
-    flags.DEFINE_bool("overwrite", False, "Atomically replace an existing version.")
-    flags.mark_flag_as_required("model_base_path")
-    cli.run(_main)
-
-
 if __name__ == "__main__":
-    main()
+    cli.define_flags(ExportConfig)
+    cli.run(main)

@@ -63,8 +63,8 @@ def test_hog_finds_the_people_of_pets09():
     """Frames 20, 40, ..., 200 of PETS09-S2L1 (57 ground-truth people, ~29x81 pixels), matched
     at IoU >= 0.5: all of HOG's boxes find 43 (recall 0.75; floor 0.65), and its boxes scored
     >= 0.8 are 37 right of 39 (precision 0.95; floor 0.85), measured with OpenCV 4.14. Fails
-    when the window is not shrunk to the person (1 of 57 found), the frame not enlarged, or
-    the scores do not rank true people first."""
+    when the window is not shrunk to the person (2 of 57 found), the frame not enlarged (21 of
+    57) or the scores inverted (no box scored >= 0.8)."""
     gt = np.loadtxt(os.path.join(PETS09, "gt", "gt.txt"), delimiter=",")
     hog, truths, found, confident, right = detector._hog(), 0, 0, 0, 0
     for n, rgb in video.read_video(os.path.join(PETS09, "vtest.avi")):

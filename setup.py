@@ -10,7 +10,9 @@ setup(
     install_requires=[
         "tensorflow-cpu==2.21.0",
         "numpy>=1.26",
-        "opencv-python-headless>=4.8",
+        # <5: OpenCV 5 removed the HOG people detector (--detector=hog); 4.x serves the rest of
+        # the package, DIS flow included (docs/tracking.md, "Built-in detector")
+        "opencv-python-headless>=4.8,<5",
         "absl-py>=2.0",
         "scipy>=1.11",
         "tqdm>=4.60",

@@ -300,3 +300,29 @@ def test_reported_box_is_the_kalman_box_blended_towards_the_detection(blend):
     expected = (1 - blend) * kalman["tracks"].boxes + blend * np.array(boxes, float)
     np.testing.assert_allclose(out["tracks"].boxes, expected, atol=1e-9)
     assert not np.allclose(kalman["tracks"].boxes, boxes)  # the filter does smooth
+
+
+def test_a_lost_track_refinds_its_person_outside_its_predicted_box():
+    """B, hidden for 6 frames, steps out 50 px from where they were last seen, in front of A
+    (who is hidden by them): the frame's only box overlaps A's prediction alone (IoU 0.25) and
+    not B's predicted box, but lies inside B's motion gate. With lazy embedding that box must
+    still be embedded (a lost track's gate reaches it), and its appearance gives it to B (cost
+    0.3 * 0 + 0.7 * 1 = 0.70 against A's 0.3 * 1 + 0.7 * 0.75 = 0.825: a sole overlap is not
+    vetoed by appearance, only outweighed). Fails when lost tracks' gates are ignored: the box,
+    not embedded, would go to A on IoU alone."""
+    a, b = np.array([1.0, 0.0]), np.array([0.0, 1.0])
+    config = TrackerConfig(n_init=1, max_age=10, embed_every=100, appearance_weight=0.3,
+                           iou_min=0.2, reacquire_cos=0.2)
+    tracker = Tracker(config, use_appearance=True)
+    for f in range(1, 6):  # both seen, standing
+        tracker.update(f, [[150, 50, 30, 60], [200, 50, 30, 60]], _lazy({0: a, 1: b}, []))
+    for f in range(6, 12):  # B hidden; A stands
+        tracker.update(f, [[150, 50, 30, 60]], _lazy({0: a}, []))
+    track_a, track_b = sorted(tracker.tracks, key=lambda t: t.id)
+    box = np.array([[168.0, 50, 30, 60]])
+    iou = iou_matrix(np.stack([track_a.kalman.box(), track_b.kalman.box()]), box)[:, 0]
+    assert 0.2 < iou[0] < 0.3 and iou[1] == 0, iou  # the premises (both stand still)
+    asked: list[int] = []
+    matched = tracker.update(12, box, _lazy({0: b}, asked))
+    assert asked == [0]
+    assert matched == [(track_b.id, 0)], (matched, track_a.id, track_b.id)

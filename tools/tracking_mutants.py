@@ -1,7 +1,9 @@
 """Checks that the tracking tests catch deliberate bugs: copies keras_crf_reid/ and tests/ to a
-temporary folder, puts one bug at a time into the copy's tracker or pipeline, runs the tests
-there and prints a markdown row per bug (caught or not, and by which tests). The worktree is
-never changed.
+temporary folder, runs the tests there unchanged (they must pass: else every bug would read as
+caught), then puts one bug at a time into the copy's tracker or pipeline, runs the tests again
+and prints a markdown row per bug (caught or not, and by which tests). The worktree is never
+changed. The copy comes first on PYTHONPATH, before whatever PYTHONPATH already holds (a side
+folder with another OpenCV, say).
 
     .venv/bin/python tools/tracking_mutants.py [--tests=tests/tracking_scene_test.py,...]
 """
@@ -58,10 +60,16 @@ def main(argv):
         for name in ("keras_crf_reid", "tests"):
             shutil.copytree(os.path.join(ROOT, name), os.path.join(tmp, name),
                             ignore=shutil.ignore_patterns("__pycache__"))
-        shutil.copy(os.path.join(ROOT, "pytest.ini"), tmp)
-        env = {**os.environ, "PYTHONPATH": tmp}
+        for name in ("pytest.ini", "setup.py"):
+            shutil.copy(os.path.join(ROOT, name), tmp)
+        path = [tmp] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
         cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *FLAGS.tests]
         cmd += ["-k", FLAGS.select] if FLAGS.select else []
+        r = subprocess.run(cmd, cwd=tmp, env=env, capture_output=True, text=True)
+        if r.returncode:
+            raise SystemExit(f"the tests fail without any bug; fix them first:\n{r.stdout[-3000:]}")
+        print(f"unchanged code: {r.stdout.strip().splitlines()[-1]}\n", flush=True)
         print("| deliberate bug | caught | failing tests |\n|:---|:---|:---|")
         for bug, path, old, new in BUGS:
             file = os.path.join(tmp, path)

@@ -1,9 +1,10 @@
 """Built-in person detectors, so a raw video can be tracked without a detection file.
 
     hog: OpenCV's HOG + linear SVM people detector (Dalal & Triggs, CVPR 2005; its weights ship
-         inside OpenCV 4's wheel, nothing is downloaded). OpenCV 5 removed it: with OpenCV 5
-         installed, use a detection file (`--detections`) or
-         `pip install "opencv-python-headless<5"`.
+         inside OpenCV 4's wheel, nothing is downloaded). OpenCV 5 removed it, so setup.py pins
+         opencv-python-headless<5; an environment that carries OpenCV 5 anyway gets a clear
+         error naming the fix (`pip install "opencv-python-headless>=4.8,<5"`) or a detection
+         file (`--detections`).
 
 Better detectors plug in through the detection file: any detector's boxes written as
 MOTChallenge rows `frame, -1, x, y, w, h, score` (frames from 1, pixels, top-left corner).
@@ -28,9 +29,9 @@ class DetectorError(RuntimeError):
 
 def _hog() -> "cv2.HOGDescriptor":
     if not hasattr(cv2, "HOGDescriptor"):
-        raise DetectorError(f"--detector=hog needs OpenCV 4's HOG people detector, which OpenCV "
-                            f"{cv2.__version__} (installed) lacks: pip install "
-                            f"'opencv-python-headless<5', or pass --detections=FILE")
+        raise DetectorError(f"--detector=hog needs OpenCV 4's HOG people detector, which the "
+                            f"installed OpenCV {cv2.__version__} lacks (setup.py pins <5): pip "
+                            f"install 'opencv-python-headless>=4.8,<5', or pass --detections=FILE")
     hog = cv2.HOGDescriptor()
     hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
     return hog

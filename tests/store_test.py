@@ -105,6 +105,15 @@ def test_new_cache_version_gets_a_new_folder(dataset, tmp_path, monkeypatch):
     assert TrackletStore(dataset, str(tmp_path)).dir != current
 
 
+def test_another_opencv_version_gets_a_new_folder(dataset, tmp_path, monkeypatch):
+    """Flow from another OpenCV (DIS differs between 4.14 and 5.1) is never read as this one's."""
+    current = TrackletStore(dataset, str(tmp_path)).dir
+    monkeypatch.setattr(store_mod, "OPENCV_VERSION", "opencv5.1")
+    other = TrackletStore(dataset, str(tmp_path)).dir
+    monkeypatch.setattr(store_mod, "OPENCV_VERSION", "opencv4.14")
+    assert len({current, other, TrackletStore(dataset, str(tmp_path)).dir}) == 2
+
+
 def test_foreign_or_truncated_entry_is_rebuilt_not_misread(dataset, tmp_path):
     store = TrackletStore(dataset, str(tmp_path)).build(progress=False)
     good = store.get(0)

@@ -23,8 +23,9 @@ Every frame's JPEG and every frame's flow carry a CRC-32 in the entry's header, 
 read: an entry whose bytes changed on disk (bit rot, a bad copy) is rebuilt from its frames with
 a warning, or refused with a CacheError naming it when its frames can no longer be read; it is
 never decoded blindly nor used silently.
-CACHE_VERSION is part of the folder name, so a cache of another format gets a new folder and is
-rebuilt; each file also starts with a magic and a format number that are checked on open.
+CACHE_VERSION and OpenCV's major.minor version (DIS flow differs between OpenCV 4.14 and 5.1 by
+up to 9 px on a few pixels) are part of the folder name, so a cache of another format or flow
+gets a new folder and is rebuilt; each file also starts with a magic and a format number that are checked on open.
 Without a cache_dir the store decodes and computes flow on every access (slow; for benchmarks).
 """
 from __future__ import annotations
@@ -55,6 +56,8 @@ from keras_crf_reid.datasets.validate import EmptyTrackletError, drop_tracklets
 from keras_crf_reid.geometry import FRAME_HEIGHT, FRAME_WIDTH
 
 CACHE_VERSION = "v3-dis-medium-clip8-int8-jpeg90-crc32"
+# the flow (and JPEG) library version the cache was built with
+OPENCV_VERSION = "opencv" + ".".join(cv2.__version__.split(".")[:2])
 EMPTY_REASON = "tracklet has no readable frame"
 JPEG_QUALITY = 90
 MAX_FRAME_BYTES = 22 * 1024
@@ -267,7 +270,8 @@ class TrackletStore:
         self.on_bad_image = on_bad_image
         self.dir = None
         if cache_dir:
-            key = fingerprint(dataset.tracklets, salt=CACHE_VERSION, length=12)
+            key = fingerprint(dataset.tracklets, salt=f"{CACHE_VERSION}-{OPENCV_VERSION}",
+                              length=12)
             self.dir = os.path.join(cache_dir, f"{dataset.name}-{key}")
         self._open: dict[int, _Entry] = {}
         self._names: dict[int, str] = {}

@@ -48,9 +48,15 @@ def _base(tp):
 
 
 def define_flags(cls, fv: flags.FlagValues = flags.FLAGS, skip: tuple[str, ...] = ()) -> None:
-    """Defines one absl flag per leaf of dataclass `cls` (nested dataclasses are walked)."""
-    for _, f, tp in _leaves(cls):
-        name = flag_name(f)
+    """Defines one absl flag per leaf of dataclass `cls` (nested dataclasses are walked). Two
+    leaves of the tree with one flag name are a ValueError (one would silently set both); a
+    name already defined in `fv` (absl's own, or another config's) is left as it is."""
+    leaves = [(flag_name(f), f, tp) for _, f, tp in _leaves(cls)]
+    names = [n for n, _, _ in leaves]
+    clash = sorted({n for n in names if names.count(n) > 1})
+    if clash:
+        raise ValueError(f"{cls.__name__}: several settings want the flag name(s) {clash}")
+    for name, f, tp in leaves:
         if name in skip or name in fv:
             continue
         default, meta, base = _default(f), f.metadata, _base(tp)

@@ -85,3 +85,20 @@ def test_mars_sample_flags_hold_the_study_recipe(fv):
         fv.unparse_flags()
         fv(["prog", f"--flagfile={cli.PIPELINES_DIR}/{paper}.flags"])
         assert config_from_flags(fv).eval.tta.enabled, paper
+
+
+def test_two_settings_with_one_flag_name_are_refused():
+    """A nested config reusing a flag name would be set by one flag silently: refused."""
+    from keras_crf_reid.options import config_class, option
+
+    @config_class
+    class Inner:
+        steps: int = option(1, "inner steps", lower_bound=1)
+
+    @config_class
+    class Outer:
+        steps: int = option(2, "outer steps", lower_bound=1)
+        inner: Inner = dataclasses.field(default_factory=Inner)
+
+    with pytest.raises(ValueError, match=r"Outer: several settings want the flag name\(s\) \['steps'\]"):
+        cli.define_flags(Outer, flags.FlagValues())

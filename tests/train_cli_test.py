@@ -43,7 +43,7 @@ def test_prid_flagfile_train_evaluate_export(tmp_path):
     assert len(splits) == 10 and len(splits[0]["query"]) == len(splits[0]["train"]) // 2 == 4
     # the exported fusion SavedModel gives the Keras model's embeddings
     import keras
-    from keras_crf_reid.models import fusion, network  # noqa: F401  (registers the custom layers)
+    from keras_crf_reid.models import fusion, network, tta  # noqa: F401  (registers the custom layers)
     keras_model = keras.models.load_model(out / "prid2011" / "model.keras")
     loaded = tf.saved_model.load(str(tmp_path / "sm" / "1"))
     x = np.random.default_rng(0).normal(size=(2, 5, 128, 64, 5)).astype(np.float32)

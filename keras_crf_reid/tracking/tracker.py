@@ -126,7 +126,7 @@ class Tracker:
         if not self.tracks:
             return np.ones(len(boxes), bool)
         meet = iou > 0
-        need = (meet.sum(axis=0) != 1) | (meet & (meet.sum(axis=1) > 1)[:, None]).any(axis=0)
+        need = ~_sole(iou).any(axis=0)
         need |= ~(iou >= c.iou_min).any(axis=0)  # may start a track or be re-found
         stale = np.array([frame - t.embedded_at >= c.embed_every for t in self.tracks])
         need |= (meet & stale[:, None]).any(axis=0)

@@ -60,8 +60,23 @@ class CropRows(keras.layers.Layer):
         return {**super().get_config(), "start": self.start, "stop": self.stop}
 
 
+class _FrameEncoderBase(keras.layers.Layer):
+    """What both frame encoders share: time folded into the batch by a reshape (no
+    TimeDistributed), each frame's features (`_features`, from the subclass), dropout and a
+    dense layer to `embed_dim`, unfolded to (batch, T, embed_dim)."""
+
+    def call(self, x, training=None):
+        shape = ops.shape(x)
+        frames = ops.reshape(x, (-1,) + tuple(x.shape[2:]))
+        y = self.dense(self.dropout(self._features(frames, training), training=training))
+        return ops.reshape(y, (shape[0], shape[1], self.embed_dim))
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[1], self.embed_dim)
+
+
 @keras.saving.register_keras_serializable("keras_crf_reid")
-class FrameEncoder(keras.layers.Layer):
+class FrameEncoder(_FrameEncoderBase):
     """Applies the per-frame CNN to (batch, T, H, W, C), giving f_t of shape (batch, T, D)."""
 
     def __init__(self, filters=(16, 32, 32), kernel_size=5, embed_dim=128, dropout=0.5,
@@ -98,21 +113,13 @@ class FrameEncoder(keras.layers.Layer):
         self._flat_dim = h * w * self.filters[-1]
         self.dense.build((None, self._flat_dim))
 
-    def call(self, x, training=None):
-        shape = ops.shape(x)
-        b, t = shape[0], shape[1]
-        y = ops.reshape(x, (-1,) + tuple(x.shape[2:]))
+    def _features(self, y, training):
         for i, conv in enumerate(self.convs):
             y = conv(y)
             if self.batch_norm:
                 y = getattr(self, f"bn{i + 1}")(y, training=training)
             y = ops.relu(self.pool(y))
-        y = ops.reshape(y, (-1, self._flat_dim))
-        y = self.dense(self.dropout(y, training=training))
-        return ops.reshape(y, (b, t, self.embed_dim))
-
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0], input_shape[1], self.embed_dim)
+        return ops.reshape(y, (-1, self._flat_dim))
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,
@@ -121,7 +128,7 @@ class FrameEncoder(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable("keras_crf_reid")
-class PretrainedFrameEncoder(keras.layers.Layer):
+class PretrainedFrameEncoder(_FrameEncoderBase):
     """The ImageNet MobileNetV2 as the per-frame CNN: (batch, T, H, W, C) -> f_t (batch, T, D).
 
     Its input is the model's usual 5 channels with colour_norm="fixed"; the colour channels are
@@ -153,17 +160,9 @@ class PretrainedFrameEncoder(keras.layers.Layer):
             self.trunk.load_imagenet()
         self.dense.build((None, self.trunk.compute_output_shape((None, h, w, 3))[-1]))
 
-    def call(self, x, training=None):
-        shape = ops.shape(x)
-        b, t = shape[0], shape[1]
-        y = ops.reshape(x[..., COLOR_SLICE], (-1,) + tuple(x.shape[2:4]) + (3,))
-        y = ops.matmul(y, ops.convert_to_tensor(self._colour_a)) + self._colour_b
-        y = ops.mean(self.trunk(y, training=training), axis=(1, 2))
-        y = self.dense(self.dropout(y, training=training))
-        return ops.reshape(y, (b, t, self.embed_dim))
-
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0], input_shape[1], self.embed_dim)
+    def _features(self, frames, training):
+        y = ops.matmul(frames[..., COLOR_SLICE], ops.convert_to_tensor(self._colour_a))
+        return ops.mean(self.trunk(y + self._colour_b, training=training), axis=(1, 2))
 
     def get_config(self):
         return {**super().get_config(), "embed_dim": self.embed_dim, "dropout": self.dropout_rate,

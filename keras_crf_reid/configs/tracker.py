@@ -35,6 +35,11 @@ class TrackerConfig:
                             "predicted box (IoU >= iou_min).")
     reacquire_cos: float = option(0.2, "Largest cosine distance of a match inside the track's "
                                   "motion gate without that overlap.")
+    reacquire_ratio: float = option(0.7, "A re-acquisition through the gate also needs its cosine "
+                                    "distance <= this times the box's distance to every other "
+                                    "lost track whose gate holds it (Lowe's ratio test: two "
+                                    "lost people it could be, and appearance must tell which).",
+                                    lower_bound=0)
     max_age: int = option(30, "Frames a lost track is kept.", lower_bound=1)
     n_init: int = option(3, "Matches before a track is confirmed.", lower_bound=1)
     gallery_size: int = option(30, "Recent embeddings kept per track.", lower_bound=1)
@@ -50,10 +55,11 @@ class TrackerConfig:
 
     def __post_init__(self):
         if (self.appearance_weight > 1 or self.box_blend > 1 or self.iou_min > 1
-                or self.low_iou_min > 1):
-            raise ValueError(f"--appearance_weight and --box_blend must be in [0, 1] and "
-                             f"--iou_min, --low_iou_min in (0, 1]; got {self.appearance_weight}, "
-                             f"{self.box_blend}, {self.iou_min}, {self.low_iou_min}")
+                or self.low_iou_min > 1 or self.reacquire_ratio > 1):
+            raise ValueError(f"--appearance_weight, --box_blend and --reacquire_ratio must be in "
+                             f"[0, 1] and --iou_min, --low_iou_min in (0, 1]; got "
+                             f"{self.appearance_weight}, {self.box_blend}, "
+                             f"{self.reacquire_ratio}, {self.iou_min}, {self.low_iou_min}")
 
 
 @config_class

@@ -6,9 +6,11 @@ Stage 1, tracks x detections scored >= high_score, cost of track t and detection
   appearance off:  1 - IoU(predicted t, d), allowed when IoU >= iou_min.
   appearance on:   w * cos_dist(t, d) + (1 - w) * (1 - IoU), where cos_dist is the smallest
                    cosine distance between d's embedding and t's gallery; allowed when
-                   IoU >= iou_min and cos_dist <= max_cos (the cos_dist limit waived when t
-                   and d overlap nothing else), or when the box is inside t's Kalman gate
-                   (chi-square 99.9%) and cos_dist <= reacquire_cos.
+                   IoU >= iou_min and cos_dist <= max_cos, the cos_dist limit waived where
+                   no other track claims d (overlaps it by iou_min and is within max_cos of
+                   it); or (re-acquisition) when d is inside t's Kalman gate (chi-square
+                   99.9%), no other track claims it, cos_dist <= reacquire_cos and cos_dist
+                   <= reacquire_ratio x its distance to every other lost track gating it.
 Stage 2 (ByteTrack), the tracks left x detections scored below high_score: 1 - IoU, allowed when
 IoU >= low_iou_min; these boxes extend tracks (not their galleries) and never start one.
 The gate lets a track re-find its person after a miss or an occlusion where IoU alone is zero;
@@ -47,8 +49,7 @@ def _unit(x: np.ndarray) -> np.ndarray:
 
 def _sole(iou: np.ndarray) -> np.ndarray:
     """Mask of the (track, box) pairs that overlap only each other: nobody to confuse them
-    with, so appearance does not veto their match (it only decides between people whose boxes
-    meet; these are the boxes the lazy embedding skips)."""
+    with, so appearance cannot change their match (the boxes the lazy embedding skips)."""
     meet = iou > 0
     return meet & (meet.sum(axis=0) == 1)[None, :] & (meet.sum(axis=1) == 1)[:, None]
 
@@ -115,8 +116,28 @@ class Tracker:
                                        for t in self.tracks])
         cost = c.appearance_weight * app + (1 - c.appearance_weight) * (1.0 - iou)
         overlap = iou >= c.iou_min
-        ok = (overlap & ((app <= c.max_cos) | _sole(iou))) | (gate & (app <= c.reacquire_cos))
+        alike = overlap & (app <= c.max_cos)
+        # a box is claimed by the tracks that overlap it and look like it; appearance vetoes an
+        # overlap match only where another track claims the box (one nobody else claims stays
+        # with its track however its crop looks: an occluded or partial view)
+        claimed = (alike.sum(axis=0)[None, :] - alike) > 0
+        ok = alike | (overlap & ~claimed) | self._reacquire(app, gate, claimed)
         return np.where(ok, cost, INFEASIBLE)
+
+    def _reacquire(self, app: np.ndarray, gate: np.ndarray, claimed: np.ndarray) -> np.ndarray:
+        """Mask (tracks, boxes) of the matches the motion gate allows without an overlap: a box
+        no other track claims (those tracks have it first, as in DeepSORT's cascade), near
+        enough in appearance, and clearly nearer than to any other lost track whose gate holds
+        it (Lowe's ratio test): where appearance cannot tell two lost people apart, a new
+        track is safer than a guess."""
+        c = self.config
+        lost = np.array([t.misses > 0 for t in self.tracks])[:, None]
+        candidates = np.where(gate & lost, app, np.inf)
+        nearest = np.sort(candidates, axis=0)
+        second = nearest[1:2] if len(nearest) > 1 else np.full_like(nearest[:1], np.inf)
+        other = np.where(candidates <= nearest[:1], second, nearest[:1])
+        return (gate & ~claimed & (app <= c.reacquire_cos)
+                & (app <= c.reacquire_ratio * other))
 
     def _to_embed(self, frame: int, iou: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         """Mask of the boxes whose association appearance can change: meeting no track or

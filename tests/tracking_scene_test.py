@@ -326,3 +326,72 @@ def test_a_lost_track_refinds_its_person_outside_its_predicted_box():
     matched = tracker.update(12, box, _lazy({0: b}, asked))
     assert asked == [0]
     assert matched == [(track_b.id, 0)], (matched, track_a.id, track_b.id)
+
+
+def test_a_box_nobody_else_claims_stays_with_its_track_however_it_looks():
+    """A walks past B's standing place: A's box overlaps both tracks' predictions but looks like
+    neither (an occluded, mixed crop). No other track claims it (B does not look like it), so
+    A keeps it on IoU. Fails when max_cos vetoes every non-sole overlap (A would lose its box
+    and a new track would start)."""
+    a, b, mixed = np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0]), np.array([0.0, 0.0, 1.0])
+    tracker = Tracker(TrackerConfig(n_init=1, max_cos=0.5), use_appearance=True)
+    tracker.update(1, [[100, 50, 30, 60], [118, 50, 30, 60]], np.stack([a, b]))
+    track_a, track_b = sorted(tracker.tracks, key=lambda t: t.id)
+    matched = tracker.update(2, [[100, 50, 30, 60]], np.stack([mixed]))
+    iou = iou_matrix(np.stack([track_a.kalman.box(), track_b.kalman.box()]), [[100, 50, 30, 60]])
+    assert (iou[:, 0] > 0.2).all(), iou  # the premise: the box meets both tracks
+    assert matched == [(track_a.id, 0)] and len(tracker.tracks) == 2
+
+
+def test_a_lost_track_does_not_take_a_box_another_track_claims():
+    """B is lost; a box appears inside B's motion gate, looking like B, but overlapping and
+    looking like A, who was seen last frame: A has it first (DeepSORT's cascade), and B stays
+    lost. Fails when a lost track may re-acquire a claimed box: B's cost 0.9 * 0.008 + 0.1 * 1
+    = 0.107 is below A's 0.9 * 0.1 + 0.1 * (1 - 0.43) = 0.147."""
+    a = np.array([1.0, 0.0])
+    b = np.array([np.cos(0.32), np.sin(0.32)])  # cosine distance 0.05 to a
+    box_feature = np.array([np.cos(0.45), np.sin(0.45)])  # 0.1 to a, 0.008 to b
+    config = TrackerConfig(n_init=1, max_age=10, appearance_weight=0.9, reacquire_cos=0.2,
+                           reacquire_ratio=1.0)
+    tracker = Tracker(config, use_appearance=True)
+    for f in range(1, 4):
+        tracker.update(f, [[100, 50, 30, 60], [160, 50, 30, 60]], np.stack([a, b]))
+    for f in range(4, 7):  # B hidden, A stands
+        tracker.update(f, [[100, 50, 30, 60]], np.stack([a]))
+    track_a, track_b = sorted(tracker.tracks, key=lambda t: t.id)
+    box = [[112, 50, 30, 60]]
+    assert track_b.kalman.gating_distance(np.array(box, float))[0] <= 18.4668  # premise
+    matched = tracker.update(7, box, np.stack([box_feature]))
+    assert matched == [(track_a.id, 0)], (matched, track_a.id, track_b.id)
+
+
+def test_re_acquisition_needs_a_clear_margin_over_the_other_lost_tracks():
+    """Two people are lost; a box appears in both their motion gates, overlapping neither
+    prediction. At cosine distance 0.005 from one and 0.30 from the other, the nearer one
+    re-acquires it; at 0.09 from one and 0.11 from the other (ratio 0.84 > reacquire_ratio 0.7)
+    it starts a new track instead of a guess. Fails without the ratio test."""
+    def unit_at(angle):
+        return np.array([np.cos(angle), np.sin(angle)])
+
+    box = np.array([[135.0, 50, 30, 60]])
+
+    def run(angle):
+        tracker = Tracker(TrackerConfig(n_init=1, max_age=10, reacquire_cos=0.2,
+                                        reacquire_ratio=0.7), use_appearance=True)
+        for f in range(1, 4):
+            tracker.update(f, [[100, 50, 30, 60], [170, 50, 30, 60]],
+                           np.stack([unit_at(0.0), unit_at(0.9)]))
+        for f in range(4, 7):
+            tracker.update(f, np.zeros((0, 4)), np.zeros((0, 2)))
+        first, second = sorted(tracker.tracks, key=lambda t: t.id)
+        for t in (first, second):  # the premises: in the gate, no overlap
+            assert t.kalman.gating_distance(box)[0] <= 18.4668
+            assert iou_matrix(t.kalman.box()[None], box)[0, 0] < 0.2
+        dist = [t.appearance_distance(unit_at(angle)[None])[0] for t in (first, second)]
+        return (first.id, second.id), dist, tracker.update(7, box, unit_at(angle)[None])
+
+    ids, dist, matched = run(0.1)
+    assert dist[0] / dist[1] < 0.7 and matched == [(ids[0], 0)], (dist, matched)
+    ids, dist, matched = run(0.43)
+    assert dist[0] <= 0.2 and 0.7 < dist[0] / dist[1] < 1, dist
+    assert len(matched) == 1 and matched[0][0] not in ids, (ids, matched)  # a new track

@@ -46,6 +46,11 @@ BUGS = [
     ("second (low-score) association removed", T, "if left and len(low):", "if False:"),
     ("low-score boxes start tracks", T, "for d in high:\n            if d not in matched_dets:",
      "for d in range(len(boxes)):\n            if d not in matched_dets:"),
+    ("appearance vetoes every overlap that is not sole", T,
+     "ok = alike | (overlap & ~claimed)", "ok = alike | (overlap & _sole(iou))"),
+    ("a lost track re-acquires a box another track claims", T,
+     "return (gate & ~claimed & (app <= c.reacquire_cos)", "return (gate & (app <= c.reacquire_cos)"),
+    ("re-acquisition ratio test removed", T, "& (app <= c.reacquire_ratio * other))", ")"),
 ]
 flags.DEFINE_list("tests", ["tests/tracking_test.py", "tests/tracking_scene_test.py",
                             "tests/tracking_detector_test.py"], "Test files run.")

@@ -178,9 +178,12 @@ def test_track_cli_writes_tracks_and_reports_bad_input(scene, tmp_path):
     assert fail.returncode == 2 and f"{bad}:1: expected at least 6" in fail.stderr, fail.stderr
 
 
-def test_tracker_config_rejects_bad_values():
-    with pytest.raises(ValueError, match="appearance_weight"):
-        TrackerConfig(appearance_weight=2.0)
+@pytest.mark.parametrize("field", ["appearance_weight", "reacquire_ratio"])
+def test_tracker_config_rejects_bad_values(field):
+    with pytest.raises(ValueError, match=field):
+        TrackerConfig(**{field: 2.0})
+    with pytest.raises(ValueError, match=field):
+        TrackerConfig(**{field: -0.1})
 
 
 def test_mot_metrics_count_an_identity_swap():

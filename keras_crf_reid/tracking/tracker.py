@@ -135,6 +135,8 @@ class Tracker:
         candidates = np.where(gate & lost, app, np.inf)
         nearest = np.sort(candidates, axis=0)
         second = nearest[1:2] if len(nearest) > 1 else np.full_like(nearest[:1], np.inf)
+        # per (track, box): the box's distance to the nearest lost track gating it other than
+        # this one (a tie leaves both out: neither is clearly nearer)
         other = np.where(candidates <= nearest[:1], second, nearest[:1])
         return (gate & ~claimed & (app <= c.reacquire_cos)
                 & (app <= c.reacquire_ratio * other))

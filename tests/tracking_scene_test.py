@@ -10,6 +10,7 @@ import pytest
 from keras_crf_reid.tracking import detections as mot
 from keras_crf_reid.tracking.pipeline import track_video
 from keras_crf_reid.configs.tracker import TrackerConfig
+from keras_crf_reid.tracking.kalman import GATE_CHI2_4DOF
 from keras_crf_reid.tracking.tracker import Tracker, iou_matrix
 
 W, H, BW, BH, FRAMES = 320, 240, 30, 60, 60
@@ -360,7 +361,7 @@ def test_a_lost_track_does_not_take_a_box_another_track_claims():
         tracker.update(f, [[100, 50, 30, 60]], np.stack([a]))
     track_a, track_b = sorted(tracker.tracks, key=lambda t: t.id)
     box = [[112, 50, 30, 60]]
-    assert track_b.kalman.gating_distance(np.array(box, float))[0] <= 18.4668  # premise
+    assert track_b.kalman.gating_distance(np.array(box, float))[0] <= GATE_CHI2_4DOF  # premise
     matched = tracker.update(7, box, np.stack([box_feature]))
     assert matched == [(track_a.id, 0)], (matched, track_a.id, track_b.id)
 
@@ -385,7 +386,7 @@ def test_re_acquisition_needs_a_clear_margin_over_the_other_lost_tracks():
             tracker.update(f, np.zeros((0, 4)), np.zeros((0, 2)))
         first, second = sorted(tracker.tracks, key=lambda t: t.id)
         for t in (first, second):  # the premises: in the gate, no overlap
-            assert t.kalman.gating_distance(box)[0] <= 18.4668
+            assert t.kalman.gating_distance(box)[0] <= GATE_CHI2_4DOF
             assert iou_matrix(t.kalman.box()[None], box)[0, 0] < 0.2
         dist = [t.appearance_distance(unit_at(angle)[None])[0] for t in (first, second)]
         return (first.id, second.id), dist, tracker.update(7, box, unit_at(angle)[None])

@@ -396,3 +396,76 @@ def test_re_acquisition_needs_a_clear_margin_over_the_other_lost_tracks():
     ids, dist, matched = run(0.43)
     assert dist[0] <= 0.2 and 0.7 < dist[0] / dist[1] < 1, dist
     assert len(matched) == 1 and matched[0][0] not in ids, (ids, matched)  # a new track
+
+
+def test_a_swap_to_hand_a_lost_track_a_box_costs_more_than_leaving_it_lost():
+    """A stands with B, lost, predicted 15 px to A's right; a newcomer steps in 15 px to A's
+    left. Matching as many pairs as possible would give A the newcomer (IoU 0.33) and B A's box
+    (IoU 0.33): 1.33 in all, against 0 + unmatched_cost (1 - iou_min = 0.8) for A keeping its box
+    and B staying lost. Fails when a pair the gate refuses costs INFEASIBLE (max cardinality
+    first) instead of unmatched_cost."""
+    tracker = Tracker(TrackerConfig(n_init=1, max_age=10, iou_min=0.2))
+    for f in range(1, 4):
+        tracker.update(f, [[100, 50, 30, 60], [115, 50, 30, 60]])
+    for f in range(4, 6):  # B hidden
+        tracker.update(f, [[100, 50, 30, 60]])
+    track_a, track_b = sorted(tracker.tracks, key=lambda t: t.id)
+    assert track_b.misses == 2 and tracker.unmatched_cost() == pytest.approx(0.8)
+    boxes = [[100, 50, 30, 60], [85, 50, 30, 60]]
+    iou = iou_matrix(np.stack([track_a.kalman.box(), track_b.kalman.box()]), boxes)
+    assert iou[0, 1] > 0.2 and iou[1, 0] > 0.2 and iou[1, 1] == 0, iou  # the premises
+    matched = dict(tracker.update(6, boxes))
+    assert matched.get(track_a.id) == 0 and track_b.id not in matched, (matched, track_a.id)
+    assert track_b.misses == 3 and len(tracker.tracks) == 3  # B still lost, the newcomer's track
+
+
+def test_a_lost_track_gives_way_where_another_track_looks_clearly_more_like_the_box():
+    """A and B stand 4 px apart; B is hidden for two frames while A steps onto B's place. The
+    box overlaps B's prediction better (IoU 1 against 0.79) and looks enough like B to be
+    claimed by it (cosine distance 0.3 <= max_cos), but six times more like A (0.05): B, lost,
+    gives way (0.05 <= reacquire_ratio 0.7 x 0.3). Fails without that ratio test on a lost
+    track's overlap: B's cost 0.3 * 0.3 + 0.7 * 0 = 0.09 is below A's 0.3 * 0.05 + 0.7 * 0.21."""
+    def unit_at(angle):
+        return np.array([np.cos(angle), np.sin(angle)])
+
+    a, b = unit_at(0.0), unit_at(1.115)
+    box_feature = unit_at(0.32)  # cosine distance 0.05 to a, 0.3 to b
+    tracker = Tracker(TrackerConfig(n_init=1, max_age=10, appearance_weight=0.3, max_cos=0.5,
+                                    reacquire_ratio=0.7), use_appearance=True)
+    for f in range(1, 4):
+        tracker.update(f, [[100, 50, 30, 60], [104, 50, 30, 60]], np.stack([a, b]))
+    for f in range(4, 6):  # B hidden, A stands
+        tracker.update(f, [[100, 50, 30, 60]], np.stack([a]))
+    track_a, track_b = sorted(tracker.tracks, key=lambda t: t.id)
+    box = [[104, 50, 30, 60]]
+    dist = [t.appearance_distance(box_feature[None])[0] for t in (track_a, track_b)]
+    iou = iou_matrix(np.stack([track_a.kalman.box(), track_b.kalman.box()]), box)[:, 0]
+    assert dist[0] < 0.06 and 0.28 < dist[1] < 0.5 and iou[1] > iou[0] > 0.2, (dist, iou)
+    matched = tracker.update(6, box, np.stack([box_feature]))
+    assert matched == [(track_a.id, 0)], (matched, track_a.id, track_b.id)
+
+
+def test_a_merged_box_of_two_people_does_not_move_the_track():
+    """Two people walk side by side (25 px apart, 4 px a frame); for one frame the detector
+    gives a single box around both, 1.8x as wide. The track it is matched to stays alive and
+    matched, but its motion is not updated by the merged box: its state stays on its person's
+    path instead of being pulled halfway to the neighbour. A second merged frame in a row does
+    update it (a box that stays wide is the person's own shape). Fails when merged boxes update
+    the Kalman state (merged_aspect ignored)."""
+    tracker = Tracker(TrackerConfig(n_init=1, iou_min=0.2, merged_aspect=1.3))
+    for f in range(1, 8):
+        x = 100 + 4 * f
+        tracker.update(f, [[x, 50, 30, 60], [x + 25, 50, 30, 60]])
+    track_p, track_q = sorted(tracker.tracks, key=lambda t: t.id)
+    x = 100 + 4 * 8
+    merged = [[x, 50, 55, 60]]
+    matched = tracker.update(8, merged)
+    (tid, _), = matched
+    held = track_p if tid == track_p.id else track_q
+    own_centre = x + 15 + (25 if held is track_q else 0)
+    assert held.misses == 0 and held.held
+    assert abs(held.kalman.box()[0] + held.kalman.box()[2] / 2 - own_centre) < 2
+    assert held.kalman.box()[2] == pytest.approx(30, abs=1)  # its width is not the merged one
+    tracker.update(9, [[x + 4, 50, 55, 60]])  # still merged: this time it updates
+    assert not held.held
+    assert held.kalman.box()[0] + held.kalman.box()[2] / 2 < own_centre + 4 - 5  # pulled

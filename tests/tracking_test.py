@@ -186,6 +186,11 @@ def test_tracker_config_rejects_bad_values(field):
         TrackerConfig(**{field: -0.1})
 
 
+def test_merged_aspect_below_one_is_refused():
+    with pytest.raises(ValueError, match="merged_aspect must be >= 1"):
+        TrackerConfig(merged_aspect=0.9)
+
+
 def test_mot_metrics_count_an_identity_swap():
     pytest.importorskip("motmetrics")
     from keras_crf_reid.tracking.metrics import mot_metrics
@@ -213,10 +218,11 @@ def test_find_person_ranks_the_query_track_first(scene, tmp_path):
     truth.write_text("".join(f"{f},{pid},{b[0]},{b[1]},{b[2]},{b[3]},1\n" for f, pid, b in rows))
     query = tmp_path / "query"
     query.mkdir()
-    for f, (xa, _) in enumerate(_positions()[:5], 1):  # the red person's first frames
-        crop = np.full((128, 64, 3), 128, np.uint8)
-        crop[:, :] = COLOURS[1]
-        cv2.imwrite(str(query / f"{f:04d}.jpg"), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
+    for f, rgb in video.read_video(path):  # the red person's first frames, cropped as a user would
+        if f <= 5:
+            box = next(b for g, pid, b in rows if g == f and pid == 1)
+            cv2.imwrite(str(query / f"{f:04d}.jpg"),
+                        cv2.cvtColor(video.crop(rgb, np.array(box, float)), cv2.COLOR_RGB2BGR))
     flags_like = types.SimpleNamespace(
         query=str(query), video=path, detections=det, detector=None, out=str(tmp_path / "out"), model=model,
         min_score=float("-inf"), top_k=3, rerank=False, truth=str(truth), truth_id=1,

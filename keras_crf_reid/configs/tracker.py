@@ -40,8 +40,15 @@ class TrackerConfig:
     reacquire_ratio: float = option(0.7, "A re-acquisition through the gate also needs its cosine "
                                     "distance <= this times the box's distance to every other "
                                     "lost track whose gate holds it (Lowe's ratio test: two "
-                                    "lost people it could be, and appearance must tell which).",
+                                    "lost people it could be, and appearance must tell which); "
+                                    "a lost track's overlap match is refused where another "
+                                    "track claiming the box is within this times its distance.",
                                     lower_bound=0)
+    merged_aspect: float = option(1.3, "A box that two tracks overlap (IoU >= --iou_min) and that "
+                                  "is this many times as wide, for its height, as its track's "
+                                  "prediction is taken for two people in one box: it extends "
+                                  "the track without updating its motion (one frame in a row).",
+                                  lower_bound=1)
     max_age: int = option(30, "Frames a lost track is kept.", lower_bound=1)
     n_init: int = option(3, "Matches before a track is confirmed.", lower_bound=1)
     gallery_size: int = option(30, "Recent embeddings kept per track.", lower_bound=1)

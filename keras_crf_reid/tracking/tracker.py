@@ -8,9 +8,17 @@ Stage 1, tracks x detections scored >= high_score, cost of track t and detection
                    cosine distance between d's embedding and t's gallery; allowed when
                    IoU >= iou_min and cos_dist <= max_cos, the cos_dist limit waived where
                    no other track claims d (overlaps it by iou_min and is within max_cos of
-                   it); or (re-acquisition) when d is inside t's Kalman gate (chi-square
-                   99.9%), no other track claims it, cos_dist <= reacquire_cos and cos_dist
-                   <= reacquire_ratio x its distance to every other lost track gating it.
+                   it), and for a lost t refused where another track claiming d is within
+                   reacquire_ratio x cos_dist of it; or (re-acquisition) when d is inside t's
+                   Kalman gate (chi-square 99.9%), no other track claims it, cos_dist <=
+                   reacquire_cos and cos_dist <= reacquire_ratio x its distance to every
+                   other lost track gating it.
+  A pair not allowed costs as much as the costliest pair allowed (`unmatched_cost`): the
+  assignment then minimises the total cost, as SORT maximises the total IoU, instead of first
+  matching as many pairs as it can (which swaps two people to hand a third track a box).
+  A box that two tracks overlap and that is merged_aspect x as wide (for its height) as its
+  track's prediction holds two people: it extends the track without updating its Kalman state
+  (one frame in a row at most), so the merged box does not pull the track onto its neighbour.
 Stage 2 (ByteTrack), the tracks left x detections scored below high_score: 1 - IoU, allowed when
 IoU >= low_iou_min; these boxes extend tracks (not their galleries) and never start one.
 The gate lets a track re-find its person after a miss or an occlusion where IoU alone is zero;
@@ -54,11 +62,24 @@ def _sole(iou: np.ndarray) -> np.ndarray:
     return meet & (meet.sum(axis=0) == 1)[None, :] & (meet.sum(axis=1) == 1)[:, None]
 
 
-def _assign(cost: np.ndarray) -> list[tuple[int, int]]:
+def _nearest_other(candidates: np.ndarray) -> np.ndarray:
+    """Per (row, column): the smallest entry of the column over the other rows (inf if none; a
+    tie with the smallest gives the tied value, so neither row is clearly nearer)."""
+    nearest = np.sort(candidates, axis=0)
+    second = nearest[1:2] if len(nearest) > 1 else np.full_like(nearest[:1], np.inf)
+    return np.where(candidates <= nearest[:1], second, nearest[:1])
+
+
+def _assign(cost: np.ndarray, unmatched: float | None = None) -> list[tuple[int, int]]:
+    """Hungarian matches (row, column) of the allowed pairs (cost < INFEASIBLE); with
+    `unmatched`, a pair not allowed costs that instead of INFEASIBLE, so that leaving a row and
+    a column unmatched can beat two allowed but costly matches."""
     if not cost.size:
         return []
-    rows, cols = linear_sum_assignment(cost)
-    return [(int(r), int(c)) for r, c in zip(rows, cols) if cost[r, c] < INFEASIBLE]
+    allowed = cost < INFEASIBLE
+    rows, cols = linear_sum_assignment(cost if unmatched is None
+                                       else np.where(allowed, cost, unmatched))
+    return [(int(r), int(c)) for r, c in zip(rows, cols) if allowed[r, c]]
 
 
 class Track:
@@ -75,6 +96,7 @@ class Track:
         self.hits = 1
         self.misses = 0
         self.confirmed = False
+        self.held = False  # its last match was a merged box: the Kalman state was not updated
 
     def appearance_distance(self, features: np.ndarray) -> np.ndarray:
         """Smallest cosine distance (N,) of unit features (N, D) to the gallery."""
@@ -121,8 +143,23 @@ class Tracker:
         # overlap match only where another track claims the box (one nobody else claims stays
         # with its track however its crop looks: an occluded or partial view)
         claimed = (alike.sum(axis=0)[None, :] - alike) > 0
-        ok = alike | (overlap & ~claimed) | self._reacquire(app, gate, claimed)
+        lost = np.array([t.misses > 0 for t in self.tracks])[:, None]
+        # a lost track's overlap gives way to another track claiming the box that looks clearly
+        # more like it (the ratio test of re-acquisition): a track lost beside a group must not
+        # take the box of a person another track is following
+        outlooked = lost & (_nearest_other(np.where(alike, app, np.inf)) <= c.reacquire_ratio * app)
+        ok = ((alike | (overlap & ~claimed)) & ~outlooked) | self._reacquire(app, gate, claimed)
         return np.where(ok, cost, INFEASIBLE)
+
+    def unmatched_cost(self) -> float:
+        """What a pair the gates refuse costs in the stage-1 assignment: the costliest pair they
+        allow through an overlap (IoU-only: 1 - iou_min; with appearance: a claim at max_cos
+        and iou_min, or a re-acquisition at reacquire_cos and no overlap)."""
+        c = self.config
+        if not self.use_appearance:
+            return 1.0 - c.iou_min
+        w = c.appearance_weight
+        return max(w * c.max_cos + (1 - w) * (1 - c.iou_min), w * c.reacquire_cos + (1 - w))
 
     def _reacquire(self, app: np.ndarray, gate: np.ndarray, claimed: np.ndarray) -> np.ndarray:
         """Mask (tracks, boxes) of the matches the motion gate allows without an overlap: a box
@@ -132,14 +169,21 @@ class Tracker:
         track is safer than a guess."""
         c = self.config
         lost = np.array([t.misses > 0 for t in self.tracks])[:, None]
-        candidates = np.where(gate & lost, app, np.inf)
-        nearest = np.sort(candidates, axis=0)
-        second = nearest[1:2] if len(nearest) > 1 else np.full_like(nearest[:1], np.inf)
         # per (track, box): the box's distance to the nearest lost track gating it other than
         # this one (a tie leaves both out: neither is clearly nearer)
-        other = np.where(candidates <= nearest[:1], second, nearest[:1])
+        other = _nearest_other(np.where(gate & lost, app, np.inf))
         return (gate & ~claimed & (app <= c.reacquire_cos)
                 & (app <= c.reacquire_ratio * other))
+
+    def _merged(self, iou: np.ndarray, predicted: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        """Mask (tracks, boxes): the box overlaps two tracks or more (IoU >= iou_min) and is
+        merged_aspect x as wide for its height as the track's prediction: two people in one
+        box, whose centre lies between them."""
+        c = self.config
+        shared = (iou >= c.iou_min).sum(axis=0) >= 2
+        aspect = boxes[:, 2] / boxes[:, 3]
+        predicted_aspect = predicted[:, 2] / np.maximum(predicted[:, 3], 1e-9)
+        return shared[None, :] & (aspect[None, :] >= c.merged_aspect * predicted_aspect[:, None])
 
     def _to_embed(self, frame: int, iou: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         """Mask of the boxes whose association appearance can change: meeting no track or
@@ -203,17 +247,20 @@ class Tracker:
             feats = self._features(frame, iou, boxes[high], high, features, len(boxes))
         matches: list[tuple[int, int, bool]] = []  # (track index, detection index, high score)
         if self.tracks and len(high):
-            matches += [(r, int(high[j]), True)
-                        for r, j in _assign(self._cost(iou, boxes[high], feats))]
+            matches += [(r, int(high[j]), True) for r, j in
+                        _assign(self._cost(iou, boxes[high], feats), self.unmatched_cost())]
         left = [r for r in range(len(self.tracks)) if r not in {m[0] for m in matches}]
         if left and len(low):
             low_iou = iou_matrix(predicted[left], boxes[low])
             matches += [(left[i], int(low[j]), False) for i, j in
                         _assign(np.where(low_iou >= c.low_iou_min, 1.0 - low_iou, INFEASIBLE))]
         pos = {int(d): j for j, d in enumerate(high)}
+        merged = self._merged(iou, predicted, boxes[high])
         for r, d, is_high in matches:
             t = self.tracks[r]
-            t.kalman.update(boxes[d])
+            t.held = is_high and bool(merged[r, pos[d]]) and not t.held
+            if not t.held:
+                t.kalman.update(boxes[d])
             if self.use_appearance and is_high and not np.isnan(feats[pos[d], 0]):
                 t.gallery.append(feats[pos[d]])
                 t.embedded_at = frame

@@ -469,3 +469,12 @@ def test_a_merged_box_of_two_people_does_not_move_the_track():
     tracker.update(9, [[x + 4, 50, 55, 60]])  # still merged: this time it updates
     assert not held.held
     assert held.kalman.box()[0] + held.kalman.box()[2] / 2 < own_centre + 4 - 5  # pulled
+
+
+def test_a_degenerate_prediction_never_calls_a_box_merged():
+    """A lost track's Kalman box can shrink through zero (negative width and height, so a
+    positive aspect w / h): such a prediction must not make a box look 'merged' against it."""
+    tracker = Tracker(TrackerConfig(iou_min=0.2, merged_aspect=1.3))
+    predicted = np.array([[0, 0, 30, 60], [0, 0, -3, -60], [0, 0, -3, -11]], float)
+    merged = tracker._merged(np.full((3, 1), 0.5), predicted, np.array([[0, 0, 55, 60]], float))
+    assert merged[:, 0].tolist() == [True, False, False]

@@ -182,7 +182,10 @@ class Tracker:
         c = self.config
         shared = (iou >= c.iou_min).sum(axis=0) >= 2
         aspect = boxes[:, 2] / boxes[:, 3]
-        predicted_aspect = predicted[:, 2] / np.maximum(predicted[:, 3], 1e-9)
+        # a lost track's prediction can shrink to a degenerate box: never called merged against
+        proper = (predicted[:, 2] > 0) & (predicted[:, 3] > 0)
+        predicted_aspect = np.where(proper, predicted[:, 2] / np.where(proper, predicted[:, 3], 1),
+                                    np.inf)
         return shared[None, :] & (aspect[None, :] >= c.merged_aspect * predicted_aspect[:, None])
 
     def _to_embed(self, frame: int, iou: np.ndarray, boxes: np.ndarray) -> np.ndarray:

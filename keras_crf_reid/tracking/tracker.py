@@ -148,27 +148,29 @@ class Tracker:
         # more like it (the ratio test of re-acquisition): a track lost beside a group must not
         # take the box of a person another track is following
         outlooked = lost & (_nearest_other(np.where(alike, app, np.inf)) <= c.reacquire_ratio * app)
-        ok = ((alike | (overlap & ~claimed)) & ~outlooked) | self._reacquire(app, gate, claimed)
+        ok = ((alike | (overlap & ~claimed)) & ~outlooked) | self._reacquire(app, gate, claimed,
+                                                                              lost)
         return np.where(ok, cost, INFEASIBLE)
 
     def unmatched_cost(self) -> float:
         """What a pair the gates refuse costs in the stage-1 assignment: the costliest pair they
-        allow through an overlap (IoU-only: 1 - iou_min; with appearance: a claim at max_cos
-        and iou_min, or a re-acquisition at reacquire_cos and no overlap)."""
+        allow (IoU-only: 1 - iou_min; with appearance: a claimed overlap at max_cos and iou_min,
+        or a re-acquisition at reacquire_cos and no overlap; only an unclaimed overlap, whose
+        appearance is not limited, can cost more)."""
         c = self.config
         if not self.use_appearance:
             return 1.0 - c.iou_min
         w = c.appearance_weight
         return max(w * c.max_cos + (1 - w) * (1 - c.iou_min), w * c.reacquire_cos + (1 - w))
 
-    def _reacquire(self, app: np.ndarray, gate: np.ndarray, claimed: np.ndarray) -> np.ndarray:
+    def _reacquire(self, app: np.ndarray, gate: np.ndarray, claimed: np.ndarray,
+                   lost: np.ndarray) -> np.ndarray:
         """Mask (tracks, boxes) of the matches the motion gate allows without an overlap: a box
         no other track claims (those tracks have it first, as in DeepSORT's cascade), near
         enough in appearance, and clearly nearer than to any other lost track whose gate holds
         it (Lowe's ratio test): where appearance cannot tell two lost people apart, a new
         track is safer than a guess."""
         c = self.config
-        lost = np.array([t.misses > 0 for t in self.tracks])[:, None]
         # per (track, box): the box's distance to the nearest lost track gating it other than
         # this one (a tie leaves both out: neither is clearly nearer)
         other = _nearest_other(np.where(gate & lost, app, np.inf))

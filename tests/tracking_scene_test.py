@@ -11,7 +11,7 @@ from keras_crf_reid.tracking import detections as mot
 from keras_crf_reid.tracking.pipeline import track_video
 from keras_crf_reid.configs.tracker import TrackerConfig
 from keras_crf_reid.tracking.kalman import GATE_CHI2_4DOF
-from keras_crf_reid.tracking.tracker import Tracker, iou_matrix
+from keras_crf_reid.tracking.tracker import Track, Tracker, iou_matrix
 
 W, H, BW, BH, FRAMES = 320, 240, 30, 60, 60
 MISS = range(20, 26)        # person 1 undetected (6 frames) at centre x 249..254: > H, < W
@@ -344,22 +344,32 @@ def test_a_box_nobody_else_claims_stays_with_its_track_however_it_looks():
     assert matched == [(track_a.id, 0)] and len(tracker.tracks) == 2
 
 
+def _unit_at(angle: float) -> np.ndarray:
+    return np.array([np.cos(angle), np.sin(angle)])
+
+
+def _b_lost_beside_a(config: TrackerConfig, b_left: float, a: np.ndarray, b: np.ndarray,
+                     hidden: int) -> tuple[Tracker, Track, Track]:
+    """A stands at x=100 and B at x=b_left for 3 frames, then B is hidden for `hidden` frames
+    while A stands: the tracker and A's and B's tracks."""
+    tracker = Tracker(config, use_appearance=True)
+    for f in range(1, 4):
+        tracker.update(f, [[100, 50, 30, 60], [b_left, 50, 30, 60]], np.stack([a, b]))
+    for f in range(4, 4 + hidden):
+        tracker.update(f, [[100, 50, 30, 60]], np.stack([a]))
+    track_a, track_b = sorted(tracker.tracks, key=lambda t: t.id)
+    return tracker, track_a, track_b
+
+
 def test_a_lost_track_does_not_take_a_box_another_track_claims():
     """B is lost; a box appears inside B's motion gate, looking like B, but overlapping and
     looking like A, who was seen last frame: A has it first (DeepSORT's cascade), and B stays
     lost. Fails when a lost track may re-acquire a claimed box: B's cost 0.9 * 0.008 + 0.1 * 1
     = 0.107 is below A's 0.9 * 0.1 + 0.1 * (1 - 0.43) = 0.147."""
-    a = np.array([1.0, 0.0])
-    b = np.array([np.cos(0.32), np.sin(0.32)])  # cosine distance 0.05 to a
-    box_feature = np.array([np.cos(0.45), np.sin(0.45)])  # 0.1 to a, 0.008 to b
+    box_feature = _unit_at(0.45)  # cosine distance 0.1 to A's, 0.008 to B's (0.05 apart)
     config = TrackerConfig(n_init=1, max_age=10, appearance_weight=0.9, reacquire_cos=0.2,
                            reacquire_ratio=1.0)
-    tracker = Tracker(config, use_appearance=True)
-    for f in range(1, 4):
-        tracker.update(f, [[100, 50, 30, 60], [160, 50, 30, 60]], np.stack([a, b]))
-    for f in range(4, 7):  # B hidden, A stands
-        tracker.update(f, [[100, 50, 30, 60]], np.stack([a]))
-    track_a, track_b = sorted(tracker.tracks, key=lambda t: t.id)
+    tracker, track_a, track_b = _b_lost_beside_a(config, 160, _unit_at(0.0), _unit_at(0.32), 3)
     box = [[112, 50, 30, 60]]
     assert track_b.kalman.gating_distance(np.array(box, float))[0] <= GATE_CHI2_4DOF  # premise
     matched = tracker.update(7, box, np.stack([box_feature]))
@@ -371,9 +381,6 @@ def test_re_acquisition_needs_a_clear_margin_over_the_other_lost_tracks():
     prediction. At cosine distance 0.005 from one and 0.30 from the other, the nearer one
     re-acquires it; at 0.09 from one and 0.11 from the other (ratio 0.84 > reacquire_ratio 0.7)
     it starts a new track instead of a guess. Fails without the ratio test."""
-    def unit_at(angle):
-        return np.array([np.cos(angle), np.sin(angle)])
-
     box = np.array([[135.0, 50, 30, 60]])
 
     def run(angle):
@@ -381,15 +388,15 @@ def test_re_acquisition_needs_a_clear_margin_over_the_other_lost_tracks():
                                         reacquire_ratio=0.7), use_appearance=True)
         for f in range(1, 4):
             tracker.update(f, [[100, 50, 30, 60], [170, 50, 30, 60]],
-                           np.stack([unit_at(0.0), unit_at(0.9)]))
+                           np.stack([_unit_at(0.0), _unit_at(0.9)]))
         for f in range(4, 7):
             tracker.update(f, np.zeros((0, 4)), np.zeros((0, 2)))
         first, second = sorted(tracker.tracks, key=lambda t: t.id)
         for t in (first, second):  # the premises: in the gate, no overlap
             assert t.kalman.gating_distance(box)[0] <= GATE_CHI2_4DOF
             assert iou_matrix(t.kalman.box()[None], box)[0, 0] < 0.2
-        dist = [t.appearance_distance(unit_at(angle)[None])[0] for t in (first, second)]
-        return (first.id, second.id), dist, tracker.update(7, box, unit_at(angle)[None])
+        dist = [t.appearance_distance(_unit_at(angle)[None])[0] for t in (first, second)]
+        return (first.id, second.id), dist, tracker.update(7, box, _unit_at(angle)[None])
 
     ids, dist, matched = run(0.1)
     assert dist[0] / dist[1] < 0.7 and matched == [(ids[0], 0)], (dist, matched)
@@ -425,18 +432,10 @@ def test_a_lost_track_gives_way_where_another_track_looks_clearly_more_like_the_
     claimed by it (cosine distance 0.3 <= max_cos), but six times more like A (0.05): B, lost,
     gives way (0.05 <= reacquire_ratio 0.7 x 0.3). Fails without that ratio test on a lost
     track's overlap: B's cost 0.3 * 0.3 + 0.7 * 0 = 0.09 is below A's 0.3 * 0.05 + 0.7 * 0.21."""
-    def unit_at(angle):
-        return np.array([np.cos(angle), np.sin(angle)])
-
-    a, b = unit_at(0.0), unit_at(1.115)
-    box_feature = unit_at(0.32)  # cosine distance 0.05 to a, 0.3 to b
-    tracker = Tracker(TrackerConfig(n_init=1, max_age=10, appearance_weight=0.3, max_cos=0.5,
-                                    reacquire_ratio=0.7), use_appearance=True)
-    for f in range(1, 4):
-        tracker.update(f, [[100, 50, 30, 60], [104, 50, 30, 60]], np.stack([a, b]))
-    for f in range(4, 6):  # B hidden, A stands
-        tracker.update(f, [[100, 50, 30, 60]], np.stack([a]))
-    track_a, track_b = sorted(tracker.tracks, key=lambda t: t.id)
+    box_feature = _unit_at(0.32)  # cosine distance 0.05 to A's, 0.3 to B's
+    config = TrackerConfig(n_init=1, max_age=10, appearance_weight=0.3, max_cos=0.5,
+                           reacquire_ratio=0.7)
+    tracker, track_a, track_b = _b_lost_beside_a(config, 104, _unit_at(0.0), _unit_at(1.115), 2)
     box = [[104, 50, 30, 60]]
     dist = [t.appearance_distance(box_feature[None])[0] for t in (track_a, track_b)]
     iou = iou_matrix(np.stack([track_a.kalman.box(), track_b.kalman.box()]), box)[:, 0]

@@ -52,6 +52,8 @@ BUGS = [
      "return (gate & ~claimed & (app <= c.reacquire_cos)", "return (gate & (app <= c.reacquire_cos)"),
     ("re-acquisition ratio test removed", T, "& (app <= c.reacquire_ratio * other))", ")"),
     ("a lost track's overlap needs no ratio test", T, "& ~outlooked)", ")"),
+    ("an overlap appearance refuses is forbidden (not a last resort)", T,
+     "return np.where(ok, cost, last_resort)", "return np.where(ok, cost, INFEASIBLE)"),
     ("refused pairs cost INFEASIBLE (most matches first)", T,
      "_assign(self._cost(iou, boxes[high], feats), self.unmatched_cost())",
      "_assign(self._cost(iou, boxes[high], feats))"),

@@ -9,10 +9,11 @@ Stage 1, tracks x detections scored >= high_score, cost of track t and detection
                    IoU >= iou_min and cos_dist <= max_cos, the cos_dist limit waived where
                    no other track claims d (overlaps it by iou_min and is within max_cos of
                    it), and for a lost t refused where another track claiming d is within
-                   reacquire_ratio x cos_dist of it; or (re-acquisition) when d is inside t's
-                   Kalman gate (chi-square 99.9%), no other track claims it, cos_dist <=
-                   reacquire_cos and cos_dist <= reacquire_ratio x its distance to every
-                   other lost track gating it.
+                   reacquire_ratio x cos_dist of it (an overlap so refused stays a last
+                   resort, costing just under the unmatched charge); or (re-acquisition)
+                   when d is inside t's Kalman gate (chi-square 99.9%), no other track
+                   claims it, cos_dist <= reacquire_cos and cos_dist <= reacquire_ratio x its
+                   distance to every other lost track gating it.
   A pair not allowed costs as much as the costliest pair allowed (`unmatched_cost`): the
   assignment then minimises the total cost, as SORT maximises the total IoU, instead of first
   matching as many pairs as it can (which swaps two people to hand a third track a box).
@@ -36,6 +37,8 @@ from keras_crf_reid.configs.tracker import TrackerConfig
 from keras_crf_reid.tracking.kalman import GATE_CHI2_4DOF, BoxKalman
 
 INFEASIBLE = 1e5
+# how far under the unmatched charge an overlap that appearance refuses costs
+LAST_RESORT = 1e-6
 # detection indices (K,) of the frame -> their embeddings (K, D): appearance computed on demand
 LazyFeatures = Callable[[np.ndarray], np.ndarray]
 
@@ -150,7 +153,11 @@ class Tracker:
         outlooked = lost & (_nearest_other(np.where(alike, app, np.inf)) <= c.reacquire_ratio * app)
         ok = ((alike | (overlap & ~claimed)) & ~outlooked) | self._reacquire(app, gate, claimed,
                                                                               lost)
-        return np.where(ok, cost, INFEASIBLE)
+        # an overlap appearance refuses is a last resort, not forbidden: it costs just under
+        # leaving both unmatched, so it is matched only where it displaces no other match (a
+        # hidden person's box whose crop shows the person in front, who has their own box)
+        last_resort = np.where(overlap, self.unmatched_cost() - LAST_RESORT, INFEASIBLE)
+        return np.where(ok, cost, last_resort)
 
     def unmatched_cost(self) -> float:
         """What a pair the gates refuse costs in the stage-1 assignment: the costliest pair they

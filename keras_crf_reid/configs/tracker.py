@@ -7,8 +7,9 @@ was chosen on TUD-Campus (PETS09 and TUD-Stadtmitte held out for it); reacquire_
 largest value of a coarse grid keeping appearance >= IoU-only on the 12 detection sets (PETS09's
 gt boxes aside, 0.0001 below; TUD-Stadtmitte's crossings decided it: docs/tracking.md, third
 round); merged_aspect is the 95th percentile of one person's frame-to-frame aspect change on
-PETS09's public boxes (tools/detection_aspect.py; fourth round). The appearance thresholds are cosine distances of the model: check them when the model
-changes. `track` and `find_person` generate their flags from here. `TrackingEvalConfig` is the MOT15 benchmark's command line
+PETS09's public boxes (tools/detection_aspect.py; fourth round). The appearance thresholds are
+cosine distances of the model: check them when the model changes. `track` and `find_person`
+generate their flags from here. `TrackingEvalConfig` is the MOT15 benchmark's command line
 (keras_crf_reid.tracking.evaluate), `CropConfig` that of keras_crf_reid.tracking.crop_person.
 """
 from __future__ import annotations

@@ -25,7 +25,8 @@ a warning, or refused with a CacheError naming it when its frames can no longer 
 never decoded blindly nor used silently.
 CACHE_VERSION and OpenCV's major.minor version (DIS flow differs between OpenCV 4.14 and 5.1 by
 up to 9 px on a few pixels) are part of the folder name, so a cache of another format or flow
-gets a new folder and is rebuilt; each file also starts with a magic and a format number that are checked on open.
+gets a new folder and is rebuilt; each file also starts with a magic and a format number that
+are checked on open.
 Without a cache_dir the store decodes and computes flow on every access (slow; for benchmarks).
 """
 from __future__ import annotations

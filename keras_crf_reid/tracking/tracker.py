@@ -125,10 +125,11 @@ class Tracker:
         self.filtered: dict[int, list[np.ndarray]] = collections.defaultdict(list)
         self.ever_confirmed: set[int] = set()
 
-    def _cost(self, iou: np.ndarray, boxes: np.ndarray, features: np.ndarray | None
-              ) -> np.ndarray:
+    def _cost(self, iou: np.ndarray, boxes: np.ndarray, features: np.ndarray | None,
+              unmatched: float) -> np.ndarray:
         """Stage-1 cost (tracks, boxes); features rows of NaN (not embedded: the box overlaps
-        one track only, and that track no other box) are matched on IoU alone."""
+        one track only, and that track no other box) are matched on IoU alone; `unmatched` is
+        the frame's unmatched_cost, under which a refused overlap is a last resort."""
         c = self.config
         if not self.use_appearance:
             return np.where(iou >= c.iou_min, 1.0 - iou, INFEASIBLE)
@@ -156,7 +157,7 @@ class Tracker:
         # an overlap appearance refuses is a last resort, not forbidden: it costs just under
         # leaving both unmatched, so it is matched only where it displaces no other match (a
         # hidden person's box whose crop shows the person in front, who has their own box)
-        last_resort = np.where(overlap, self.unmatched_cost() - LAST_RESORT, INFEASIBLE)
+        last_resort = np.where(overlap, unmatched - LAST_RESORT, INFEASIBLE)
         return np.where(ok, cost, last_resort)
 
     def unmatched_cost(self) -> float:
@@ -193,8 +194,8 @@ class Tracker:
         aspect = boxes[:, 2] / boxes[:, 3]
         # a lost track's prediction can shrink to a degenerate box: never called merged against
         proper = (predicted[:, 2] > 0) & (predicted[:, 3] > 0)
-        predicted_aspect = np.where(proper, predicted[:, 2] / np.where(proper, predicted[:, 3], 1),
-                                    np.inf)
+        predicted_aspect = np.full(len(predicted), np.inf)
+        predicted_aspect[proper] = predicted[proper, 2] / predicted[proper, 3]
         return shared[None, :] & (aspect[None, :] >= c.merged_aspect * predicted_aspect[:, None])
 
     def _to_embed(self, frame: int, iou: np.ndarray, boxes: np.ndarray) -> np.ndarray:
@@ -259,8 +260,9 @@ class Tracker:
             feats = self._features(frame, iou, boxes[high], high, features, len(boxes))
         matches: list[tuple[int, int, bool]] = []  # (track index, detection index, high score)
         if self.tracks and len(high):
+            unmatched = self.unmatched_cost()
             matches += [(r, int(high[j]), True) for r, j in
-                        _assign(self._cost(iou, boxes[high], feats), self.unmatched_cost())]
+                        _assign(self._cost(iou, boxes[high], feats, unmatched), unmatched)]
         left = [r for r in range(len(self.tracks)) if r not in {m[0] for m in matches}]
         if left and len(low):
             low_iou = iou_matrix(predicted[left], boxes[low])
